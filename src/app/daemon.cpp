@@ -1,0 +1,129 @@
+// `inferq run`: signals, start-up against the database, then the supervisor.
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <iostream>
+
+#include "app/commands.hpp"
+#include "app/version.hpp"
+#include "db/error.hpp"
+#include "db/migrate.hpp"
+#include "db/queue_ops.hpp"
+#include "db/session.hpp"
+#include "supervisor/supervisor.hpp"
+#include "util/backoff.hpp"
+#include "util/duration.hpp"
+#include "util/fd.hpp"
+
+namespace inferq::app {
+namespace {
+
+std::string executable_dir() {
+  char buf[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return ".";
+  std::string path(buf, static_cast<std::size_t>(n));
+  const auto slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+// Signals arrive through a signalfd the tick loop polls, so no handler runs
+// on an arbitrary thread. They are blocked before any thread starts, and every
+// thread inherits the mask.
+util::UniqueFd block_shutdown_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  return util::UniqueFd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+}
+
+// Waits `delay` unless a shutdown signal comes first; returns true on signal.
+bool sleep_or_signal(int signal_fd, std::chrono::milliseconds delay) {
+  pollfd pfd{signal_fd, POLLIN, 0};
+  return ::poll(&pfd, 1, static_cast<int>(delay.count())) > 0;
+}
+
+}  // namespace
+
+int cmd_run(const config::Settings& settings) {
+  if (settings.queues.empty()) {
+    std::cerr << "inferq: " << settings.source << ": no queues configured (see config/inferq.example.yaml)\n";
+    return kExitUsage;
+  }
+  const std::string executor = settings.worker.executor_path.empty() ? executable_dir() + "/inferq-executor"
+                                                                     : settings.worker.executor_path;
+  if (::access(executor.c_str(), X_OK) != 0) {
+    std::cerr << "inferq: " << settings.source << ": worker.executor_path: " << executor
+              << " is not an executable file\n";
+    return kExitUsage;
+  }
+  auto signal_fd = block_shutdown_signals();
+
+  db::Session session(settings.database.url, "inferq start-up");
+  util::Backoff backoff(std::chrono::milliseconds(500), std::chrono::seconds(30));
+  for (;;) {
+    try {
+      session.connect();
+      const int version = db::schema_version(session);
+      if (version != db::latest_version()) {
+        spdlog::critical("the database schema is at version {}, this inferq {} needs {}: run `inferq migrate`",
+                         version, kVersion, db::latest_version());
+        return kExitFailure;
+      }
+      break;
+    } catch (const db::DbError& e) {
+      if (!e.connection_lost()) {
+        spdlog::critical("{}", e.what());
+        return kExitFailure;
+      }
+      const auto delay = backoff.next();
+      spdlog::error("database unreachable ({}); retrying in {} (attempt {})", e.what(),
+                    util::format_duration(delay), backoff.attempts());
+      if (sleep_or_signal(signal_fd.get(), delay)) {
+        spdlog::info("signal received while waiting for the database; exiting");
+        return kExitOk;
+      }
+    }
+  }
+
+  db::WorkerIdentity who;
+  who.host = host_name();
+  who.pid = static_cast<int>(::getpid());
+  who.name = who.host + ":" + std::to_string(who.pid);
+  who.version = kVersion;
+  for (const auto& q : settings.queues) who.queues.push_back(q.name);
+  std::int64_t worker_id = 0;
+  try {
+    worker_id = db::register_worker(session, who);
+  } catch (const db::DbError& e) {
+    spdlog::critical("cannot register this worker: {}", e.what());
+    return kExitFailure;
+  }
+  session.disconnect();
+  spdlog::info("inferq {} started as worker {} (id {}), database {}", kVersion, who.name, worker_id,
+               db::redact_url(settings.database.url));
+
+  supervisor::SupervisorOptions options;
+  options.settings = &settings;
+  options.executor_path = executor;
+  options.worker_id = worker_id;
+  options.worker_name = who.name;
+  options.signal_fd = signal_fd.get();
+  supervisor::Supervisor sup(options);
+  return sup.run();
+}
+
+}  // namespace inferq::app

@@ -1,0 +1,84 @@
+#pragma once
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+// Plain settings structs: what the daemon and the CLI are configured with.
+// Only src/config/ includes yaml-cpp; everything else sees these structs.
+namespace inferq::config {
+
+using Duration = std::chrono::milliseconds;
+
+struct DatabaseSettings {
+  std::string url = "postgresql:///inferq";
+};
+
+struct WorkerSettings {
+  Duration poll_interval{1000};       // tick fallback when no notification comes
+  Duration heartbeat_interval{2000};  // how often live leases are renewed
+  Duration stale_after{15000};        // a lease older than this is reaped
+  Duration shutdown_grace{30000};     // running units may finish this long on SIGTERM
+  // The executor binary; empty = inferq-executor beside the inferq binary.
+  std::string executor_path;
+};
+
+struct MetricsSettings {
+  std::string listen = "127.0.0.1:9847";
+};
+
+struct LoggingSettings {
+  std::string level = "info";  // trace, debug, info, warn, error
+  std::string format = "text"; // text or json
+};
+
+struct RetrySettings {
+  int max_attempts = 5;        // default for jobs enqueued without max_attempts
+  Duration backoff{1000};      // first retry delay; doubles per attempt, with jitter
+  Duration max_backoff{300000};
+};
+
+struct BatchSettings {
+  int max_jobs = 16;  // jobs in one work unit (1..4096)
+};
+
+struct QueueSettings {
+  std::string name;     // matches inferq.jobs.queue
+  std::string handler;  // "builtin:echo" | "builtin:sleep" | "builtin:fail" | "builtin:crash"
+  int instances = 1;    // executor processes = slots for this queue (1..256)
+  BatchSettings batch;
+  Duration deadline{30000};  // per work unit
+  RetrySettings retry;
+};
+
+struct Settings {
+  std::string source;  // file the settings came from ("<defaults>" when none)
+  DatabaseSettings database;
+  WorkerSettings worker;
+  MetricsSettings metrics;
+  LoggingSettings logging;
+  std::vector<QueueSettings> queues;
+};
+
+// A configuration problem; what() names the file, line and key.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Parses YAML text; `source` names it in error messages. Unknown keys, wrong
+// types and bad values throw ConfigError. Every key is optional, and a key or
+// section left empty ("worker:" with its keys commented out) keeps its
+// defaults; empty text gives all defaults. Does not apply the environment.
+Settings parse_settings(const std::string& yaml_text, const std::string& source);
+
+// Reads and parses `path`, then applies INFERQ_DATABASE_URL if set.
+// Throws ConfigError when the file cannot be read or is invalid.
+Settings load_settings(const std::string& path);
+
+// Settings with every default and INFERQ_DATABASE_URL applied; for CLI
+// commands run without a config file.
+Settings default_settings();
+
+}  // namespace inferq::config

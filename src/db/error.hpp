@@ -1,0 +1,24 @@
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace inferq::db {
+
+// A database operation failed. Library exceptions are turned into this where
+// they leave src/db/. connection_lost() means the connection is gone (server
+// restart, network): the caller may retry after a backoff, and the session
+// reconnects on its next use.
+class DbError : public std::runtime_error {
+ public:
+  DbError(const std::string& what, bool connection_lost, std::string sqlstate = {})
+      : std::runtime_error(what), connection_lost_(connection_lost), sqlstate_(std::move(sqlstate)) {}
+  bool connection_lost() const noexcept { return connection_lost_; }
+  const std::string& sqlstate() const noexcept { return sqlstate_; }
+
+ private:
+  bool connection_lost_;
+  std::string sqlstate_;
+};
+
+}  // namespace inferq::db

@@ -1,0 +1,84 @@
+#include "db/migrate.hpp"
+
+#include "db/error.hpp"
+#include "db/raw.hpp"
+
+namespace inferq::db {
+namespace {
+
+// Any fixed number works; it only has to be the same for every inferq.
+constexpr long long kMigrateLockKey = 0x696e66657271LL;  // "inferq"
+
+int read_version(pqxx::transaction_base& tx) {
+  const auto exists = tx.exec(
+      "SELECT to_regclass('inferq.schema_migrations') IS NOT NULL");
+  if (!exists[0][0].as<bool>()) return 0;
+  const auto r = tx.exec("SELECT coalesce(max(version), 0) FROM inferq.schema_migrations");
+  return r[0][0].as<int>();
+}
+
+}  // namespace
+
+int latest_version() {
+  const auto& all = embedded_migrations();
+  return all.empty() ? 0 : all.back().version;
+}
+
+int schema_version(Session& session) {
+  int version = 0;
+  session.run([&](Raw& raw) {
+    pqxx::nontransaction tx(raw.conn);
+    version = read_version(tx);
+  });
+  return version;
+}
+
+MigrateReport migrate(Session& session) {
+  MigrateReport report;
+  session.run([&](Raw& raw) {
+    // pqxx allows one transaction object per connection at a time, so each
+    // step opens its own.
+    const auto exec_now = [&](const std::string& sql) {
+      pqxx::nontransaction tx(raw.conn);
+      tx.exec(sql);
+    };
+    exec_now("SELECT pg_advisory_lock(" + std::to_string(kMigrateLockKey) + ")");
+    try {
+      {
+        pqxx::nontransaction tx(raw.conn);
+        report.from_version = read_version(tx);
+      }
+      if (report.from_version > latest_version()) {
+        throw DbError("the database schema is at version " + std::to_string(report.from_version) +
+                          ", newer than this inferq knows (" + std::to_string(latest_version()) +
+                          "): upgrade inferq",
+                      false);
+      }
+      report.to_version = report.from_version;
+      for (const auto& m : embedded_migrations()) {
+        if (m.version <= report.to_version) continue;
+        pqxx::work tx(raw.conn);
+        tx.exec(m.sql);
+        tx.exec("CREATE TABLE IF NOT EXISTS inferq.schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())");
+        tx.exec_params("INSERT INTO inferq.schema_migrations (version, name) VALUES ($1, $2)",
+                       m.version, m.name);
+        tx.commit();
+        report.to_version = m.version;
+        report.applied.push_back(m.name);
+      }
+    } catch (...) {
+      // The lock is session-level; a lost connection drops it by itself.
+      try {
+        if (raw.conn.is_open()) exec_now("SELECT pg_advisory_unlock_all()");
+      } catch (...) {
+      }
+      throw;
+    }
+    exec_now("SELECT pg_advisory_unlock(" + std::to_string(kMigrateLockKey) + ")");
+  });
+  return report;
+}
+
+}  // namespace inferq::db

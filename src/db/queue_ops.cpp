@@ -1,0 +1,151 @@
+#include "db/queue_ops.hpp"
+
+#include <algorithm>
+
+#include "db/error.hpp"
+#include "db/json_text.hpp"
+#include "db/raw.hpp"
+
+namespace inferq::db {
+
+std::int64_t register_worker(Session& s, const WorkerIdentity& who) {
+  std::int64_t id = 0;
+  s.run([&](Raw& raw) {
+    std::string queues = "{";
+    for (const auto& q : who.queues) {
+      if (queues.size() > 1) queues += ',';
+      queues += '"' + q + '"';  // queue names are [A-Za-z0-9_.-]: nothing to escape
+    }
+    queues += '}';
+    pqxx::nontransaction tx(raw.conn);
+    const auto r = tx.exec_params(
+        "INSERT INTO inferq.workers (name, host, pid, version, queues)"
+        " VALUES ($1, $2, $3, $4, $5::text[]) RETURNING id",
+        who.name, who.host, who.pid, who.version, queues);
+    id = r[0][0].as<std::int64_t>();
+  });
+  return id;
+}
+
+void deregister_worker(Session& s, std::int64_t worker_id) {
+  s.run([&](Raw& raw) {
+    pqxx::nontransaction tx(raw.conn);
+    tx.exec_params("DELETE FROM inferq.workers WHERE id = $1", worker_id);
+  });
+}
+
+int reap(Session& s, std::chrono::milliseconds stale_after, const std::vector<std::int64_t>& keep) {
+  int n = 0;
+  s.run([&](Raw& raw) {
+    raw.prepare_once("inferq_reap",
+                     "SELECT inferq.reap(make_interval(secs => $1::float8 / 1000), $2::bigint[])");
+    pqxx::nontransaction tx(raw.conn);
+    const auto r = tx.exec_prepared("inferq_reap", static_cast<long long>(stale_after.count()),
+                                    int_array_literal(keep));
+    n = r[0][0].as<int>();
+  });
+  return n;
+}
+
+std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int64_t worker_id,
+                                 int max_jobs, int default_max_attempts) {
+  std::optional<ClaimedUnit> unit;
+  s.run([&](Raw& raw) {
+    raw.prepare_once("inferq_claim",
+                     "SELECT lease_id, job_id, payload, attempts, max_attempts, work_unit_key"
+                     " FROM inferq.claim($1, $2, $3, $4)");
+    pqxx::nontransaction tx(raw.conn);
+    const auto r = tx.exec_prepared("inferq_claim", queue, worker_id, max_jobs, default_max_attempts);
+    if (r.empty()) return;
+    unit.emplace();
+    unit->lease_id = r[0][0].as<std::int64_t>();
+    if (!r[0][5].is_null()) unit->work_unit_key = r[0][5].c_str();
+    unit->jobs.reserve(r.size());
+    for (const auto& row : r) {
+      ClaimedJob job;
+      job.id = row[1].as<std::int64_t>();
+      job.payload.assign(row[2].c_str(), row[2].size());
+      job.attempts = row[3].as<int>();
+      job.max_attempts = row[4].as<int>();
+      unit->jobs.push_back(std::move(job));
+    }
+    if (unit->work_unit_key) {
+      // A key's jobs must run in id order; UPDATE ... RETURNING does not sort.
+      std::sort(unit->jobs.begin(), unit->jobs.end(),
+                [](const ClaimedJob& a, const ClaimedJob& b) { return a.id < b.id; });
+    }
+  });
+  return unit;
+}
+
+std::vector<std::int64_t> heartbeat(Session& s, std::int64_t worker_id,
+                                    const std::vector<std::int64_t>& leases) {
+  std::vector<std::int64_t> alive;
+  s.run([&](Raw& raw) {
+    raw.prepare_once("inferq_heartbeat", "SELECT * FROM inferq.heartbeat($1, $2::bigint[])");
+    pqxx::nontransaction tx(raw.conn);
+    const auto r = tx.exec_prepared("inferq_heartbeat", worker_id, int_array_literal(leases));
+    alive.reserve(r.size());
+    for (const auto& row : r) alive.push_back(row[0].as<std::int64_t>());
+  });
+  return alive;
+}
+
+std::string completion_document(const std::vector<UnitFinish>& units) {
+  std::string doc;
+  std::size_t estimate = 2;
+  for (const auto& u : units)
+    for (const auto& j : u.jobs) estimate += 64 + j.result_json.size() + j.message.size();
+  doc.reserve(estimate);
+  doc += '[';
+  bool first = true;
+  for (const auto& u : units) {
+    for (const auto& j : u.jobs) {
+      if (!first) doc += ',';
+      first = false;
+      doc += "{\"lease\":";
+      doc += std::to_string(u.lease_id);
+      doc += ",\"id\":";
+      doc += std::to_string(j.job_id);
+      if (j.ok) {
+        doc += ",\"ok\":true,\"result\":";
+        doc += j.result_json.empty() ? "null" : j.result_json;
+      } else {
+        doc += ",\"ok\":false,\"class\":";
+        append_json_string(doc, j.error_class);
+        doc += ",\"message\":";
+        append_json_string(doc, j.message);
+        doc += ",\"retry_ms\":";
+        doc += std::to_string(j.retry_ms);
+      }
+      doc += '}';
+    }
+  }
+  doc += ']';
+  return doc;
+}
+
+int complete(Session& s, const std::vector<UnitFinish>& units, const std::string& worker_name) {
+  if (units.empty()) return 0;
+  int n = 0;
+  const std::string doc = completion_document(units);
+  s.run([&](Raw& raw) {
+    raw.prepare_once("inferq_complete", "SELECT inferq.complete($1::jsonb, $2)");
+    pqxx::nontransaction tx(raw.conn);
+    n = tx.exec_prepared("inferq_complete", doc, worker_name)[0][0].as<int>();
+  });
+  return n;
+}
+
+int release(Session& s, const std::vector<std::int64_t>& leases) {
+  if (leases.empty()) return 0;
+  int n = 0;
+  s.run([&](Raw& raw) {
+    pqxx::nontransaction tx(raw.conn);
+    n = tx.exec_params("SELECT inferq.release($1::bigint[])", int_array_literal(leases))[0][0]
+            .as<int>();
+  });
+  return n;
+}
+
+}  // namespace inferq::db

@@ -1,0 +1,85 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "db/session.hpp"
+
+// The daemon's statements: register, reap, claim, heartbeat, complete,
+// release. Each is one round trip; each blocks on the database and throws
+// DbError on failure.
+namespace inferq::db {
+
+struct ClaimedJob {
+  std::int64_t id = 0;
+  std::string payload;  // JSON text
+  int attempts = 0;     // including this one
+  int max_attempts = 0;
+};
+
+// One work unit: the jobs one lease holds. Keyed units are in id order.
+struct ClaimedUnit {
+  std::int64_t lease_id = 0;
+  std::optional<std::string> work_unit_key;
+  std::vector<ClaimedJob> jobs;
+};
+
+// How one job of a unit ended. `error_class` is one of permanent, transient,
+// fatal, deadline, crash; `retry_ms` is the backoff before a retry.
+struct JobFinish {
+  std::int64_t job_id = 0;
+  bool ok = false;
+  std::string result_json;  // when ok: a JSON value
+  std::string error_class;  // when not ok
+  std::string message;      // when not ok
+  std::int64_t retry_ms = 0;
+};
+
+struct UnitFinish {
+  std::int64_t lease_id = 0;
+  std::vector<JobFinish> jobs;
+};
+
+struct WorkerIdentity {
+  std::string name;  // host:pid, shown in errors and status
+  std::string host;
+  int pid = 0;
+  std::string version;
+  std::vector<std::string> queues;
+};
+
+// Inserts this daemon's row in inferq.workers; returns its id.
+std::int64_t register_worker(Session& s, const WorkerIdentity& who);
+
+// Deletes the daemon's row (clean shutdown).
+void deregister_worker(Session& s, std::int64_t worker_id);
+
+// Reaps every lease whose heartbeat is older than `stale_after`, except
+// `keep` (the caller's own live leases). Returns how many were reaped.
+int reap(Session& s, std::chrono::milliseconds stale_after, const std::vector<std::int64_t>& keep);
+
+// Claims one unit of `queue` (see inferq.claim); nullopt when none is due.
+std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int64_t worker_id,
+                                 int max_jobs, int default_max_attempts);
+
+// Renews `leases` and marks the worker seen, in one statement. Returns the
+// leases that still exist.
+std::vector<std::int64_t> heartbeat(Session& s, std::int64_t worker_id,
+                                    const std::vector<std::int64_t>& leases);
+
+// Writes the outcome of whole units, fenced by lease, in one transaction;
+// releases their leases. Returns how many jobs were written (fewer than given
+// when a lease had been reaped). Idempotent: repeating it writes nothing.
+int complete(Session& s, const std::vector<UnitFinish>& units, const std::string& worker_name);
+
+// Returns the leases' running jobs to `available` without charging the
+// attempt (clean shutdown). Returns how many jobs went back.
+int release(Session& s, const std::vector<std::int64_t>& leases);
+
+// The JSON document inferq.complete() takes; exposed for tests.
+std::string completion_document(const std::vector<UnitFinish>& units);
+
+}  // namespace inferq::db

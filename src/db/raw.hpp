@@ -1,0 +1,37 @@
+#pragma once
+
+// Private to src/db/: the libpqxx connection behind a Session.
+#include <pqxx/pqxx>
+
+#include <set>
+#include <string>
+
+namespace inferq::db {
+
+class Raw {
+ public:
+  explicit Raw(const std::string& url) : conn(url) {}
+  pqxx::connection conn;
+
+  // Prepares `sql` under `name` once per connection.
+  void prepare_once(const std::string& name, const std::string& sql) {
+    if (prepared_.insert(name).second) conn.prepare(name, sql);
+  }
+
+ private:
+  std::set<std::string> prepared_;
+};
+
+// "{1,2,3}": a bigint[] literal for a statement parameter.
+template <typename Container>
+std::string int_array_literal(const Container& values) {
+  std::string out = "{";
+  for (auto v : values) {
+    if (out.size() > 1) out += ',';
+    out += std::to_string(v);
+  }
+  out += '}';
+  return out;
+}
+
+}  // namespace inferq::db

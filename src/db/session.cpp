@@ -1,0 +1,85 @@
+#include "db/session.hpp"
+
+#include <regex>
+
+#include "db/error.hpp"
+#include "db/raw.hpp"
+
+namespace inferq::db {
+namespace {
+
+// libpq's text is "ERROR:  message\nDETAIL: ...\nCONTEXT: ..."; people and
+// logs want the message.
+std::string primary_message(const std::string& text) {
+  std::string m = text.substr(0, text.find('\n'));
+  for (const char* prefix : {"ERROR:  ", "FATAL:  "})
+    if (m.rfind(prefix, 0) == 0) m.erase(0, std::char_traits<char>::length(prefix));
+  return m;
+}
+
+}  // namespace
+
+Session::Session(std::string url, std::string application_name,
+                 std::chrono::milliseconds statement_timeout)
+    : url_(std::move(url)),
+      application_name_(std::move(application_name)),
+      statement_timeout_(statement_timeout) {}
+
+Session::~Session() = default;
+
+bool Session::connected() const noexcept { return raw_ != nullptr; }
+
+void Session::disconnect() noexcept { raw_.reset(); }
+
+void Session::connect() {
+  if (raw_) return;
+  try {
+    auto raw = std::make_unique<Raw>(url_);
+    pqxx::nontransaction tx(raw->conn);
+    tx.exec_params("SELECT set_config('application_name', $1, false)", application_name_);
+    if (statement_timeout_.count() > 0) {
+      tx.exec("SET statement_timeout = " + std::to_string(statement_timeout_.count()));
+    }
+    raw_ = std::move(raw);
+  } catch (const pqxx::broken_connection& e) {
+    throw DbError(std::string("cannot connect to ") + redact_url(url_) + ": " + e.what(), true);
+  } catch (const pqxx::sql_error& e) {
+    throw DbError(std::string("cannot set up session: ") + e.what(), false, e.sqlstate());
+  } catch (const std::exception& e) {
+    // libpq reports a malformed URL this way; it will not heal by retrying.
+    throw DbError(std::string("cannot connect to ") + redact_url(url_) + ": " + e.what(), false);
+  }
+}
+
+void Session::run(const std::function<void(Raw&)>& fn) {
+  connect();
+  try {
+    fn(*raw_);
+  } catch (const pqxx::broken_connection& e) {
+    raw_.reset();
+    throw DbError(std::string("connection lost: ") + e.what(), true);
+  } catch (const pqxx::in_doubt_error& e) {
+    raw_.reset();
+    throw DbError(std::string("connection lost during commit: ") + e.what(), true);
+  } catch (const pqxx::sql_error& e) {
+    // Admin shutdown / crash recovery arrive as SQL errors of class 57 or 08.
+    const std::string& state = e.sqlstate();
+    const bool lost = state.rfind("57P", 0) == 0 || state.rfind("08", 0) == 0;
+    if (lost || !raw_->conn.is_open()) raw_.reset();
+    throw DbError(primary_message(e.what()), lost, state);
+  } catch (const DbError&) {
+    throw;
+  } catch (const pqxx::failure& e) {
+    raw_.reset();
+    throw DbError(std::string("database failure: ") + e.what(), true);
+  }
+}
+
+std::string redact_url(const std::string& url) {
+  static const std::regex kUserinfoPassword(R"(^([a-z]+://[^:/@]*):[^@]*@)");
+  static const std::regex kKeywordPassword(R"(password=[^ &]*)");
+  std::string out = std::regex_replace(url, kUserinfoPassword, "$1:***@");
+  return std::regex_replace(out, kKeywordPassword, "password=***");
+}
+
+}  // namespace inferq::db

@@ -1,0 +1,48 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace inferq::db {
+
+class Raw;  // the libpqxx connection, hidden from everything outside src/db/
+
+// One PostgreSQL connection for one thread, opened lazily and reopened on the
+// next use after it was lost. Not thread-safe: each thread that talks to the
+// database owns its own Session.
+class Session {
+ public:
+  // `application_name` shows in pg_stat_activity. `statement_timeout`
+  // bounds every statement (0 = server default) so no caller blocks forever.
+  Session(std::string url, std::string application_name,
+          std::chrono::milliseconds statement_timeout = std::chrono::milliseconds{0});
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Opens the connection if it is not open. Blocks on connecting.
+  // Throws DbError (connection_lost() = true when the server is unreachable).
+  void connect();
+  bool connected() const noexcept;
+  // Closes the connection; the next use reopens it.
+  void disconnect() noexcept;
+  const std::string& url() const noexcept { return url_; }
+
+  // Runs `fn` against the open connection, translating library errors into
+  // DbError and dropping the connection when it was lost. Used by the
+  // operation files of src/db/ only.
+  void run(const std::function<void(Raw&)>& fn);
+
+ private:
+  std::string url_;
+  std::string application_name_;
+  std::chrono::milliseconds statement_timeout_;
+  std::unique_ptr<Raw> raw_;
+};
+
+// The URL with any password replaced by "***", for log lines.
+std::string redact_url(const std::string& url);
+
+}  // namespace inferq::db

@@ -1,0 +1,30 @@
+#pragma once
+
+#include <string_view>
+
+#include "executor/handlers.hpp"
+
+// The inferq-executor process: command line, process set-up, and the loop
+// that answers RunUnit frames from the supervisor.
+namespace inferq::executor {
+
+// Exit codes of inferq-executor, which the supervisor logs.
+inline constexpr int kExitOk = 0;        // the supervisor closed the socket; or --help/--version
+inline constexpr int kExitIo = 1;        // socket error, or the supervisor was already gone
+inline constexpr int kExitUsage = 2;     // bad command line or unknown handler
+inline constexpr int kExitProtocol = 3;  // malformed frame or unexpected message from the supervisor
+inline constexpr int kExitFatal = 4;     // the handler threw (FatalError or a bug); Fatal was sent
+
+// Sends Ready{getpid(), handler_name} on `fd`, then answers each RunUnit with
+// one UnitResult until the supervisor closes the socket. Blocks on the socket
+// and in the handler. Returns one of the exit codes above, having written
+// why to stderr unless it is kExitOk. Never throws.
+int serve(int fd, Handler& handler, std::string_view handler_name) noexcept;
+
+// The whole program: `inferq-executor --fd N --queue NAME --handler HANDLER
+// [--parent-pid PID]`. Sets PR_SET_PDEATHSIG(SIGKILL), ignores SIGINT (the
+// supervisor decides what a Ctrl-C means) and exits if the supervisor is
+// already gone, then serves. Returns the exit code.
+int executor_main(int argc, char** argv) noexcept;
+
+}  // namespace inferq::executor

@@ -1,0 +1,92 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+// Messages between the supervisor and an inferq-executor, and their framing.
+//
+// Frame: u32 little-endian length of what follows, then u8 protocol version,
+// u8 message type, then the body. Integers are little-endian; strings and
+// lists are prefixed with their u32 length/count. A frame longer than
+// kMaxFrameBytes, a wrong version, an unknown type or a body that does not
+// decode exactly is malformed.
+namespace inferq::protocol {
+
+inline constexpr std::uint8_t kProtocolVersion = 1;
+inline constexpr std::uint32_t kMaxFrameBytes = 1u << 30;  // 1 GiB
+
+enum class MessageType : std::uint8_t {
+  kReady = 1,       // executor -> supervisor, once, after start-up
+  kRunUnit = 2,     // supervisor -> executor
+  kUnitResult = 3,  // executor -> supervisor, one per RunUnit
+  kFatal = 4,       // executor -> supervisor, just before it exits on purpose
+};
+
+// Sent once the executor is ready to run units (model loaded, warmed up).
+struct Ready {
+  std::uint32_t pid = 0;
+  std::string handler;  // what it runs, e.g. "builtin:echo"
+};
+
+struct JobInput {
+  std::int64_t job_id = 0;
+  std::string payload;  // JSON text of inferq.jobs.payload
+};
+
+struct RunUnit {
+  std::uint64_t unit_id = 0;  // the lease id that claimed these jobs
+  std::vector<JobInput> jobs;
+};
+
+enum class Outcome : std::uint8_t {
+  kSucceeded = 0,  // body: result JSON text
+  kPermanent = 1,  // body: error message; not retried
+  kTransient = 2,  // body: error message; retried with backoff
+};
+
+struct JobOutput {
+  std::int64_t job_id = 0;
+  Outcome outcome = Outcome::kSucceeded;
+  std::string body;
+};
+
+struct UnitResult {
+  std::uint64_t unit_id = 0;
+  std::vector<JobOutput> jobs;  // one per job of the unit, same order
+};
+
+// The executor is about to exit because it can no longer run units safely
+// (e.g. a sticky CUDA error); the unit in flight is charged an attempt.
+struct Fatal {
+  std::string message;
+};
+
+using Message = std::variant<Ready, RunUnit, UnitResult, Fatal>;
+
+// The message's name ("Ready", "RunUnit", ...), for logs and errors.
+const char* message_name(const Message& m) noexcept;
+
+// Appends one whole frame (length prefix included) holding `m` to `out`.
+// Throws std::length_error (and leaves `out` unchanged) if the frame would be
+// longer than kMaxFrameBytes, which the peer would reject.
+void encode(const Message& m, std::string& out);
+
+// Result of trying to take one frame off the front of a byte buffer.
+struct DecodeResult {
+  enum class Status { kOk, kNeedMore, kMalformed } status = Status::kNeedMore;
+  std::optional<Message> message;  // set when kOk
+  std::size_t consumed = 0;        // bytes of the frame, when kOk
+  std::string error;               // why, when kMalformed
+};
+
+// Decodes the first frame in [data, data+size). Never throws. A bad length,
+// version or type is reported as kMalformed as soon as its bytes are present,
+// without waiting for the rest of the frame. Allocates at most about the
+// frame's size, whatever counts a hostile frame declares.
+DecodeResult decode(const char* data, std::size_t size) noexcept;
+
+}  // namespace inferq::protocol

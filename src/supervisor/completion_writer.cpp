@@ -1,0 +1,152 @@
+#include "supervisor/completion_writer.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "db/error.hpp"
+#include "util/backoff.hpp"
+
+namespace inferq::supervisor {
+namespace {
+
+// Bounds one statement's size; a backlog drains in several writes.
+constexpr std::size_t kMaxUnitsPerWrite = 256;
+
+std::size_t job_count(const std::vector<db::UnitFinish>& units) {
+  std::size_t n = 0;
+  for (const auto& u : units) n += u.jobs.size();
+  return n;
+}
+
+}  // namespace
+
+CompletionWriter::CompletionWriter(std::string db_url, std::string worker_name, LeaseRegistry& leases,
+                                   std::function<void()> on_written)
+    : session_(std::move(db_url), "inferq completion writer", std::chrono::seconds(60)),
+      worker_name_(std::move(worker_name)),
+      leases_(leases),
+      on_written_(std::move(on_written)) {}
+
+CompletionWriter::~CompletionWriter() { stop(); }
+
+void CompletionWriter::start() { thread_ = std::thread([this] { loop(); }); }
+
+void CompletionWriter::submit(db::UnitFinish unit) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(std::move(unit));
+  }
+  cv_.notify_all();
+}
+
+bool CompletionWriter::flush(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_until(lock, deadline, [&] { return (queue_.empty() && in_flight_ == 0) || stop_; }) &&
+         queue_.empty() && in_flight_ == 0;
+}
+
+void CompletionWriter::stop() noexcept {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::uint64_t CompletionWriter::jobs_written() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return written_;
+}
+
+std::uint64_t CompletionWriter::jobs_fenced_out() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return fenced_out_;
+}
+
+void CompletionWriter::loop() {
+  util::Backoff backoff(std::chrono::milliseconds(100), std::chrono::seconds(5));
+  std::vector<db::UnitFinish> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty() || !batch.empty(); });
+      if (stop_) return;
+      while (!queue_.empty() && batch.size() < kMaxUnitsPerWrite) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      in_flight_ = batch.size();
+    }
+    try {
+      write_batch(batch);
+      batch.clear();
+      backoff.reset();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        in_flight_ = 0;
+      }
+      cv_.notify_all();
+      if (on_written_) on_written_();
+    } catch (const db::DbError& e) {
+      // Only a lost connection gets here (write_batch handles bad data), so
+      // keep the batch and try again once the database is back.
+      const auto delay = backoff.next();
+      spdlog::warn("completion writer: {}; retrying {} job(s) in {} ms", e.what(), job_count(batch),
+                   delay.count());
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, delay, [&] { return stop_; });
+    }
+  }
+}
+
+void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch) {
+  const auto account = [&](const std::vector<db::UnitFinish>& units, int written) {
+    for (const auto& u : units) leases_.remove(u.lease_id);
+    const auto total = job_count(units);
+    std::lock_guard<std::mutex> lock(mu_);
+    written_ += static_cast<std::uint64_t>(written);
+    fenced_out_ += total - static_cast<std::uint64_t>(written);
+    if (static_cast<std::size_t>(written) < total) {
+      spdlog::warn("completion writer: {} of {} job(s) not written: their lease was reaped "
+                   "(another daemon owns them now)",
+                   total - static_cast<std::size_t>(written), total);
+    }
+  };
+  try {
+    account(batch, db::complete(session_, batch, worker_name_));
+    return;
+  } catch (const db::DbError& e) {
+    if (e.connection_lost()) throw;
+    spdlog::error("completion writer: batch of {} unit(s) rejected ({}); writing them one by one",
+                  batch.size(), e.what());
+  }
+  // Bad data in one unit (say, a result that is not valid JSON) must not hold
+  // up the others: write each alone, and a unit that still fails as failed.
+  for (auto& unit : batch) {
+    std::vector<db::UnitFinish> one{unit};
+    try {
+      account(one, db::complete(session_, one, worker_name_));
+      continue;
+    } catch (const db::DbError& e) {
+      if (e.connection_lost()) throw;
+      for (auto& job : one[0].jobs) {
+        if (job.ok) {
+          job.ok = false;
+          job.error_class = "permanent";
+          job.message = std::string("the result could not be stored: ") + e.what();
+          job.result_json.clear();
+        }
+      }
+    }
+    try {
+      account(one, db::complete(session_, one, worker_name_));
+    } catch (const db::DbError& e) {
+      if (e.connection_lost()) throw;
+      spdlog::error("completion writer: giving up on lease {}: {}; its jobs will be reaped",
+                    unit.lease_id, e.what());
+      leases_.remove(unit.lease_id);
+    }
+  }
+}
+
+}  // namespace inferq::supervisor

@@ -1,0 +1,64 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "db/queue_ops.hpp"
+#include "db/session.hpp"
+#include "supervisor/lease_registry.hpp"
+
+namespace inferq::supervisor {
+
+// The completion writer thread: takes finished units from the tick and writes
+// them, fenced, in batches (one statement for everything pending). A write
+// that fails because the database is gone is retried until it lands; the
+// write is idempotent, so a commit that was in doubt does no harm when
+// repeated. After each write it drops the units' leases from the registry and
+// calls on_written (the tick uses it to claim a key's next unit).
+class CompletionWriter {
+ public:
+  CompletionWriter(std::string db_url, std::string worker_name, LeaseRegistry& leases,
+                   std::function<void()> on_written);
+  ~CompletionWriter();
+  CompletionWriter(const CompletionWriter&) = delete;
+  CompletionWriter& operator=(const CompletionWriter&) = delete;
+
+  void start();
+  // Queues a unit's outcome. Never blocks on the database.
+  void submit(db::UnitFinish unit);
+  // Blocks until everything submitted so far is written or `deadline`
+  // passes; returns true if it was all written.
+  bool flush(std::chrono::steady_clock::time_point deadline);
+  // Stops the thread; what is still queued is not written (its leases expire
+  // and are reaped). Idempotent.
+  void stop() noexcept;
+
+  // Jobs written, and jobs whose lease had been reaped so nothing was written.
+  std::uint64_t jobs_written() const;
+  std::uint64_t jobs_fenced_out() const;
+
+ private:
+  void loop();
+  void write_batch(std::vector<db::UnitFinish>& batch);
+
+  db::Session session_;
+  std::string worker_name_;
+  LeaseRegistry& leases_;
+  std::function<void()> on_written_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<db::UnitFinish> queue_;  // guarded by mu_
+  std::size_t in_flight_ = 0;         // guarded by mu_: units taken but not yet written
+  bool stop_ = false;                 // guarded by mu_
+  std::uint64_t written_ = 0;         // guarded by mu_
+  std::uint64_t fenced_out_ = 0;      // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace inferq::supervisor

@@ -1,0 +1,53 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "protocol/channel.hpp"
+#include "util/fd.hpp"
+
+namespace inferq::supervisor {
+
+// One inferq-executor child: fork+exec'd with the child end of a socketpair
+// as fd 3, and a pidfd so its exit can be poll()ed. The destructor kills and
+// reaps it, so a child never outlives its owner or stays a zombie.
+class ExecutorProcess {
+ public:
+  // Starts argv[0] (a path) with the given arguments. Throws
+  // std::system_error when the socketpair, pidfd or fork fails; a failed exec
+  // shows up as the child exiting with code 127.
+  static std::unique_ptr<ExecutorProcess> spawn(const std::vector<std::string>& argv);
+
+  ~ExecutorProcess();
+  ExecutorProcess(const ExecutorProcess&) = delete;
+  ExecutorProcess& operator=(const ExecutorProcess&) = delete;
+
+  pid_t pid() const noexcept { return pid_; }
+  int socket_fd() const noexcept { return socket_.get(); }
+  int pid_fd() const noexcept { return pid_fd_.get(); }
+
+  // SIGKILL; harmless when it has already exited.
+  void kill() noexcept;
+  // Reaps the child if it has exited; returns its wait status. Never blocks.
+  std::optional<int> try_reap() noexcept;
+  bool reaped() const noexcept { return reaped_; }
+
+  protocol::FrameReader reader;
+  protocol::FrameWriter writer;
+
+ private:
+  ExecutorProcess(pid_t pid, util::UniqueFd socket, util::UniqueFd pid_fd);
+  pid_t pid_;
+  util::UniqueFd socket_;
+  util::UniqueFd pid_fd_;
+  bool reaped_ = false;
+};
+
+// "exited with code 3", "killed by signal 6 (SIGABRT)".
+std::string describe_wait_status(int status);
+
+}  // namespace inferq::supervisor

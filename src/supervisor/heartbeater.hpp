@@ -1,0 +1,45 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "db/session.hpp"
+#include "supervisor/lease_registry.hpp"
+
+namespace inferq::supervisor {
+
+// The heartbeat thread: every `interval`, renews all of the daemon's leases
+// in one statement, but only while `tick_alive()` says the tick loop has
+// ticked recently. A stuck tick loop therefore lets its leases expire, and
+// another daemon reaps them (DESIGN.md invariant 6).
+class Heartbeater {
+ public:
+  Heartbeater(std::string db_url, std::int64_t worker_id, std::chrono::milliseconds interval,
+              LeaseRegistry& leases, std::function<bool()> tick_alive);
+  ~Heartbeater();
+  Heartbeater(const Heartbeater&) = delete;
+  Heartbeater& operator=(const Heartbeater&) = delete;
+
+  void start();
+  void stop() noexcept;  // idempotent
+
+ private:
+  void loop();
+
+  db::Session session_;
+  std::int64_t worker_id_;
+  std::chrono::milliseconds interval_;
+  LeaseRegistry& leases_;
+  std::function<bool()> tick_alive_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace inferq::supervisor

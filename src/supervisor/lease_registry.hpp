@@ -1,0 +1,41 @@
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <unordered_set>
+#include <vector>
+
+namespace inferq::supervisor {
+
+// The leases this daemon holds: claimed by the tick, given up once their
+// completion is written (or released). The heartbeat renews exactly these,
+// and the reaper spares them. Thread-safe.
+class LeaseRegistry {
+ public:
+  void add(std::int64_t lease) {
+    std::lock_guard<std::mutex> lock(mu_);
+    leases_.insert(lease);
+  }
+  void remove(std::int64_t lease) {
+    std::lock_guard<std::mutex> lock(mu_);
+    leases_.erase(lease);
+  }
+  bool contains(std::int64_t lease) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return leases_.count(lease) != 0;
+  }
+  std::vector<std::int64_t> snapshot() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {leases_.begin(), leases_.end()};
+  }
+  std::size_t size() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return leases_.size();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_set<std::int64_t> leases_;  // guarded by mu_
+};
+
+}  // namespace inferq::supervisor

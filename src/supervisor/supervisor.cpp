@@ -1,0 +1,510 @@
+#include "supervisor/supervisor.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "db/error.hpp"
+#include "util/duration.hpp"
+
+namespace inferq::supervisor {
+namespace {
+
+using std::chrono::milliseconds;
+
+// An executor must say Ready within this long of being started.
+constexpr milliseconds kStartupTimeout{60000};
+// After an executor closes its socket, how long it may take to exit before
+// it is killed (an abort writing a core dump takes a moment).
+constexpr milliseconds kExitGrace{2000};
+// Restart backoff for executors that die before they are ready.
+constexpr milliseconds kRestartBackoffBase{250};
+constexpr milliseconds kRestartBackoffMax{30000};
+// How long shutdown waits for the last completions and the release.
+constexpr milliseconds kShutdownWriteBound{10000};
+
+std::int64_t to_ns(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+struct Supervisor::Slot {
+  enum class State {
+    kWaitRestart,  // no process; start at restart_at
+    kStarting,     // spawned, waiting for Ready
+    kIdle,         // ready for a unit
+    kBusy,         // running `unit` until `deadline`
+    kExiting,      // killed or closed; waiting for the process to end
+  };
+  const config::QueueSettings* queue = nullptr;
+  int index = 0;
+  State state = State::kWaitRestart;
+  std::unique_ptr<ExecutorProcess> proc;
+  bool was_ready = false;         // the current process said Ready
+  int start_failures = 0;         // consecutive deaths before Ready
+  TimePoint restart_at{};         // kWaitRestart
+  TimePoint timer{};              // kStarting: ready deadline; kBusy: unit deadline; kExiting: kill time
+  std::optional<db::ClaimedUnit> unit;  // kBusy
+  std::string fatal_message;      // from a Fatal frame, until the process ends
+};
+
+Supervisor::Supervisor(SupervisorOptions options)
+    : options_(std::move(options)),
+      settings_(*options_.settings),
+      clock_(*options_.clock),
+      session_(settings_.database.url, "inferq tick", std::chrono::seconds(30)),
+      writer_(settings_.database.url, options_.worker_name, leases_, [this] { wake(); }),
+      heartbeater_(settings_.database.url, options_.worker_id, settings_.worker.heartbeat_interval, leases_,
+                   [this] { return tick_alive(); }),
+      notifier_(settings_.database.url, [this] { wake(); }),
+      rng_(std::random_device{}()),
+      db_backoff_(std::make_unique<util::Backoff>(milliseconds(200), std::chrono::seconds(10))) {
+  for (const auto& q : settings_.queues) {
+    for (int i = 0; i < q.instances; ++i) {
+      auto slot = std::make_unique<Slot>();
+      slot->queue = &q;
+      slot->index = i;
+      slots_.push_back(std::move(slot));
+    }
+  }
+}
+
+Supervisor::~Supervisor() = default;
+
+bool Supervisor::tick_alive() const {
+  // The tick waits at most poll_interval between ticks; allow slow statements
+  // too, but never so long that a wedged loop keeps its leases.
+  const auto bound = std::max<std::chrono::steady_clock::duration>(3 * settings_.worker.poll_interval,
+                                                                   settings_.worker.stale_after / 2);
+  const auto last = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(last_tick_ns_.load()));
+  return clock_.now() - last < bound;
+}
+
+std::string Supervisor::slot_name(const Slot& slot) const {
+  std::string name = slot.queue->name + "#" + std::to_string(slot.index);
+  if (slot.proc) name += " (pid " + std::to_string(slot.proc->pid()) + ")";
+  return name;
+}
+
+int Supervisor::run() {
+  const auto now = clock_.now();
+  last_tick_ns_ = to_ns(now);
+  writer_.start();
+  heartbeater_.start();
+  notifier_.start();
+  for (auto& slot : slots_) start_executor(*slot, now);
+  spdlog::info("worker {} running {} queue(s) with {} executor slot(s)", options_.worker_name,
+               settings_.queues.size(), slots_.size());
+
+  for (;;) {
+    tick();
+    const auto t = clock_.now();
+    if (draining_) {
+      const bool busy = std::any_of(slots_.begin(), slots_.end(),
+                                    [](const auto& s) { return s->state == Slot::State::kBusy; });
+      if (!busy || stop_now_ || t >= drain_deadline_) break;
+    }
+    wait_for_events(t);
+  }
+  shutdown();
+  return 0;
+}
+
+void Supervisor::tick() {
+  const auto now = clock_.now();
+  last_tick_ns_ = to_ns(now);
+  // Invariant 1: reap first, every tick, whatever the slots say.
+  reap_stale(now);
+  if (!draining_) claim_for_idle_slots(now);
+}
+
+void Supervisor::reap_stale(TimePoint now) {
+  if (!db_usable(now)) return;
+  try {
+    const int n = db::reap(session_, settings_.worker.stale_after, leases_.snapshot());
+    if (n > 0) spdlog::warn("reaped {} stale lease(s); their jobs are available again", n);
+    db_succeeded();
+  } catch (const db::DbError& e) {
+    db_failed(e, now);
+  }
+}
+
+void Supervisor::claim_for_idle_slots(TimePoint now) {
+  std::vector<const config::QueueSettings*> exhausted;
+  for (auto& slot_ptr : slots_) {
+    Slot& slot = *slot_ptr;
+    if (slot.state != Slot::State::kIdle) continue;
+    if (std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
+    if (!db_usable(now)) return;
+    try {
+      auto unit = db::claim(session_, slot.queue->name, options_.worker_id, slot.queue->batch.max_jobs,
+                            slot.queue->retry.max_attempts);
+      db_succeeded();
+      if (!unit) {
+        exhausted.push_back(slot.queue);
+        continue;
+      }
+      dispatch(slot, std::move(*unit), now);
+    } catch (const db::DbError& e) {
+      db_failed(e, now);
+      return;
+    }
+  }
+}
+
+void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
+  leases_.add(unit.lease_id);
+  protocol::RunUnit run;
+  run.unit_id = static_cast<std::uint64_t>(unit.lease_id);
+  run.jobs.reserve(unit.jobs.size());
+  for (auto& job : unit.jobs) {
+    run.jobs.push_back({job.id, std::move(job.payload)});
+    job.payload = std::string();
+  }
+  slot.proc->writer.push(run);
+  slot.state = Slot::State::kBusy;
+  slot.timer = now + slot.queue->deadline;
+  spdlog::debug("{}: unit {} with {} job(s)", slot_name(slot), unit.lease_id, unit.jobs.size());
+  slot.unit = std::move(unit);
+  if (!slot.proc->writer.flush_to(slot.proc->socket_fd())) {
+    // The executor is gone; its exit will fail the unit.
+    kill_executor(slot, now, "its socket refused the unit");
+  }
+}
+
+void Supervisor::wait_for_events(TimePoint now) {
+  auto until = now + settings_.worker.poll_interval;
+  for (const auto& s : slots_) {
+    if (s->state == Slot::State::kWaitRestart) until = std::min(until, s->restart_at);
+    if (s->state == Slot::State::kStarting || s->state == Slot::State::kBusy ||
+        s->state == Slot::State::kExiting)
+      until = std::min(until, s->timer);
+  }
+  if (db_failing_) until = std::min(until, std::max(db_retry_at_, now));
+  if (draining_) until = std::min(until, drain_deadline_);
+  if (retry_wake_ <= now) retry_wake_ = TimePoint::max();  // this tick has claimed it
+  until = std::min(until, retry_wake_);
+
+  // pollfd layout: [signal][wake] then two per slot with a process.
+  std::vector<pollfd> fds;
+  std::vector<std::pair<Slot*, bool>> owners;  // (slot, is_socket) for fds[2..]
+  fds.push_back({options_.signal_fd, POLLIN, 0});
+  fds.push_back({wake_.fd(), POLLIN, 0});
+  for (auto& s : slots_) {
+    if (!s->proc || s->proc->reaped()) continue;
+    if (s->proc->socket_fd() >= 0 && s->state != Slot::State::kExiting) {
+      short events = POLLIN;
+      if (s->proc->writer.pending()) events |= POLLOUT;
+      fds.push_back({s->proc->socket_fd(), events, 0});
+      owners.emplace_back(s.get(), true);
+    }
+    fds.push_back({s->proc->pid_fd(), POLLIN, 0});
+    owners.emplace_back(s.get(), false);
+  }
+  const auto wait = std::chrono::duration_cast<milliseconds>(until - now);
+  // Round up so a deadline is not polled for repeatedly just before it passes.
+  const int timeout_ms = wait.count() <= 0 ? 0 : static_cast<int>(wait.count()) + 1;
+  const int n = ::poll(fds.data(), fds.size(), timeout_ms);
+  const auto after = clock_.now();
+  if (n > 0) {
+    if (fds[0].revents & POLLIN) on_shutdown_signal(after);
+    if (fds[1].revents & POLLIN) wake_.drain();
+    for (std::size_t i = 2; i < fds.size(); ++i) {
+      if (!fds[i].revents) continue;
+      Slot& slot = *owners[i - 2].first;
+      if (owners[i - 2].second) {
+        if ((fds[i].revents & POLLOUT) && slot.proc && !slot.proc->writer.flush_to(slot.proc->socket_fd()))
+          kill_executor(slot, after, "its socket refused the unit");
+        if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) on_socket(slot, after);
+      } else {
+        on_exit(slot, after);
+      }
+    }
+  }
+  check_timers(clock_.now());
+}
+
+void Supervisor::on_socket(Slot& slot, TimePoint now) {
+  if (!slot.proc || slot.state == Slot::State::kExiting) return;
+  const bool open = slot.proc->reader.fill_from(slot.proc->socket_fd());
+  for (;;) {
+    auto frame = slot.proc->reader.next();
+    if (frame.status == protocol::DecodeResult::Status::kNeedMore) break;
+    if (frame.status == protocol::DecodeResult::Status::kMalformed) {
+      spdlog::error("{} sent a malformed frame: {}", slot_name(slot), frame.error);
+      if (slot.state == Slot::State::kBusy)
+        fail_unit(slot, "crash", "executor sent a malformed frame: " + frame.error);
+      kill_executor(slot, now, "malformed frame");
+      return;
+    }
+    auto& msg = *frame.message;
+    if (auto* ready = std::get_if<protocol::Ready>(&msg)) {
+      if (slot.state == Slot::State::kStarting) {
+        slot.state = Slot::State::kIdle;
+        slot.was_ready = true;
+        slot.start_failures = 0;
+        spdlog::debug("{} ready ({})", slot_name(slot), ready->handler);
+      }
+    } else if (auto* result = std::get_if<protocol::UnitResult>(&msg)) {
+      if (slot.state != Slot::State::kBusy || !slot.unit ||
+          result->unit_id != static_cast<std::uint64_t>(slot.unit->lease_id)) {
+        spdlog::error("{} answered a unit it was not running", slot_name(slot));
+        if (slot.state == Slot::State::kBusy) fail_unit(slot, "crash", "executor answered the wrong unit");
+        kill_executor(slot, now, "protocol violation");
+        return;
+      }
+      finish_unit(slot, *result);
+      if (slot.state == Slot::State::kExiting) return;
+      slot.state = Slot::State::kIdle;
+    } else if (auto* fatal = std::get_if<protocol::Fatal>(&msg)) {
+      slot.fatal_message = fatal->message;
+      spdlog::error("{} reports a fatal error: {}", slot_name(slot), fatal->message);
+    } else {
+      spdlog::error("{} sent a message only the supervisor sends", slot_name(slot));
+      if (slot.state == Slot::State::kBusy) fail_unit(slot, "crash", "executor sent an unexpected message");
+      kill_executor(slot, now, "protocol violation");
+      return;
+    }
+  }
+  if (!open) {
+    // It closed its end, so it is exiting: stop reading, give it a moment to
+    // end by itself (its exit status names the cause), then kill it. A unit
+    // it held fails in on_exit.
+    slot.state = Slot::State::kExiting;
+    slot.timer = now + kExitGrace;
+  }
+}
+
+void Supervisor::on_exit(Slot& slot, TimePoint now) {
+  if (!slot.proc) return;
+  const auto status = slot.proc->try_reap();
+  if (!status) return;
+  const std::string how = describe_wait_status(*status);
+  if (slot.unit) {
+    if (!slot.fatal_message.empty()) {
+      fail_unit(slot, "fatal", slot.fatal_message + " (executor " + how + ")");
+    } else {
+      fail_unit(slot, "crash", "executor " + how);
+    }
+    spdlog::error("{} {} while running a unit", slot_name(slot), how);
+  } else if (!draining_ && slot.state != Slot::State::kExiting && slot.was_ready) {
+    spdlog::warn("{} {} while idle", slot_name(slot), how);
+  }
+  const bool died_starting = !slot.was_ready;
+  slot.proc.reset();
+  slot.fatal_message.clear();
+  slot.unit.reset();
+  slot.state = Slot::State::kWaitRestart;
+  if (draining_) return;
+  if (died_starting) {
+    ++slot.start_failures;
+    const auto delay = util::retry_delay(slot.start_failures, kRestartBackoffBase, kRestartBackoffMax,
+                                         std::uniform_real_distribution<double>(0.0, 1.0)(rng_));
+    slot.restart_at = now + delay;
+    spdlog::error("{}#{}: executor {} before it was ready (failure {} in a row); restarting in {}",
+                  slot.queue->name, slot.index, how, slot.start_failures, util::format_duration(delay));
+  } else {
+    slot.restart_at = now;
+  }
+}
+
+void Supervisor::check_timers(TimePoint now) {
+  for (auto& s : slots_) {
+    Slot& slot = *s;
+    switch (slot.state) {
+      case Slot::State::kWaitRestart:
+        if (!draining_ && now >= slot.restart_at) start_executor(slot, now);
+        break;
+      case Slot::State::kStarting:
+        if (now >= slot.timer) {
+          spdlog::error("{} not ready after {}", slot_name(slot), util::format_duration(kStartupTimeout));
+          kill_executor(slot, now, "start-up timeout");
+        }
+        break;
+      case Slot::State::kBusy:
+        if (now >= slot.timer) {
+          // Invariant 2: a slot is never held past its deadline.
+          const auto msg = "deadline exceeded after " + util::format_duration(slot.queue->deadline);
+          spdlog::warn("{}: unit {} ({} job(s)): {}; killing the executor", slot_name(slot),
+                       slot.unit ? slot.unit->lease_id : 0, slot.unit ? slot.unit->jobs.size() : 0, msg);
+          fail_unit(slot, "deadline", msg);
+          kill_executor(slot, now, "deadline");
+        }
+        break;
+      case Slot::State::kExiting:
+        if (now >= slot.timer && slot.proc) {
+          slot.proc->kill();
+          slot.timer = now + kExitGrace;
+        }
+        break;
+      case Slot::State::kIdle:
+        break;
+    }
+  }
+}
+
+void Supervisor::start_executor(Slot& slot, TimePoint now) {
+  const std::vector<std::string> argv = {options_.executor_path, "--fd", "3", "--queue", slot.queue->name,
+                                         "--handler", slot.queue->handler,
+                                         "--parent-pid", std::to_string(::getpid())};
+  try {
+    slot.proc = ExecutorProcess::spawn(argv);
+    slot.state = Slot::State::kStarting;
+    slot.was_ready = false;
+    slot.timer = now + kStartupTimeout;
+  } catch (const std::exception& e) {
+    ++slot.start_failures;
+    const auto delay = util::retry_delay(slot.start_failures, kRestartBackoffBase, kRestartBackoffMax, 0.5);
+    slot.state = Slot::State::kWaitRestart;
+    slot.restart_at = now + delay;
+    spdlog::error("{}#{}: cannot start {}: {}; retrying in {}", slot.queue->name, slot.index,
+                  options_.executor_path, e.what(), util::format_duration(delay));
+  }
+}
+
+void Supervisor::kill_executor(Slot& slot, TimePoint now, const std::string& why) {
+  if (!slot.proc) return;
+  spdlog::debug("{}: killing executor: {}", slot_name(slot), why);
+  slot.proc->kill();
+  slot.state = Slot::State::kExiting;
+  slot.timer = now + kExitGrace;
+}
+
+std::int64_t Supervisor::retry_ms(const config::QueueSettings& queue, int attempts) {
+  const double jitter = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+  const auto delay = util::retry_delay(attempts, queue.retry.backoff, queue.retry.max_backoff, jitter);
+  // The retry is due `delay` after its failure is written, a moment from now.
+  retry_wake_ = std::min(retry_wake_, clock_.now() + delay + milliseconds(10));
+  return delay.count();
+}
+
+void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
+  db::ClaimedUnit& unit = *slot.unit;
+  if (result.jobs.size() != unit.jobs.size()) {
+    fail_unit(slot, "crash", "executor returned " + std::to_string(result.jobs.size()) + " result(s) for " +
+                                 std::to_string(unit.jobs.size()) + " job(s)");
+    kill_executor(slot, clock_.now(), "protocol violation");
+    return;
+  }
+  db::UnitFinish finish;
+  finish.lease_id = unit.lease_id;
+  finish.jobs.reserve(unit.jobs.size());
+  bool requeue_rest = false;
+  for (std::size_t i = 0; i < unit.jobs.size(); ++i) {
+    const auto& job = unit.jobs[i];
+    const auto& out = result.jobs[i];
+    db::JobFinish f;
+    f.job_id = job.id;
+    if (out.job_id != job.id) {
+      fail_unit(slot, "crash", "executor returned results out of order");
+      kill_executor(slot, clock_.now(), "protocol violation");
+      return;
+    }
+    if (requeue_rest) {
+      // A key's jobs finish in id order: once one will be retried, the ones
+      // after it go back unfinished (their attempt refunded) to run after it.
+      f.error_class = "requeue";
+      f.message = "requeued behind an earlier job of its key";
+    } else if (out.outcome == protocol::Outcome::kSucceeded) {
+      f.ok = true;
+      f.result_json = out.body;
+    } else {
+      f.error_class = out.outcome == protocol::Outcome::kPermanent ? "permanent" : "transient";
+      f.message = out.body;
+      f.retry_ms = retry_ms(*slot.queue, job.attempts);
+      if (unit.work_unit_key && out.outcome == protocol::Outcome::kTransient && job.attempts < job.max_attempts)
+        requeue_rest = true;
+    }
+    finish.jobs.push_back(std::move(f));
+  }
+  writer_.submit(std::move(finish));
+  slot.unit.reset();
+}
+
+void Supervisor::fail_unit(Slot& slot, const std::string& error_class, const std::string& message) {
+  if (!slot.unit) return;
+  db::UnitFinish finish;
+  finish.lease_id = slot.unit->lease_id;
+  for (const auto& job : slot.unit->jobs) {
+    db::JobFinish f;
+    f.job_id = job.id;
+    f.error_class = error_class;
+    f.message = message;
+    f.retry_ms = retry_ms(*slot.queue, job.attempts);
+    finish.jobs.push_back(std::move(f));
+  }
+  writer_.submit(std::move(finish));
+  slot.unit.reset();
+  slot.state = Slot::State::kExiting;
+}
+
+void Supervisor::on_shutdown_signal(TimePoint now) {
+  signalfd_siginfo info[4];
+  const ssize_t n = ::read(options_.signal_fd, info, sizeof info);
+  const int count = n > 0 ? static_cast<int>(n / static_cast<ssize_t>(sizeof(signalfd_siginfo))) : 0;
+  for (int i = 0; i < count; ++i) {
+    const char* name = sigabbrev_np(static_cast<int>(info[i].ssi_signo));
+    if (!draining_) {
+      draining_ = true;
+      drain_deadline_ = now + settings_.worker.shutdown_grace;
+      spdlog::info("SIG{} received: no new claims; running units have {} to finish (again to stop now)",
+                   name ? name : "?", util::format_duration(settings_.worker.shutdown_grace));
+    } else if (!stop_now_) {
+      stop_now_ = true;
+      spdlog::warn("SIG{} received again: stopping now", name ? name : "?");
+    }
+  }
+}
+
+void Supervisor::shutdown() {
+  const auto now = clock_.now();
+  std::vector<std::int64_t> unfinished;
+  for (auto& s : slots_) {
+    if (s->state == Slot::State::kBusy && s->unit) {
+      spdlog::warn("{}: unit {} did not finish in time; releasing its {} job(s)", slot_name(*s),
+                   s->unit->lease_id, s->unit->jobs.size());
+      unfinished.push_back(s->unit->lease_id);
+    }
+    s->unit.reset();
+    s->proc.reset();  // kills and reaps
+    s->state = Slot::State::kWaitRestart;
+  }
+  notifier_.stop();
+  const auto bound = now + kShutdownWriteBound;
+  if (!writer_.flush(bound)) spdlog::warn("shutdown: some results were not written; their leases will expire");
+  writer_.stop();
+  heartbeater_.stop();
+  try {
+    if (!unfinished.empty()) {
+      const int n = db::release(session_, unfinished);
+      spdlog::info("shutdown: released {} job(s) for other daemons", n);
+    }
+    for (auto lease : unfinished) leases_.remove(lease);
+    db::deregister_worker(session_, options_.worker_id);
+  } catch (const db::DbError& e) {
+    spdlog::warn("shutdown: {}; leases left will expire after {}", e.what(),
+                 util::format_duration(settings_.worker.stale_after));
+  }
+  spdlog::info("worker {} stopped", options_.worker_name);
+}
+
+void Supervisor::db_failed(const std::exception& e, TimePoint now) {
+  const auto delay = db_backoff_->next();
+  db_retry_at_ = now + delay;
+  if (!db_failing_) spdlog::error("database: {}; retrying with backoff", e.what());
+  db_failing_ = true;
+}
+
+void Supervisor::db_succeeded() {
+  if (db_failing_) spdlog::info("database reachable again");
+  db_failing_ = false;
+  db_backoff_->reset();
+}
+
+}  // namespace inferq::supervisor

@@ -1,0 +1,106 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "config/settings.hpp"
+#include "db/queue_ops.hpp"
+#include "db/session.hpp"
+#include "supervisor/completion_writer.hpp"
+#include "supervisor/executor_process.hpp"
+#include "supervisor/heartbeater.hpp"
+#include "supervisor/job_notifier.hpp"
+#include "supervisor/lease_registry.hpp"
+#include "util/backoff.hpp"
+#include "util/clock.hpp"
+#include "util/event_fd.hpp"
+
+namespace inferq::supervisor {
+
+struct SupervisorOptions {
+  const config::Settings* settings = nullptr;
+  std::string executor_path;
+  std::int64_t worker_id = 0;
+  std::string worker_name;
+  // A signalfd for SIGTERM/SIGINT: the first signal starts a graceful
+  // shutdown, the second stops at once. -1: none.
+  int signal_fd = -1;
+  const util::Clock* clock = &util::SystemClock::instance();
+};
+
+// The tick loop and everything it owns: the executor slots, the heartbeat,
+// completion writer and LISTEN threads. Every tick it first reaps stale
+// leases, unconditionally; then, for each idle slot, claims a unit and sends
+// it to that slot's executor under the queue's deadline; then waits for an
+// executor, a notification, a signal, a deadline or the poll interval.
+// Nothing here waits on inference: executors are separate processes.
+class Supervisor {
+ public:
+  explicit Supervisor(SupervisorOptions options);
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Runs until shutdown is complete; returns the exit code (0 after a
+  // graceful or immediate shutdown). Blocks the calling thread.
+  int run();
+
+  // Thread-safe: makes the tick run now (jobs arrived, a unit was written).
+  void wake() noexcept { wake_.notify(); }
+
+ private:
+  struct Slot;
+  using TimePoint = std::chrono::steady_clock::time_point;
+
+  void tick();
+  void reap_stale(TimePoint now);
+  void claim_for_idle_slots(TimePoint now);
+  void dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now);
+  void wait_for_events(TimePoint now);
+  void on_socket(Slot& slot, TimePoint now);
+  void on_exit(Slot& slot, TimePoint now);
+  void check_timers(TimePoint now);
+  void start_executor(Slot& slot, TimePoint now);
+  void finish_unit(Slot& slot, const protocol::UnitResult& result);
+  void fail_unit(Slot& slot, const std::string& error_class, const std::string& message);
+  void kill_executor(Slot& slot, TimePoint now, const std::string& why);
+  void on_shutdown_signal(TimePoint now);
+  void shutdown();
+  std::int64_t retry_ms(const config::QueueSettings& queue, int attempts);
+  bool db_usable(TimePoint now) const { return now >= db_retry_at_; }
+  void db_failed(const std::exception& e, TimePoint now);
+  void db_succeeded();
+  bool tick_alive() const;
+  std::string slot_name(const Slot& slot) const;
+
+  SupervisorOptions options_;
+  const config::Settings& settings_;
+  const util::Clock& clock_;
+  db::Session session_;  // the tick's own connection
+  LeaseRegistry leases_;
+  util::EventFd wake_;
+  CompletionWriter writer_;
+  Heartbeater heartbeater_;
+  JobNotifier notifier_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::mt19937 rng_;
+
+  std::atomic<std::int64_t> last_tick_ns_{0};  // steady clock; read by the heartbeat thread
+  TimePoint db_retry_at_{};
+  std::unique_ptr<util::Backoff> db_backoff_;
+  bool db_failing_ = false;
+  bool draining_ = false;
+  bool stop_now_ = false;
+  TimePoint drain_deadline_{};
+  // When the earliest retry this daemon scheduled falls due, so the tick
+  // claims it then instead of at the next poll.
+  TimePoint retry_wake_ = TimePoint::max();
+};
+
+}  // namespace inferq::supervisor
