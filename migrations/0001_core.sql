@@ -63,7 +63,6 @@ CREATE INDEX jobs_claim_keyed ON inferq.jobs (queue, priority DESC, run_at, id)
 CREATE INDEX jobs_key_order ON inferq.jobs (queue, work_unit_key, id)
   WHERE state = 'available' AND work_unit_key IS NOT NULL;
 CREATE INDEX jobs_running_lease ON inferq.jobs (lease_id) WHERE state = 'running';
-CREATE INDEX jobs_queue_state ON inferq.jobs (queue, state) WHERE state IN ('available', 'running');
 
 -- Producer API -------------------------------------------------------------
 
@@ -312,33 +311,40 @@ $$;
 -- still running under the lease that names it, so a daemon whose lease was
 -- reaped writes nothing. p_jobs is a JSON array of
 --   {lease, id, ok, result, class, message, retry_ms}
+-- Class 'requeue' means the job did not run (a keyed job put back behind an
+-- earlier one of its key that will be retried): it becomes available as it
+-- was, its attempt refunded and no error recorded.
 -- Every lease named is released. Returns the number of jobs written.
 CREATE FUNCTION inferq.complete(p_jobs jsonb, p_worker_name text)
 RETURNS integer
 LANGUAGE sql AS $$
   WITH r AS (
-    SELECT * FROM jsonb_to_recordset(p_jobs)
+    SELECT x.*, coalesce(NOT x.ok AND x.class = 'requeue', false) AS requeue
+      FROM jsonb_to_recordset(p_jobs)
       AS x(lease bigint, id bigint, ok boolean, result jsonb, class text,
            message text, retry_ms bigint)
   ), done AS (
     UPDATE inferq.jobs j
        SET state = CASE WHEN j.cancel_requested THEN 'cancelled'
                         WHEN r.ok THEN 'succeeded'
+                        WHEN r.requeue THEN 'available'
                         WHEN r.class = 'permanent' OR j.attempts >= j.max_attempts THEN 'dead'
                         ELSE 'available' END::inferq.job_state,
+           attempts = CASE WHEN r.requeue THEN greatest(j.attempts - 1, 0) ELSE j.attempts END,
            result = CASE WHEN r.ok AND NOT j.cancel_requested THEN r.result END,
-           last_error = CASE WHEN r.ok THEN j.last_error ELSE r.message END,
-           errors = CASE WHEN r.ok THEN j.errors
+           last_error = CASE WHEN r.ok OR r.requeue THEN j.last_error ELSE r.message END,
+           errors = CASE WHEN r.ok OR r.requeue THEN j.errors
                          ELSE j.errors || jsonb_build_array(jsonb_build_object(
                            'attempt', j.attempts, 'at', clock_timestamp(), 'class', r.class,
                            'message', r.message, 'worker', p_worker_name)) END,
            lease_id = NULL,
-           run_at = CASE WHEN NOT r.ok AND NOT j.cancel_requested AND r.class <> 'permanent'
-                              AND j.attempts < j.max_attempts
+           run_at = CASE WHEN NOT r.ok AND NOT r.requeue AND NOT j.cancel_requested
+                              AND r.class <> 'permanent' AND j.attempts < j.max_attempts
                          THEN clock_timestamp() + make_interval(secs => coalesce(r.retry_ms, 0) / 1000.0)
                          ELSE j.run_at END,
-           finished_at = CASE WHEN r.ok OR j.cancel_requested OR r.class = 'permanent'
-                                   OR j.attempts >= j.max_attempts
+           finished_at = CASE WHEN r.ok OR j.cancel_requested
+                                   OR (NOT r.requeue AND (r.class = 'permanent'
+                                                          OR j.attempts >= j.max_attempts))
                               THEN clock_timestamp() END
       FROM r
      WHERE j.id = r.id AND j.lease_id = r.lease AND j.state = 'running'

@@ -81,7 +81,17 @@ int cmd_enqueue(const config::Settings& settings, const EnqueueOptions& options)
     request.work_unit_key = options.key;
     request.priority = options.priority;
     request.max_attempts = options.max_attempts;
-    const auto id = db::enqueue(session, request);
+    std::int64_t id = 0;
+    try {
+      id = db::enqueue(session, request);
+    } catch (const db::DbError& e) {
+      // invalid_text_representation: the payload did not parse as jsonb; the
+      // server's bare "invalid input syntax for type json" does not say which
+      // argument was wrong.
+      if (e.sqlstate() != "22P02") throw;
+      std::cerr << "inferq: the JSON argument (the payload) is not valid JSON: " << e.what() << "\n";
+      return kExitFailure;
+    }
     std::cout << id << std::endl;
     if (!options.wait) return kExitOk;
 

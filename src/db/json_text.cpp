@@ -15,6 +15,13 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
   if (i + len > s.size()) return 0;
   for (std::size_t k = 1; k < len; ++k)
     if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 0;
+  // RFC 3629 narrows the second byte: no overlong 3- or 4-byte forms, no
+  // surrogates (U+D800..U+DFFF), nothing above U+10FFFF. PostgreSQL rejects
+  // all three, and with them the whole document.
+  const auto b1 = static_cast<unsigned char>(s[i + 1]);
+  if ((b == 0xE0 && b1 < 0xA0) || (b == 0xED && b1 > 0x9F) || (b == 0xF0 && b1 < 0x90) ||
+      (b == 0xF4 && b1 > 0x8F))
+    return 0;
   return len;
 }
 

@@ -58,7 +58,9 @@ void Heartbeater::loop() {
       was_failing = false;
       if (alive.size() < held.size()) {
         for (const auto lease : held) {
-          if (std::find(alive.begin(), alive.end(), lease) == alive.end() && leases_.contains(lease)) {
+          // A lease that is gone stays gone: stop renewing it, and say so once
+          // (its unit may run on until its deadline; the completion writes nothing).
+          if (std::find(alive.begin(), alive.end(), lease) == alive.end() && leases_.remove(lease)) {
             spdlog::warn("heartbeat: lease {} is gone (reaped by another daemon); its result will "
                          "not be written",
                          lease);

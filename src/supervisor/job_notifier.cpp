@@ -28,15 +28,17 @@ void JobNotifier::loop() {
   bool was_failing = false;
   while (!stop_) {
     try {
-      const bool reconnecting = !listener.connected();
-      const auto got = listener.wait(std::chrono::seconds(60), stop_fd_.fd());
-      if (reconnecting) {
+      if (!listener.connected()) {
+        // Connect before waiting: the catch-up wake below must not wait for
+        // the first notification (or the 60 s timeout) after a reconnect.
+        listener.connect();
         if (was_failing) spdlog::info("listener: LISTEN inferq_jobs re-established");
         was_failing = false;
         backoff.reset();
         // Jobs may have arrived while we were not listening.
         on_jobs_();
       }
+      const auto got = listener.wait(std::chrono::seconds(60), stop_fd_.fd());
       if (!got.empty()) on_jobs_();
     } catch (const db::DbError& e) {
       const auto delay = backoff.next();

@@ -16,9 +16,10 @@ class LeaseRegistry {
     std::lock_guard<std::mutex> lock(mu_);
     leases_.insert(lease);
   }
-  void remove(std::int64_t lease) {
+  // Returns whether it was held.
+  bool remove(std::int64_t lease) {
     std::lock_guard<std::mutex> lock(mu_);
-    leases_.erase(lease);
+    return leases_.erase(lease) != 0;
   }
   bool contains(std::int64_t lease) const {
     std::lock_guard<std::mutex> lock(mu_);

@@ -41,8 +41,10 @@ class PgCluster {
   PgCluster(const PgCluster&) = delete;
   PgCluster& operator=(const PgCluster&) = delete;
 
-  // The test process's cluster: started on first use, stopped and removed
-  // at process exit. Tests share it; each should work in create_database().
+  // The test process's cluster: started on first use (and by the next call
+  // after a test stopped it), stopped and removed at process exit. Tests
+  // share it and each works in a create_database() of its own; a test that
+  // stops or breaks its server uses a PgCluster of its own instead.
   static PgCluster& shared();
 
   // Starts the server and waits until it accepts connections. A no-op when
@@ -92,6 +94,7 @@ class PgCluster {
   // SIGINT (fast) or SIGQUIT (immediate) first, then harder. Requires mu_.
   void stop_locked(int first_signal) noexcept;
   void start_watchdog();
+  void stop_watchdog() noexcept;
   std::string describe_failure(const std::string& what) const;
 
   std::string dir_;

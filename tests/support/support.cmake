@@ -4,11 +4,11 @@
 set(INFERQ_PG_BINDIR "/usr/lib/postgresql/15/bin" CACHE PATH
     "PostgreSQL server binaries the tests run (initdb, postgres)")
 
-add_library(inferq_test_support STATIC
-  ${CMAKE_CURRENT_LIST_DIR}/child_process.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/pg_cluster.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/spawn.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/test_env.cpp)
+# Every .cpp here but doctest's main (other helpers, such as daemon.cpp,
+# join the library by being dropped in this folder).
+file(GLOB inferq_test_support_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/*.cpp)
+list(REMOVE_ITEM inferq_test_support_sources ${CMAKE_CURRENT_LIST_DIR}/doctest_main.cpp)
+add_library(inferq_test_support STATIC ${inferq_test_support_sources})
 target_include_directories(inferq_test_support PUBLIC ${PROJECT_SOURCE_DIR}/tests)
 target_link_libraries(inferq_test_support PUBLIC PkgConfig::PQXX Threads::Threads PRIVATE inferq_warnings)
 # Fallbacks for running a test binary by hand, outside ctest; the cached

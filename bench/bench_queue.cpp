@@ -1,0 +1,219 @@
+// Queue-overhead benchmark: builtin:echo throughput of one daemon on a
+// backlog, the claim's cost against backlog size, and enqueue-to-start
+// latency on an idle daemon. Starts its own PostgreSQL (the test harness's
+// PgCluster) and the real binaries; prints figures, asserts nothing.
+//
+//   inferq-bench-queue [--jobs N[,N...]] [--max-jobs M] [--instances I]
+//                      [--latency-samples K] [--skip-throughput] [--skip-latency]
+#include <pqxx/pqxx>
+
+#include <csignal>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/child_process.hpp"
+#include "support/pg_cluster.hpp"
+#include "support/test_env.hpp"
+
+using namespace inferq::test;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  std::vector<long> backlogs = {100000, 1000000};
+  int max_jobs = 512;
+  int instances = 2;
+  int latency_samples = 1000;
+  bool throughput = true;
+  bool latency = true;
+  bool claim = true;
+};
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string write_config(const TempDir& dir, const std::string& url, int instances, int max_jobs) {
+  const std::string path = dir.file("bench.yaml");
+  std::ofstream f(path);
+  f << "database: {url: \"" << url << "\"}\n"
+    << "worker: {poll_interval: 1s, heartbeat_interval: 2s, stale_after: 15s, shutdown_grace: 5s}\n"
+    << "logging: {level: info}\n"
+    << "queues:\n"
+    << "  - name: echo\n    handler: builtin:echo\n    instances: " << instances << "\n"
+    << "    batch: {max_jobs: " << max_jobs << "}\n    deadline: 30s\n";
+  return path;
+}
+
+void fill_backlog(const std::string& url, long n) {
+  pqxx::connection c(url);
+  pqxx::work tx(c);
+  tx.exec("SELECT inferq.enqueue('echo', jsonb_build_object('i', g, 'text', 'hello world')) "
+          "FROM generate_series(1, " + std::to_string(n) + ") g");
+  tx.commit();
+  pqxx::nontransaction nt(c);
+  nt.exec("VACUUM ANALYZE inferq.jobs");
+}
+
+void reset(const std::string& url) {
+  pqxx::connection c(url);
+  pqxx::nontransaction tx(c);
+  tx.exec("TRUNCATE inferq.jobs, inferq.active_sessions");
+  tx.exec("VACUUM ANALYZE inferq.jobs");
+}
+
+// Claim cost against backlog size: mean time of a 16-job claim + release on
+// a backlog of `n` jobs, from inside the database (no daemon running).
+void claim_cost(const std::string& url, long n) {
+  reset(url);
+  fill_backlog(url, n);
+  pqxx::connection c(url);
+  pqxx::nontransaction tx(c);
+  tx.exec("INSERT INTO inferq.workers (name, host, pid, version) VALUES ('bench', 'bench', 0, 'bench')");
+  const auto worker = tx.exec("SELECT max(id) FROM inferq.workers")[0][0].as<long>();
+  // Fewer claims than the smaller backlog holds, so every claim finds jobs.
+  const int rounds = 50;
+  std::vector<double> us;
+  for (int i = 0; i < rounds; ++i) {
+    const auto t0 = Clock::now();
+    const auto r = tx.exec("SELECT lease_id FROM inferq.claim('echo', " + std::to_string(worker) + ", 16, 5)");
+    us.push_back(seconds_since(t0) * 1e6);
+    if (r.size() != 16) throw std::runtime_error("claim found no jobs");
+  }
+  std::sort(us.begin(), us.end());
+  std::printf("claim of 16 jobs (client round trip), backlog %8ld: median %6.0f us, p90 %6.0f us (%d claims)\n", n,
+              us[rounds / 2], us[rounds * 9 / 10], rounds);
+}
+
+void throughput(const Options& o, const std::string& url, long n) {
+  reset(url);
+  const auto fill0 = Clock::now();
+  fill_backlog(url, n);
+  std::printf("backlog of %ld echo jobs enqueued in %.1f s\n", n, seconds_since(fill0));
+  TempDir dir("inferq-bench");
+  const auto config = write_config(dir, url, o.instances, o.max_jobs);
+  const auto t0 = Clock::now();
+  ChildProcess daemon({bin_path("inferq"), "run", "--config", config}, {}, dir.file("daemon.log"));
+  pqxx::connection c(url);
+  for (;;) {
+    pqxx::nontransaction tx(c);
+    const auto left = tx.exec("SELECT count(*) FROM inferq.jobs WHERE state IN ('available', 'running')")[0][0]
+                          .as<long>();
+    if (left == 0) break;
+    if (!daemon.running()) {
+      std::cerr << "daemon exited:\n" << daemon.log();
+      std::exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const double wall = seconds_since(t0);
+  pqxx::nontransaction tx(c);
+  const auto r = tx.exec(
+      "SELECT count(*) FILTER (WHERE state = 'succeeded'), count(*),"
+      " extract(epoch FROM max(finished_at) - min(started_at))::float8 FROM inferq.jobs");
+  const long ok = r[0][0].as<long>();
+  const double span = r[0][2].as<double>();
+  daemon.send_signal(SIGTERM);
+  daemon.wait_exit(std::chrono::seconds(20));
+  std::printf("throughput, backlog %8ld, max_jobs %d, instances %d: %ld/%ld succeeded; "
+              "%.0f jobs/s (first start to last finish %.2f s; wall incl. daemon start %.2f s)\n",
+              n, o.max_jobs, o.instances, ok, r[0][1].as<long>(), static_cast<double>(n) / span, span, wall);
+}
+
+void latency(const Options& o, const std::string& url) {
+  reset(url);
+  TempDir dir("inferq-bench");
+  const auto config = write_config(dir, url, o.instances, 16);
+  ChildProcess daemon({bin_path("inferq"), "run", "--config", config}, {}, dir.file("daemon.log"));
+  daemon.wait_log("executor slot(s)", std::chrono::seconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // executors ready
+  pqxx::connection c(url);
+  std::vector<std::pair<long, double>> sent;  // job id, client wall time (epoch s)
+  for (int i = 0; i < o.latency_samples; ++i) {
+    pqxx::nontransaction tx(c);
+    const double t = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const long id = tx.exec("SELECT inferq.enqueue('echo', '{\"x\":1}')")[0][0].as<long>();
+    sent.emplace_back(id, t);
+    // Idle daemon: let each job finish before the next.
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::vector<double> lat;
+  pqxx::nontransaction tx(c);
+  for (const auto& [id, t] : sent) {
+    const auto r = tx.exec("SELECT extract(epoch FROM started_at)::float8 FROM inferq.jobs WHERE id = " +
+                           std::to_string(id));
+    if (r.empty() || r[0][0].is_null()) continue;
+    lat.push_back((r[0][0].as<double>() - t) * 1000.0);
+  }
+  std::sort(lat.begin(), lat.end());
+  const auto pct = [&](double p) { return lat[std::min(lat.size() - 1, static_cast<std::size_t>(p * lat.size()))]; };
+  std::printf("enqueue-to-start latency, idle daemon, %zu jobs: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+              lat.size(), pct(0.50), pct(0.90), pct(0.99), lat.back());
+  daemon.send_signal(SIGTERM);
+  daemon.wait_exit(std::chrono::seconds(20));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const auto next = [&] { return std::string(i + 1 < argc ? argv[++i] : ""); };
+    if (a == "--jobs") {
+      o.backlogs.clear();
+      std::stringstream ss(next());
+      for (std::string x; std::getline(ss, x, ',');) o.backlogs.push_back(std::stol(x));
+    } else if (a == "--max-jobs") {
+      o.max_jobs = std::stoi(next());
+    } else if (a == "--instances") {
+      o.instances = std::stoi(next());
+    } else if (a == "--latency-samples") {
+      o.latency_samples = std::stoi(next());
+    } else if (a == "--skip-throughput") {
+      o.throughput = false;
+    } else if (a == "--skip-claim") {
+      o.claim = false;
+    } else if (a == "--skip-latency") {
+      o.latency = false;
+    } else {
+      std::cerr << "usage: inferq-bench-queue [--jobs N,N] [--max-jobs M] [--instances I] "
+                   "[--latency-samples K] [--skip-throughput] [--skip-latency]\n";
+      return 2;
+    }
+  }
+  PgCluster pg;
+  pg.start();
+  {
+    // Production-like server settings for a queue (still durable: fsync and
+    // synchronous_commit stay on).
+    pqxx::connection c(pg.url("postgres"));
+    pqxx::nontransaction tx(c);
+    tx.exec("ALTER SYSTEM SET shared_buffers = '2GB'");
+    tx.exec("ALTER SYSTEM SET max_wal_size = '8GB'");
+    tx.exec("ALTER SYSTEM SET checkpoint_timeout = '30min'");
+    tx.exec("ALTER SYSTEM SET wal_buffers = '64MB'");
+  }
+  pg.stop();
+  pg.start();
+  const std::string url = pg.create_database();
+  ChildProcess migrate({bin_path("inferq"), "migrate"}, {{"INFERQ_DATABASE_URL", url}});
+  migrate.wait_exit(std::chrono::seconds(60));
+  std::printf("inferq queue benchmark: %u cores, PostgreSQL on this machine\n", std::thread::hardware_concurrency());
+  if (o.throughput)
+    for (long n : o.backlogs) throughput(o, url, n);
+  if (o.claim)
+    for (long n : {1000L, 1000000L}) claim_cost(url, n);
+  if (o.latency) latency(o, url);
+  return 0;
+}

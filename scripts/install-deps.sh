@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package inferq needs to build, test and run.
+# Idempotent: when all are installed already it only says so (no apt-get).
+# Runs as root, or through sudo otherwise. Add packages to PACKAGES below.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git
+  # libraries
+  libpqxx-dev libyaml-cpp-dev libspdlog-dev libfmt-dev doctest-dev
+  libcpp-httplib-dev prometheus-cpp-dev nlohmann-json3-dev
+  libtorch-dev libopenblas0-pthread
+  # PostgreSQL for the quick start and the tests
+  postgresql-15 postgresql-client-15
+  # setpriv, flock (util-linux), pgrep/ps (procps), useradd (passwd)
+  util-linux procps passwd
+)
+
+log() { printf 'install-deps: %s\n' "$*"; }
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
+  [[ "$status" == installed ]] || missing+=("$package")
+done
+
+if ((${#missing[@]} == 0)); then
+  log "all ${#PACKAGES[@]} packages are installed"
+  exit 0
+fi
+
+if ((EUID == 0)); then
+  as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+  as_root=(sudo)
+else
+  log "missing packages: ${missing[*]}" >&2
+  log "run this script as root, or install sudo" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+log "installing: ${missing[*]}"
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+log "done"

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# The quick start: from a clean clone on Debian 12, installs the packages,
+# builds, starts a private PostgreSQL (unless INFERQ_DATABASE_URL is set),
+# migrates, runs the daemon with config/quickstart.yaml, enqueues a few jobs
+# with plain SQL, waits for them, shows the jobs table and `inferq status`,
+# and stops the daemon with SIGTERM. Files go to .inferq/ (daemon.log, and
+# the cluster in .inferq/pg).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+state_dir=$repo/.inferq
+config=config/quickstart.yaml
+inferq=build/src/inferq
+daemon_log=$state_dir/daemon.log
+wait_seconds=20
+stop_seconds=45 # above the default shutdown_grace (30s)
+
+say() { printf '\n== %s\n' "$*"; }
+die() {
+  printf 'quickstart: %s\n' "$*" >&2
+  exit 1
+}
+
+say "installing packages"
+scripts/install-deps.sh
+
+say "building"
+scripts/build.sh "$repo/build"
+[[ -x "$inferq" ]] || die "$inferq was not built"
+
+say "database"
+if [[ -n "${INFERQ_DATABASE_URL:-}" ]]; then
+  echo "using INFERQ_DATABASE_URL=$INFERQ_DATABASE_URL"
+  started_cluster=false
+else
+  scripts/pg-local.sh start
+  INFERQ_DATABASE_URL=$(scripts/pg-local.sh url)
+  export INFERQ_DATABASE_URL
+  started_cluster=true
+fi
+sql() { psql -X -q -v ON_ERROR_STOP=1 -P pager=off -d "$INFERQ_DATABASE_URL" "$@"; }
+
+say "inferq migrate"
+"$inferq" migrate --config "$config"
+
+say "inferq run (in the background; log: ${daemon_log#"$repo"/})"
+mkdir -p "$state_dir"
+"$inferq" run --config "$config" >"$daemon_log" 2>&1 &
+daemon_pid=$!
+echo "daemon pid $daemon_pid"
+
+daemon_running() { kill -0 "$daemon_pid" 2>/dev/null; }
+
+# SIGTERM, then wait (bounded) for the graceful shutdown. Sets daemon_status.
+daemon_status=
+stop_daemon() {
+  [[ -n "$daemon_pid" ]] || return 0
+  kill -TERM "$daemon_pid" 2>/dev/null || true
+  local waited=0
+  while daemon_running && ((waited < stop_seconds * 10)); do
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  if daemon_running; then
+    echo "the daemon did not stop within ${stop_seconds}s: SIGKILL" >&2
+    kill -KILL "$daemon_pid" 2>/dev/null || true
+  fi
+  daemon_status=0
+  wait "$daemon_pid" || daemon_status=$?
+  daemon_pid=
+}
+trap stop_daemon EXIT
+
+say "enqueueing jobs with SQL (inferq.enqueue)"
+ids=$(sql -At <<'SQL'
+SELECT inferq.enqueue('echo', '{"hello": "world"}');
+SELECT inferq.enqueue('sleep', '{"seconds": 0.2}') FROM generate_series(1, 3);
+-- Jobs that share a work_unit_key run one at a time, in id order.
+SELECT inferq.enqueue('echo', '{"order": 42, "step": 1}', work_unit_key => 'order-42');
+SELECT inferq.enqueue('echo', '{"order": 42, "step": 2}', work_unit_key => 'order-42');
+-- Fails permanently: no retry, the job ends dead with the error.
+SELECT inferq.enqueue('fail', '{"permanent": true, "message": "quickstart: this job fails on purpose"}');
+SQL
+)
+first_id=${ids%%$'\n'*}
+[[ "$first_id" =~ ^[0-9]+$ ]] || die "inferq.enqueue returned no job id"
+echo "enqueued 7 jobs (ids from $first_id)"
+
+say "waiting for the daemon to finish them (at most ${wait_seconds}s)"
+finished=false
+for ((i = 0; i < wait_seconds * 5; i++)); do
+  pending=$(sql -At -c "SELECT count(*) FROM inferq.jobs WHERE id >= $first_id AND state IN ('available', 'running')")
+  if [[ "$pending" == 0 ]]; then
+    finished=true
+    break
+  fi
+  if ! daemon_running; then
+    tail -n 30 "$daemon_log" >&2
+    die "the daemon exited early: see $daemon_log"
+  fi
+  sleep 0.2
+done
+$finished && echo "all done" || echo "still $pending job(s) pending after ${wait_seconds}s" >&2
+
+say "SELECT id, queue, state, attempts, result, last_error FROM inferq.jobs"
+sql -c "SELECT id, queue, state, attempts, result, last_error FROM inferq.jobs WHERE id >= $first_id ORDER BY id"
+
+say "inferq status"
+"$inferq" status --config "$config"
+
+say "stopping the daemon (SIGTERM)"
+stop_daemon
+trap - EXIT
+if [[ "$daemon_status" == 0 ]]; then
+  echo "the daemon shut down cleanly (exit 0)"
+else
+  echo "the daemon exited with status $daemon_status: see $daemon_log" >&2
+fi
+
+say "run it again by hand"
+cat <<EOF_HINT
+  export INFERQ_DATABASE_URL='$INFERQ_DATABASE_URL'
+  $inferq run --config $config          # Ctrl-C or SIGTERM stops it
+  psql "\$INFERQ_DATABASE_URL" -c "SELECT inferq.enqueue('echo', '{\"hi\": 1}')"
+  $inferq status --config $config
+EOF_HINT
+if $started_cluster; then
+  echo "  scripts/pg-local.sh stop              # stops the private PostgreSQL"
+fi
+
+$finished && [[ "$daemon_status" == 0 ]]

@@ -1,0 +1,162 @@
+// Invariant 3, fencing: a daemon that stalls past stale_after loses its lease
+// to another daemon, and when it wakes up its late completion writes nothing.
+// Every job is completed exactly once; a test-only trigger records each write
+// that puts a job into a final state, so a second completion would show.
+#include <signal.h>
+
+#include <doctest.h>
+
+#include <chrono>
+#include <string>
+
+#include "support/daemon.hpp"
+
+namespace {
+
+using namespace inferq::test;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// Test-only instrumentation: one audit row per UPDATE that leaves a job in a
+// final state, whatever state it had before (a final -> final rewrite counts).
+constexpr const char* kAuditSql = R"sql(
+CREATE TABLE public.final_writes (
+  job_id bigint NOT NULL,
+  old_state text NOT NULL,
+  new_state text NOT NULL,
+  result jsonb,
+  at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE FUNCTION public.record_final_write() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.state IN ('succeeded', 'dead', 'cancelled') THEN
+    INSERT INTO public.final_writes (job_id, old_state, new_state, result)
+    VALUES (NEW.id, OLD.state::text, NEW.state::text, NEW.result);
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER record_final_write AFTER UPDATE ON inferq.jobs
+  FOR EACH ROW EXECUTE FUNCTION public.record_final_write();
+)sql";
+
+std::int64_t db_now_ms(const std::string& url) {
+  return scalar(url, "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint");
+}
+
+}  // namespace
+
+TEST_CASE("a stalled daemon's late completion is fenced out: the job is completed once, by its new owner") {
+  const std::string url = fresh_inferq_database();
+  exec_sql(url, kAuditSql);
+
+  DaemonConfig config;
+  config.database_url = url;
+  config.stale_after = "1s";  // heartbeat and poll stay at 200ms
+  TestQueue q;
+  q.name = "sleep";
+  q.handler = "builtin:sleep";
+  q.instances = 1;
+  q.max_jobs = 1;
+  q.deadline = "30s";
+  config.queues = {q};
+
+  Daemon a(config, "a");
+  INFO("daemon A log:\n", a.log());
+  REQUIRE(a.wait_ready());
+  const auto a_name = worker_name(url, a.pid());
+  REQUIRE(a_name);
+  const auto a_worker =
+      std::to_string(scalar(url, "SELECT id FROM inferq.workers WHERE pid = " + std::to_string(a.pid())));
+
+  const auto id = enqueue(url, "sleep", R"({"seconds": 3})");
+  const std::string sid = std::to_string(id);
+  REQUIRE(wait_until(
+      [&] {
+        return scalar(url,
+                      "SELECT count(*) FROM inferq.jobs j JOIN inferq.active_sessions s ON s.id = j.lease_id"
+                      " WHERE j.id = " +
+                          sid + " AND j.state = 'running' AND s.worker_id = " + a_worker) == 1;
+      },
+      10s, 10ms));
+  const auto a_lease = scalar(url, "SELECT lease_id FROM inferq.jobs WHERE id = " + sid);
+
+  // A stalls: no tick, no heartbeat. Its executor keeps running the unit.
+  a.process().send_signal(SIGSTOP);
+  const auto stopped_at = Clock::now();
+
+  Daemon b(config, "b");
+  INFO("daemon B log:\n", b.log());
+  REQUIRE(b.wait_ready());
+  const auto b_executors = b.executor_pids();
+  REQUIRE(b_executors.size() == 1);
+
+  // B reaps A's lease once it is stale, and claims the job again.
+  REQUIRE(wait_until(
+      [&] {
+        return scalar(url, "SELECT count(*) FROM inferq.jobs WHERE id = " + sid +
+                               " AND state = 'running' AND attempts = 2 AND lease_id <> " + std::to_string(a_lease)) ==
+               1;
+      },
+      10s, 10ms));
+  const double stale_for = std::chrono::duration<double>(Clock::now() - stopped_at).count();
+  CHECK(stale_for >= 0.7);  // not before stale_after (less A's last heartbeat interval)
+  CHECK(scalar(url, "SELECT count(*) FROM inferq.active_sessions WHERE id = " + std::to_string(a_lease)) == 0);
+  const auto b_lease = scalar(url, "SELECT lease_id FROM inferq.jobs WHERE id = " + sid);
+  CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs, jsonb_array_elements(errors) e WHERE id = " + sid +
+                        " AND e->>'class' = 'lost' AND e->>'worker' = '" + *a_name + "'") == 1);
+
+  // Hold B's unit (its executor stopped; B itself stays alive and keeps its
+  // lease), so A's late completion certainly comes first.
+  ::kill(b_executors[0], SIGSTOP);
+  a.process().send_signal(SIGCONT);
+
+  // A's executor finished the 3 s sleep; A tries to write the result.
+  // (Or, were the fence broken, the job would stop running under B's lease.)
+  const std::string late_write_logged = "not written: their lease was reaped";
+  REQUIRE(wait_until(
+      [&] {
+        return a.log().find(late_write_logged) != std::string::npos ||
+               scalar(url, "SELECT count(*) FROM inferq.jobs WHERE id = " + sid +
+                               " AND state = 'running' AND lease_id = " + std::to_string(b_lease)) == 0;
+      },
+      10s, 20ms));
+  const auto after_late_write = db_now_ms(url);
+  auto row = job(url, id);
+  REQUIRE(row);
+  CHECK(row->state == "running");
+  CHECK(scalar(url, "SELECT lease_id FROM inferq.jobs WHERE id = " + sid) == b_lease);
+  CHECK(row->result.value_or("<null>") == "<null>");
+  CHECK(!row->finished_epoch.has_value());
+  CHECK(row->attempts == 2);
+  CHECK(scalar(url, "SELECT count(*) FROM public.final_writes") == 0);
+  CHECK(a.log().find(late_write_logged) != std::string::npos);
+  // A's heartbeat noticed the loss and said so once, not on every beat
+  // while the lost unit ran on.
+  CHECK(a.count_log("heartbeat: lease " + std::to_string(a_lease) + " is gone") <= 1);
+
+  // B finishes the job; that is its one and only completion.
+  ::kill(b_executors[0], SIGCONT);
+  REQUIRE(wait_all_final(url, 10s));
+  row = job(url, id);
+  REQUIRE(row);
+  CHECK(row->state == "succeeded");
+  CHECK(row->attempts == 2);
+  CHECK(row->result.value_or("<null>") == R"({"slept_seconds": 3})");
+  REQUIRE(row->finished_epoch);
+  CHECK(*row->finished_epoch * 1000 > static_cast<double>(after_late_write));
+  CHECK(scalar(url, "SELECT jsonb_array_length(errors) FROM inferq.jobs WHERE id = " + sid) == 1);
+  CHECK(scalar(url, "SELECT count(*) FROM public.final_writes WHERE job_id = " + sid) == 1);
+  CHECK(scalar(url, "SELECT count(*) FROM public.final_writes WHERE job_id = " + sid +
+                        " AND old_state = 'running' AND new_state = 'succeeded'") == 1);
+  CHECK(scalar(url, "SELECT count(*) FROM inferq.active_sessions") == 0);
+
+  // Both daemons are healthy and stop cleanly; nothing more is written.
+  const auto a_status = a.terminate(10s);
+  REQUIRE(a_status);
+  CHECK(exited_with(*a_status, 0));
+  const auto b_status = b.terminate(10s);
+  REQUIRE(b_status);
+  CHECK(exited_with(*b_status, 0));
+  CHECK(scalar(url, "SELECT count(*) FROM public.final_writes") == 1);
+}

@@ -1,0 +1,1173 @@
+// The daemon's statements (src/db/queue_ops over inferq.claim, complete,
+// heartbeat, reap, release): ranking, keyed units, attempts, fencing, leases
+// and the NOTIFYs that tell producers and daemons about them.
+#include <doctest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <pqxx/pqxx>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "db/error.hpp"
+#include "db/listener.hpp"
+#include "db/migrate.hpp"
+#include "db/queue_ops.hpp"
+#include "db/session.hpp"
+#include "support/pg_cluster.hpp"
+
+namespace {
+
+using inferq::db::ClaimedUnit;
+using inferq::db::JobFinish;
+using inferq::db::Listener;
+using inferq::db::Notification;
+using inferq::db::Session;
+using inferq::db::UnitFinish;
+using inferq::db::WorkerIdentity;
+using inferq::test::PgCluster;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr int kDefaultMaxAttempts = 3;
+const std::string kReplacement = "\xef\xbf\xbd";  // U+FFFD in UTF-8
+
+std::string migrated_database() {
+  const std::string url = PgCluster::shared().create_database();
+  Session s(url, "test-setup");
+  inferq::db::migrate(s);
+  return url;
+}
+
+WorkerIdentity identity(const std::string &host, int pid) {
+  WorkerIdentity who;
+  who.name = host + ":" + std::to_string(pid);
+  who.host = host;
+  who.pid = pid;
+  who.version = "0.0.0-test";
+  who.queues = {"q"};
+  return who;
+}
+
+// What a test enqueues; run_at is relative to now.
+struct Job {
+  std::string queue = "q";
+  std::optional<std::string> key;
+  int priority = 0;
+  double run_in_seconds = 0;
+  std::optional<int> max_attempts;
+};
+
+Job keyed(const std::string &key, int priority = 0) {
+  Job j;
+  j.key = key;
+  j.priority = priority;
+  return j;
+}
+
+Job with_priority(int priority) {
+  Job j;
+  j.priority = priority;
+  return j;
+}
+
+// A migrated database of its own with one registered daemon ("host-a:101"),
+// its Session, and a libpqxx connection to set up and inspect rows.
+struct QueueDb {
+  std::string url = migrated_database();
+  Session session{url, "test-daemon"};
+  pqxx::connection conn{url};
+  WorkerIdentity who = identity("host-a", 101);
+  std::int64_t worker = inferq::db::register_worker(session, who);
+
+  std::int64_t add(const Job &job = {}) {
+    pqxx::nontransaction tx(conn);
+    const std::string max_attempts = job.max_attempts ? std::to_string(*job.max_attempts) : "";
+    return tx
+        .exec_params1(
+            "SELECT inferq.enqueue($1, '{\"n\": 1}', $2, $3, now() + "
+            "make_interval(secs => $4),"
+            " $5::integer)",
+            job.queue, job.key ? job.key->c_str() : nullptr, job.priority, job.run_in_seconds,
+            job.max_attempts ? max_attempts.c_str() : nullptr)[0]
+        .as<std::int64_t>();
+  }
+
+  std::optional<ClaimedUnit> claim(int max_jobs = 1, const std::string &queue = "q",
+                                   int default_max_attempts = kDefaultMaxAttempts) {
+    return inferq::db::claim(session, queue, worker, max_jobs, default_max_attempts);
+  }
+
+  int complete(const std::vector<UnitFinish> &units) {
+    return inferq::db::complete(session, units, who.name);
+  }
+
+  // One column of a job's row, as text; nullopt for SQL NULL.
+  std::optional<std::string> field(std::int64_t id, const std::string &expression) {
+    pqxx::nontransaction tx(conn);
+    const auto r = tx.exec_params1("SELECT (" + expression + ")::text FROM inferq.jobs WHERE id = $1", id);
+    if (r[0].is_null()) return std::nullopt;
+    return r[0].as<std::string>();
+  }
+  std::string state(std::int64_t id) { return *field(id, "state"); }
+  int attempts(std::int64_t id) { return std::stoi(*field(id, "attempts")); }
+  int error_count(std::int64_t id) { return std::stoi(*field(id, "jsonb_array_length(errors)")); }
+  bool flag(std::int64_t id, const std::string &condition) { return *field(id, condition) == "true"; }
+
+  std::string scalar(const std::string &sql) {
+    pqxx::nontransaction tx(conn);
+    const auto r = tx.exec1(sql);
+    return r[0].is_null() ? "NULL" : r[0].as<std::string>();
+  }
+  int leases() { return std::stoi(scalar("SELECT count(*) FROM inferq.active_sessions")); }
+
+  // Makes a job due now (as if its backoff had passed).
+  void make_due(std::int64_t id) {
+    pqxx::nontransaction tx(conn);
+    tx.exec_params("UPDATE inferq.jobs SET run_at = now() WHERE id = $1", id);
+  }
+
+  // inferq.cancel(), as a producer calls it.
+  bool cancel(std::int64_t id) {
+    pqxx::nontransaction tx(conn);
+    return tx.exec_params1("SELECT inferq.cancel($1)", id)[0].as<bool>();
+  }
+
+  // Moves a lease's heartbeat back in time, as if its daemon had stopped.
+  void age_lease(std::int64_t lease, const std::string &by = "1 hour") {
+    pqxx::nontransaction tx(conn);
+    tx.exec_params(
+        "UPDATE inferq.active_sessions SET heartbeat_at = "
+        "heartbeat_at - $2::interval WHERE id = $1",
+        lease, by);
+  }
+};
+
+// The unit's job ids in the order claim() returned them.
+std::vector<std::int64_t> ids_of(const ClaimedUnit &unit) {
+  std::vector<std::int64_t> ids;
+  for (const auto &j : unit.jobs) ids.push_back(j.id);
+  return ids;
+}
+
+// The unit's job ids in ascending order: an unkeyed unit is a set of
+// independent jobs, returned in no particular order.
+std::vector<std::int64_t> sorted_ids(const ClaimedUnit &unit) {
+  auto ids = ids_of(unit);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+JobFinish succeeded(std::int64_t id, const std::string &result = R"({"outputs": [1]})") {
+  JobFinish f;
+  f.job_id = id;
+  f.ok = true;
+  f.result_json = result;
+  return f;
+}
+
+JobFinish failed(std::int64_t id, const std::string &error_class, const std::string &message,
+                 std::int64_t retry_ms = 0) {
+  JobFinish f;
+  f.job_id = id;
+  f.error_class = error_class;
+  f.message = message;
+  f.retry_ms = retry_ms;
+  return f;
+}
+
+// The unit finished with one outcome per job, all alike.
+UnitFinish finish_all(const ClaimedUnit &unit, const std::function<JobFinish(std::int64_t)> &outcome) {
+  UnitFinish u;
+  u.lease_id = unit.lease_id;
+  for (const auto &j : unit.jobs) u.jobs.push_back(outcome(j.id));
+  return u;
+}
+
+// Everything delivered to `listener` before a marker committed now
+// (notifications arrive in commit order).
+std::vector<Notification> drain(const std::string &url, Listener &listener) {
+  static int markers = 0;
+  const std::string marker = "marker-" + std::to_string(++markers);
+  {
+    pqxx::connection other(url);
+    pqxx::nontransaction tx(other);
+    tx.exec_params("SELECT pg_notify('inferq_jobs', $1)", marker);
+  }
+  std::vector<Notification> got;
+  const auto deadline = std::chrono::steady_clock::now() + seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (auto &n : listener.wait(milliseconds(100))) {
+      if (n.payload == marker) return got;
+      got.push_back(n);
+    }
+  }
+  FAIL("the marker notification did not arrive within 10 s");
+  return got;
+}
+
+int count_of(const std::vector<Notification> &got, const std::string &channel, const std::string &payload) {
+  int n = 0;
+  for (const auto &x : got) n += x.channel == channel && x.payload == payload;
+  return n;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- claim
+
+TEST_CASE("claim takes the highest priority first") {
+  QueueDb db;
+  const auto low = db.add(with_priority(0));
+  const auto high = db.add(with_priority(5));
+  const auto mid = db.add(with_priority(1));
+  const auto negative = db.add(with_priority(-2));
+
+  std::vector<std::int64_t> order;
+  while (auto unit = db.claim()) {
+    REQUIRE(unit->jobs.size() == 1);
+    order.push_back(unit->jobs[0].id);
+  }
+  CHECK(order == std::vector<std::int64_t>{high, mid, low, negative});
+}
+
+TEST_CASE("claim orders equal priorities by run_at, then by id") {
+  QueueDb db;
+  Job older;
+  older.run_in_seconds = -10;
+  Job newer;
+  newer.run_in_seconds = -5;
+  const auto b = db.add(newer);
+  const auto a = db.add(older);
+  // Two jobs with the very same run_at: the lower id first.
+  const auto r = [&] {
+    pqxx::nontransaction tx(db.conn);
+    return tx.exec1(
+        "SELECT inferq.enqueue('q', '{}', run_at => now() - interval '1 "
+        "second'),"
+        " inferq.enqueue('q', '{}', run_at => now() - interval '1 second')");
+  }();
+  const auto c = r[0].as<std::int64_t>();
+  const auto d = r[1].as<std::int64_t>();
+  REQUIRE(c < d);
+
+  std::vector<std::int64_t> order;
+  while (auto unit = db.claim(1)) order.push_back(unit->jobs[0].id);
+  CHECK(order == std::vector<std::int64_t>{a, b, c, d});
+}
+
+TEST_CASE("claim leaves jobs whose run_at is in the future") {
+  QueueDb db;
+  Job later;
+  later.run_in_seconds = 3600;
+  const auto id = db.add(later);
+
+  CHECK_FALSE(db.claim(10));
+  CHECK(db.state(id) == "available");
+  CHECK(db.attempts(id) == 0);
+  CHECK(db.leases() == 0);  // a claim that finds nothing leaves no lease behind
+
+  db.make_due(id);
+  const auto unit = db.claim();
+  REQUIRE(unit);
+  CHECK(unit->jobs[0].id == id);
+}
+
+TEST_CASE("claim takes at most max_jobs unkeyed jobs as one unit under one lease") {
+  QueueDb db;
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(db.add(with_priority(10 - i)));
+
+  const auto first = db.claim(3);
+  REQUIRE(first);
+  CHECK_FALSE(first->work_unit_key);
+  CHECK(sorted_ids(*first) == std::vector<std::int64_t>{ids[0], ids[1], ids[2]});
+  for (const auto &j : first->jobs) {
+    CHECK(j.payload == R"({"n": 1})");
+    CHECK(*db.field(j.id, "lease_id") == std::to_string(first->lease_id));
+  }
+
+  const auto second = db.claim(3);
+  REQUIRE(second);
+  CHECK(sorted_ids(*second) == std::vector<std::int64_t>{ids[3], ids[4]});
+  CHECK(second->lease_id != first->lease_id);
+  CHECK_FALSE(db.claim(3));
+  CHECK(db.leases() == 2);
+  CHECK(db.scalar("SELECT string_agg(DISTINCT worker_id::text, ',') FROM "
+                  "inferq.active_sessions") == std::to_string(db.worker));
+}
+
+TEST_CASE(
+    "claim counts the attempt and fixes max_attempts from the default at "
+    "the first claim") {
+  QueueDb db;
+  const auto plain = db.add();
+  Job own;
+  own.max_attempts = 5;
+  const auto explicit_max = db.add(own);
+  CHECK_FALSE(db.field(plain, "max_attempts"));
+
+  const auto unit = db.claim(2, "q", 3);
+  REQUIRE(unit);
+  REQUIRE(unit->jobs.size() == 2);
+  for (const auto &j : unit->jobs) {
+    CHECK(j.attempts == 1);
+    CHECK(j.max_attempts == (j.id == plain ? 3 : 5));
+    CHECK(db.state(j.id) == "running");
+    CHECK(db.attempts(j.id) == 1);
+    CHECK(db.flag(j.id, "started_at IS NOT NULL"));
+  }
+  CHECK(*db.field(plain, "max_attempts") == "3");
+  CHECK(*db.field(explicit_max, "max_attempts") == "5");
+
+  // Back to available (a transient failure): the next claim counts again,
+  // and a different default no longer changes what was fixed.
+  CHECK(db.complete(
+            {finish_all(*unit, [](std::int64_t id) { return failed(id, "transient", "retry me"); })}) == 2);
+  const auto again = db.claim(2, "q", 9);
+  REQUIRE(again);
+  for (const auto &j : again->jobs) {
+    CHECK(j.attempts == 2);
+    CHECK(j.max_attempts == (j.id == plain ? 3 : 5));
+  }
+}
+
+TEST_CASE("claim only takes jobs of the queue it names") {
+  QueueDb db;
+  Job other;
+  other.queue = "other";
+  const auto elsewhere = db.add(other);
+  const auto here = db.add();
+
+  const auto unit = db.claim(10);
+  REQUIRE(unit);
+  CHECK(ids_of(*unit) == std::vector<std::int64_t>{here});
+  CHECK(db.state(elsewhere) == "available");
+  CHECK_FALSE(db.claim(10, "missing-queue"));
+}
+
+TEST_CASE("a key has at most one live unit") {
+  QueueDb db;
+  const auto k1 = db.add(keyed("user-1"));
+  const auto k2 = db.add(keyed("user-1"));
+  const auto k3 = db.add(keyed("user-1"));
+
+  const auto first = db.claim(2);
+  REQUIRE(first);
+  CHECK(first->work_unit_key == std::optional<std::string>("user-1"));
+  CHECK(ids_of(*first) == std::vector<std::int64_t>{k1, k2});
+
+  // The key is leased: its third job waits although it is due.
+  CHECK_FALSE(db.claim(2));
+  CHECK(db.state(k3) == "available");
+  CHECK(db.scalar("SELECT work_unit_key FROM inferq.active_sessions") == "user-1");
+
+  // Other keys and unkeyed jobs are not held up by it.
+  const auto other_key = db.add(keyed("user-2"));
+  const auto second = db.claim(2);
+  REQUIRE(second);
+  CHECK(ids_of(*second) == std::vector<std::int64_t>{other_key});
+  const auto unkeyed = db.add();
+  const auto third = db.claim(2);
+  REQUIRE(third);
+  CHECK(ids_of(*third) == std::vector<std::int64_t>{unkeyed});
+  CHECK_FALSE(third->work_unit_key);
+
+  // Once its unit is done, the key's next job is claimable.
+  CHECK(db.complete({finish_all(*first, [](std::int64_t id) { return succeeded(id); })}) == 2);
+  const auto fourth = db.claim(2);
+  REQUIRE(fourth);
+  CHECK(ids_of(*fourth) == std::vector<std::int64_t>{k3});
+}
+
+TEST_CASE("the same key in two queues is two independent keys") {
+  QueueDb db;
+  Job a = keyed("shared");
+  Job b = keyed("shared");
+  b.queue = "other";
+  db.add(a);
+  db.add(b);
+  CHECK(db.claim(1, "q"));
+  CHECK(db.claim(1, "other"));
+}
+
+TEST_CASE(
+    "a keyed unit is the key's consecutive jobs in id order up to "
+    "max_jobs, cut at the first not yet due") {
+  QueueDb db;
+  const auto a1 = db.add(keyed("a"));
+  const auto b1 = db.add(keyed("b", -1));  // another key in between does not break a's run
+  const auto a2 = db.add(keyed("a", -5));  // a later job's own priority does not matter
+  const auto unkeyed = db.add(with_priority(-1));
+  const auto a3 = db.add(keyed("a", 7));
+  Job not_due = keyed("a");
+  not_due.run_in_seconds = 3600;
+  const auto a4 = db.add(not_due);
+  const auto a5 = db.add(keyed("a"));
+
+  SUBCASE("up to max_jobs") {
+    const auto unit = db.claim(2);
+    REQUIRE(unit);
+    CHECK(ids_of(*unit) == std::vector<std::int64_t>{a1, a2});
+  }
+  SUBCASE("cut at the first job not yet due, even when later ones are") {
+    const auto unit = db.claim(10);
+    REQUIRE(unit);
+    CHECK(unit->work_unit_key == std::optional<std::string>("a"));
+    CHECK(ids_of(*unit) == std::vector<std::int64_t>{a1, a2, a3});
+    CHECK(db.state(a4) == "available");
+    CHECK(db.state(a5) == "available");
+    CHECK(db.state(b1) == "available");
+    CHECK(db.state(unkeyed) == "available");
+    CHECK(db.complete({finish_all(*unit, [](std::int64_t id) { return succeeded(id); })}) == 3);
+
+    // Now the key's oldest job is not due: the key waits, a5 must not jump it.
+    std::vector<std::optional<std::string>> keys;
+    while (auto next = db.claim(10)) {
+      keys.push_back(next->work_unit_key);
+      const auto ids = ids_of(*next);
+      CHECK(std::find(ids.begin(), ids.end(), a5) == ids.end());
+    }
+    CHECK(keys.size() == 2);  // b's unit and the unkeyed one
+    CHECK(db.state(a4) == "available");
+    CHECK(db.state(a5) == "available");
+  }
+}
+
+TEST_CASE("keyed and unkeyed units rank together by priority, run_at and id") {
+  QueueDb db;
+  const auto unkeyed_low = db.add(with_priority(1));
+  const auto keyed_high = db.add(keyed("k", 5));
+  const auto keyed_low = db.add(keyed("j", 0));
+  const auto unkeyed_high = db.add(with_priority(3));
+
+  std::vector<std::vector<std::int64_t>> units;
+  while (auto unit = db.claim(10)) units.push_back(sorted_ids(*unit));
+  // An unkeyed unit batches every due unkeyed job from the best one down.
+  CHECK(units ==
+        std::vector<std::vector<std::int64_t>>{{keyed_high}, {unkeyed_low, unkeyed_high}, {keyed_low}});
+}
+
+TEST_CASE(
+    "on equal priority the older run_at wins between a keyed and an "
+    "unkeyed head, then the lower id") {
+  QueueDb db;
+  const auto r = [&] {
+    pqxx::nontransaction tx(db.conn);
+    return tx.exec1(
+        "SELECT inferq.enqueue('q', '{}', NULL, 0, now() - "
+        "interval '1 minute'),"
+        "       inferq.enqueue('q', '{}', 'k', 0, now() - interval "
+        "'2 minutes'),"
+        "       inferq.enqueue('q', '{}', 'j', 0, now() - interval "
+        "'1 minute')");
+  }();
+  const auto unkeyed = r[0].as<std::int64_t>();
+  const auto keyed_old = r[1].as<std::int64_t>();
+  const auto keyed_same = r[2].as<std::int64_t>();
+
+  std::vector<std::vector<std::int64_t>> units;
+  while (auto unit = db.claim(10)) units.push_back(sorted_ids(*unit));
+  CHECK(units == std::vector<std::vector<std::int64_t>>{{keyed_old}, {unkeyed}, {keyed_same}});
+}
+
+TEST_CASE("two concurrent claimers never get the same job") {
+  QueueDb db;
+  {
+    pqxx::nontransaction tx(db.conn);
+    tx.exec(
+        "SELECT inferq.enqueue('q', jsonb_build_object('n', g)) FROM "
+        "generate_series(1, 2000) g");
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  bool go = false;  // guarded by mu
+  std::vector<std::int64_t> claimed[2];
+  std::set<std::int64_t> leases[2];
+  std::exception_ptr errors[2];
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      try {
+        Session s(db.url, "test-claimer-" + std::to_string(t));
+        s.connect();
+        {
+          std::unique_lock<std::mutex> lock(mu);
+          cv.wait_for(lock, seconds(30), [&] { return go; });
+        }
+        while (auto unit = inferq::db::claim(s, "q", db.worker, 7, kDefaultMaxAttempts)) {
+          leases[t].insert(unit->lease_id);
+          for (const auto &j : unit->jobs) claimed[t].push_back(j.id);
+        }
+      } catch (...) {
+        errors[t] = std::current_exception();
+      }
+    });
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    go = true;
+  }
+  cv.notify_all();
+  for (auto &th : threads) th.join();
+  for (const auto &e : errors) {
+    if (!e) continue;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception &x) {
+      FAIL("a claimer failed: " << x.what());
+    }
+  }
+
+  std::set<std::int64_t> all(claimed[0].begin(), claimed[0].end());
+  all.insert(claimed[1].begin(), claimed[1].end());
+  CHECK(claimed[0].size() + claimed[1].size() == 2000);
+  CHECK(all.size() == 2000);  // no job twice
+  for (std::int64_t lease : leases[0]) CHECK(leases[1].count(lease) == 0);
+  CHECK(db.scalar("SELECT count(*) FROM inferq.jobs WHERE state = 'running' "
+                  "AND attempts = 1") == "2000");
+  CHECK(db.leases() == static_cast<int>(leases[0].size() + leases[1].size()));
+  MESSAGE("claimer 0 took " << claimed[0].size() << " jobs, claimer 1 took " << claimed[1].size());
+}
+
+TEST_CASE(
+    "two concurrent claimers of keyed jobs never hold one key at once "
+    "and keep each key's id order") {
+  QueueDb db;
+  constexpr int kKeys = 20;
+  constexpr int kPerKey = 5;
+  {
+    pqxx::nontransaction tx(db.conn);
+    tx.exec_params(
+        "SELECT inferq.enqueue('q', '{}', 'key-' || (g % $1)) FROM "
+        "generate_series(1, $2) g",
+        kKeys, kKeys * kPerKey);
+  }
+  std::mutex mu;
+  std::map<std::string, std::vector<std::int64_t>> runs;  // guarded by mu: per key, in claim order
+  std::set<std::string> holding;                          // guarded by mu: keys claimed, not yet completed
+  int done = 0;                                           // guarded by mu
+  bool overlap = false;                                   // guarded by mu
+  std::exception_ptr errors[2];
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      try {
+        Session s(db.url, "test-claimer-" + std::to_string(t));
+        const auto deadline = std::chrono::steady_clock::now() + seconds(20);
+        while (std::chrono::steady_clock::now() < deadline) {
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            if (done == kKeys * kPerKey) return;
+          }
+          const auto unit = inferq::db::claim(s, "q", db.worker, 2, kDefaultMaxAttempts);
+          if (!unit) {
+            std::this_thread::yield();  // the remaining keys are leased by the
+                                        // other claimer
+            continue;
+          }
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            overlap = overlap || !holding.insert(*unit->work_unit_key).second;
+            auto &run = runs[*unit->work_unit_key];
+            for (const auto &j : unit->jobs) run.push_back(j.id);
+          }
+          std::this_thread::yield();  // widen the window in which the other
+                                      // thread could overlap
+          {
+            // Out of `holding` before the lease goes, so the other thread's
+            // claim right after complete() is no false overlap.
+            std::lock_guard<std::mutex> lock(mu);
+            holding.erase(*unit->work_unit_key);
+            done += static_cast<int>(unit->jobs.size());
+          }
+          inferq::db::complete(s, {finish_all(*unit, [](std::int64_t id) { return succeeded(id); })}, "t");
+        }
+      } catch (...) {
+        errors[t] = std::current_exception();
+      }
+    });
+  }
+  for (auto &th : threads) th.join();
+  for (const auto &e : errors) {
+    if (!e) continue;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception &x) {
+      FAIL("a claimer failed: " << x.what());
+    }
+  }
+  CHECK_FALSE(overlap);
+  CHECK(done == kKeys * kPerKey);
+  CHECK(runs.size() == static_cast<std::size_t>(kKeys));
+  for (const auto &[key, ids] : runs) {
+    CAPTURE(key);
+    CHECK(ids.size() == static_cast<std::size_t>(kPerKey));
+    CHECK(std::is_sorted(ids.begin(), ids.end()));
+  }
+  CHECK(db.scalar("SELECT count(*) FROM inferq.jobs WHERE state = 'succeeded' "
+                  "AND attempts = 1") == std::to_string(kKeys * kPerKey));
+}
+
+// ------------------------------------------------------------- complete
+
+TEST_CASE("complete writes a success with its result and releases the lease") {
+  QueueDb db;
+  const auto id = db.add();
+  const auto other = db.add();
+  const auto unit = db.claim(2);
+  REQUIRE(unit);
+
+  UnitFinish finish;
+  finish.lease_id = unit->lease_id;
+  finish.jobs = {succeeded(id, R"({"outputs": [{"name": "y", "data": [0.5, "x\"y"]}]})"),
+                 succeeded(other, "")};
+  CHECK(db.complete({finish}) == 2);
+
+  CHECK(db.state(id) == "succeeded");
+  CHECK(*db.field(id, "result") == R"({"outputs": [{"data": [0.5, "x\"y"], "name": "y"}]})");
+  CHECK_FALSE(db.field(other, "result"));  // an empty result is JSON null
+  CHECK(db.state(other) == "succeeded");
+  CHECK(db.flag(id, "finished_at IS NOT NULL AND lease_id IS NULL AND last_error IS NULL"));
+  CHECK(db.error_count(id) == 0);
+  CHECK(db.attempts(id) == 1);
+  CHECK(db.leases() == 0);
+}
+
+TEST_CASE(
+    "a transient failure makes the job available again after retry_ms, "
+    "with the error in its history") {
+  QueueDb db;
+  const auto id = db.add();
+  const auto unit = db.claim();
+  REQUIRE(unit);
+
+  CHECK(db.complete({finish_all(
+            *unit, [](std::int64_t j) { return failed(j, "transient", "CUDA busy", 60000); })}) == 1);
+
+  CHECK(db.state(id) == "available");
+  CHECK(db.flag(id,
+                "run_at BETWEEN clock_timestamp() + interval '55 seconds'"
+                " AND clock_timestamp() + interval '61 seconds'"));
+  CHECK(db.flag(id, "lease_id IS NULL AND finished_at IS NULL AND result IS NULL"));
+  CHECK(db.attempts(id) == 1);
+  CHECK(*db.field(id, "last_error") == "CUDA busy");
+  REQUIRE(db.error_count(id) == 1);
+  CHECK(*db.field(id, "errors->0->>'attempt'") == "1");
+  CHECK(*db.field(id, "errors->0->>'class'") == "transient");
+  CHECK(*db.field(id, "errors->0->>'message'") == "CUDA busy");
+  CHECK(*db.field(id, "errors->0->>'worker'") == "host-a:101");
+  CHECK(db.flag(id,
+                "(errors->0->>'at')::timestamptz BETWEEN now() - interval "
+                "'1 minute' AND clock_timestamp()"));
+  CHECK(db.leases() == 0);
+  CHECK_FALSE(db.claim());  // not due yet
+
+  // With no backoff it is due at once; the second failure is appended.
+  db.make_due(id);
+  const auto again = db.claim();
+  REQUIRE(again);
+  CHECK(again->jobs[0].attempts == 2);
+  CHECK(db.complete(
+            {finish_all(*again, [](std::int64_t j) { return failed(j, "deadline", "took 31 s", 0); })}) == 1);
+  CHECK(db.state(id) == "available");
+  REQUIRE(db.error_count(id) == 2);
+  CHECK(*db.field(id, "errors->1->>'attempt'") == "2");
+  CHECK(*db.field(id, "errors->1->>'class'") == "deadline");
+  CHECK(*db.field(id, "errors->0->>'class'") == "transient");
+  CHECK(*db.field(id, "last_error") == "took 31 s");
+  CHECK(db.claim());  // retry_ms 0: due at once
+}
+
+TEST_CASE("a permanent failure makes the job dead at once, attempts left or not") {
+  QueueDb db;
+  const auto id = db.add();
+  const auto unit = db.claim(1, "q", 10);
+  REQUIRE(unit);
+
+  CHECK(db.complete({finish_all(*unit, [](std::int64_t j) {
+    return failed(j, "permanent", "input 'x': expected shape [3], got [4]", 5000);
+  })}) == 1);
+
+  CHECK(db.state(id) == "dead");
+  CHECK(db.flag(id, "finished_at IS NOT NULL AND lease_id IS NULL AND result IS NULL"));
+  CHECK(*db.field(id, "last_error") == "input 'x': expected shape [3], got [4]");
+  CHECK(*db.field(id, "errors->0->>'class'") == "permanent");
+  CHECK_FALSE(db.claim());
+}
+
+TEST_CASE("a job out of attempts is dead after its last failure") {
+  QueueDb db;
+  Job once;
+  once.max_attempts = 1;
+  const auto id = db.add(once);
+  const auto unit = db.claim();
+  REQUIRE(unit);
+  CHECK(db.complete({finish_all(
+            *unit, [](std::int64_t j) { return failed(j, "crash", "executor died", 100); })}) == 1);
+  CHECK(db.state(id) == "dead");
+  CHECK(db.flag(id, "finished_at IS NOT NULL"));
+  CHECK(*db.field(id, "errors->0->>'class'") == "crash");
+
+  // The same with the default of 2, over two claims.
+  const auto twice = db.add();
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    const auto u = db.claim(1, "q", 2);
+    REQUIRE(u);
+    CHECK(u->jobs[0].attempts == attempt);
+    CHECK(db.complete({finish_all(*u, [](std::int64_t j) { return failed(j, "transient", "again"); })}) == 1);
+  }
+  CHECK(db.state(twice) == "dead");
+  CHECK(db.error_count(twice) == 2);
+}
+
+TEST_CASE(
+    "class requeue puts a keyed job back behind its retried predecessor: "
+    "attempt refunded, no error") {
+  // The supervisor sends "requeue" for the jobs of a keyed unit after one
+  // that will be retried, so the key's jobs still run in id order.
+  QueueDb db;
+  Job once = keyed("k");
+  once.max_attempts = 1;  // requeue must not kill a job that never ran
+  const auto first = db.add(keyed("k"));
+  const auto second = db.add(keyed("k"));
+  const auto third = db.add(once);
+  const auto unit = db.claim(3);
+  REQUIRE(unit);
+  REQUIRE(ids_of(*unit) == std::vector<std::int64_t>{first, second, third});
+
+  UnitFinish finish;
+  finish.lease_id = unit->lease_id;
+  finish.jobs = {failed(first, "transient", "CUDA busy", 60000),
+                 failed(second, "requeue", "requeued behind an earlier job of its key"),
+                 failed(third, "requeue", "requeued behind an earlier job of its key")};
+  CHECK(db.complete({finish}) == 3);
+
+  CHECK(db.state(first) == "available");
+  CHECK(db.attempts(first) == 1);
+  CHECK(db.error_count(first) == 1);
+  for (const auto id : {second, third}) {
+    CAPTURE(id);
+    CHECK(db.state(id) == "available");
+    CHECK(db.attempts(id) == 0);
+    CHECK(db.error_count(id) == 0);
+    CHECK_FALSE(db.field(id, "last_error"));
+    CHECK(db.flag(id, "lease_id IS NULL AND finished_at IS NULL AND run_at <= now()"));
+  }
+  // The key waits for its first job's retry; nothing jumps ahead of it.
+  CHECK_FALSE(db.claim(3));
+
+  db.make_due(first);
+  const auto retry = db.claim(3);
+  REQUIRE(retry);
+  REQUIRE(ids_of(*retry) == std::vector<std::int64_t>{first, second, third});
+  CHECK(retry->jobs[0].attempts == 2);
+  CHECK(retry->jobs[1].attempts == 1);
+  CHECK(retry->jobs[2].attempts == 1);
+}
+
+TEST_CASE("a requeued job whose cancel was requested ends cancelled") {
+  QueueDb db;
+  const auto first = db.add(keyed("k"));
+  const auto second = db.add(keyed("k"));
+  const auto unit = db.claim(2);
+  REQUIRE(unit);
+  CHECK(db.cancel(second));
+
+  UnitFinish finish;
+  finish.lease_id = unit->lease_id;
+  finish.jobs = {failed(first, "transient", "busy", 0), failed(second, "requeue", "requeued")};
+  CHECK(db.complete({finish}) == 2);
+  CHECK(db.state(first) == "available");
+  CHECK(db.state(second) == "cancelled");
+  CHECK(db.flag(second, "finished_at IS NOT NULL"));
+}
+
+TEST_CASE(
+    "complete is fenced by the lease: a wrong or reaped lease writes "
+    "nothing, a repeat is a no-op") {
+  QueueDb db;
+  const auto id = db.add();
+  const auto unit = db.claim();
+  REQUIRE(unit);
+
+  SUBCASE("a lease that is not the job's") {
+    UnitFinish wrong = finish_all(*unit, [](std::int64_t j) { return succeeded(j); });
+    wrong.lease_id = unit->lease_id + 1000;
+    CHECK(db.complete({wrong}) == 0);
+    CHECK(db.state(id) == "running");
+    CHECK(*db.field(id, "lease_id") == std::to_string(unit->lease_id));
+    CHECK_FALSE(db.field(id, "result"));
+    CHECK(db.leases() == 1);
+  }
+  SUBCASE("a job the lease does not hold") {
+    const auto stranger = db.add();
+    UnitFinish wrong;
+    wrong.lease_id = unit->lease_id;
+    wrong.jobs = {failed(stranger, "permanent", "not mine")};
+    CHECK(db.complete({wrong}) == 0);
+    CHECK(db.state(stranger) == "available");
+    CHECK(db.error_count(stranger) == 0);
+  }
+  SUBCASE("a repeated complete") {
+    const UnitFinish ok = finish_all(*unit, [](std::int64_t j) { return succeeded(j, R"({"v": 1})"); });
+    CHECK(db.complete({ok}) == 1);
+    CHECK(db.complete({ok}) == 0);
+    CHECK(db.complete({finish_all(*unit, [](std::int64_t j) { return failed(j, "permanent", "late"); })}) ==
+          0);
+    CHECK(db.state(id) == "succeeded");
+    CHECK(*db.field(id, "result") == R"({"v": 1})");
+    CHECK(db.error_count(id) == 0);
+  }
+  SUBCASE("a lease reaped and the job claimed by another daemon") {
+    db.age_lease(unit->lease_id);
+    Session other(db.url, "test-other-daemon");
+    CHECK(inferq::db::reap(other, seconds(30), {}) == 1);
+    const auto taken = inferq::db::claim(other, "q", db.worker + 1, 1, kDefaultMaxAttempts);
+    REQUIRE(taken);
+    REQUIRE(taken->jobs[0].id == id);
+
+    CHECK(db.complete({finish_all(*unit, [](std::int64_t j) { return succeeded(j); })}) == 0);
+    CHECK(db.state(id) == "running");
+    CHECK(*db.field(id, "lease_id") == std::to_string(taken->lease_id));
+    CHECK_FALSE(db.field(id, "result"));
+    CHECK(db.leases() == 1);  // the new owner's lease is untouched
+
+    CHECK(inferq::db::complete(other, {finish_all(*taken, [](std::int64_t j) { return succeeded(j); })},
+                               "b:2") == 1);
+    CHECK(db.state(id) == "succeeded");
+  }
+  CHECK(db.complete({}) == 0);
+}
+
+TEST_CASE("completion_document escapes messages and classes into valid JSON") {
+  UnitFinish u;
+  u.lease_id = 7;
+  u.jobs = {succeeded(1, R"({"y":1})"), failed(2, "transient", "m", 250), succeeded(3, "")};
+  UnitFinish v;
+  v.lease_id = 8;
+  v.jobs = {failed(4, "per\"manent", std::string("a\"b\\c\nd\te\rf") + '\x01' + '\0' + "g\x7f", 0)};
+  CHECK(inferq::db::completion_document({u, v}) ==
+        R"([{"lease":7,"id":1,"ok":true,"result":{"y":1}},)"
+        R"({"lease":7,"id":2,"ok":false,"class":"transient","message":"m","retry_ms":250},)"
+        R"({"lease":7,"id":3,"ok":true,"result":null},)"
+        R"({"lease":8,"id":4,"ok":false,"class":"per\"manent","message":"a\"b\\c\nd\te\rf\u0001\ufffdg)"
+        "\x7f"
+        R"(","retry_ms":0}])");
+  CHECK(inferq::db::completion_document({}) == "[]");
+}
+
+TEST_CASE(
+    "messages with quotes, newlines, NUL and invalid UTF-8 round-trip "
+    "through complete into last_error") {
+  QueueDb db;
+  const auto id = db.add();
+  const auto unit = db.claim();
+  REQUIRE(unit);
+  const std::string message = std::string("say \"hi\" \\ back\nline 2\ttab\r\x01 nul:") + '\0' +
+                              " bad:\xff\xfe cut:\xe2\x82 overlong2:\xc0\xaf euro:\xe2\x82\xac "
+                              "smile:\xf0\x9f\x98\x80";
+
+  CHECK(db.complete({finish_all(*unit, [&](std::int64_t j) { return failed(j, "transient", message); })}) ==
+        1);
+
+  const std::string stored = *db.field(id, "last_error");
+  CHECK(*db.field(id, "errors->0->>'message'") == stored);
+  CHECK(stored.rfind("say \"hi\" \\ back\nline 2\ttab\r\x01 nul:" + kReplacement + " bad:" + kReplacement,
+                     0) == 0);
+  CHECK(stored.find("euro:\xe2\x82\xac smile:\xf0\x9f\x98\x80") != std::string::npos);
+  // Every invalid byte became U+FFFD; the valid text around them is intact.
+  std::string without_replacements = stored;
+  for (std::size_t p; (p = without_replacements.find(kReplacement)) != std::string::npos;)
+    without_replacements.erase(p, kReplacement.size());
+  CHECK(without_replacements ==
+        "say \"hi\" \\ back\nline 2\ttab\r\x01 nul: "
+        "bad: cut: overlong2: euro:\xe2\x82\xac"
+        " smile:\xf0\x9f\x98\x80");
+}
+
+TEST_CASE(
+    "well-formed-looking but invalid UTF-8 (overlong, surrogate, beyond "
+    "U+10FFFF) does not make complete fail") {
+  // PostgreSQL rejects these sequences in text; append_json_string must
+  // replace them like any other invalid byte, or the unit cannot be written.
+  QueueDb db;
+  const auto id = db.add();
+  const auto unit = db.claim();
+  REQUIRE(unit);
+  // The valid neighbours of each rejected range must pass through as they are:
+  // U+0800, U+D7FF, U+E000, U+10000, U+10FFFF.
+  const std::string valid_edges =
+      "edges:"
+      "\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xf0\x90\x80\x80\xf4\x8f\xbf\xbf";
+  const std::string message =
+      "overlong3:\xe0\x80\xaf surrogate:\xed\xa0\x80 "
+      "overlong4:\xf0\x80\x80\xaf too-big:\xf4\x90\x80\x80 " +
+      valid_edges;
+
+  int written = -1;
+  try {
+    written =
+        db.complete({finish_all(*unit, [&](std::int64_t j) { return failed(j, "permanent", message); })});
+  } catch (const inferq::db::DbError &e) {
+    FAIL("complete() was rejected: " << std::string(e.what()));
+  }
+  CHECK(written == 1);
+  const auto stored = db.field(id, "last_error");
+  REQUIRE(stored);
+  std::string without_replacements = *stored;
+  for (std::size_t p; (p = without_replacements.find(kReplacement)) != std::string::npos;)
+    without_replacements.erase(p, kReplacement.size());
+  CHECK(without_replacements == "overlong3: surrogate: overlong4: too-big: " + valid_edges);
+  CHECK(stored->find(valid_edges) != std::string::npos);
+}
+
+// ------------------------------------------------------------ heartbeat
+
+TEST_CASE("heartbeat renews the leases that still exist and returns only those") {
+  QueueDb db;
+  db.add();
+  db.add();
+  const auto kept = db.claim();
+  const auto finished = db.claim();
+  REQUIRE(kept);
+  REQUIRE(finished);
+  CHECK(db.complete({finish_all(*finished, [](std::int64_t j) { return succeeded(j); })}) == 1);
+  db.age_lease(kept->lease_id);
+  {
+    pqxx::nontransaction tx(db.conn);
+    tx.exec_params(
+        "UPDATE inferq.workers SET last_seen_at = last_seen_at - "
+        "interval '1 hour' WHERE id = $1",
+        db.worker);
+  }
+
+  auto alive = inferq::db::heartbeat(db.session, db.worker,
+                                     {kept->lease_id, finished->lease_id, kept->lease_id + 1000});
+
+  CHECK(alive == std::vector<std::int64_t>{kept->lease_id});
+  CHECK(db.scalar("SELECT heartbeat_at > clock_timestamp() - interval '1 "
+                  "minute' FROM inferq.active_sessions"
+                  " WHERE id = " +
+                  std::to_string(kept->lease_id)) == "t");
+  CHECK(db.scalar("SELECT last_seen_at > clock_timestamp() - interval '1 "
+                  "minute' FROM inferq.workers WHERE id = " +
+                  std::to_string(db.worker)) == "t");
+  // Renewed, the lease survives a reaper with a stale_after it had exceeded.
+  CHECK(inferq::db::reap(db.session, seconds(30), {}) == 0);
+  CHECK(db.leases() == 1);
+
+  CHECK(inferq::db::heartbeat(db.session, db.worker, {}).empty());
+}
+
+// ----------------------------------------------------------------- reap
+
+TEST_CASE(
+    "reap returns the jobs of a stale lease to available with a 'lost' "
+    "error naming the worker") {
+  QueueDb db;
+  const auto a = db.add();
+  const auto b = db.add();
+  const auto unit = db.claim(2);
+  REQUIRE(unit);
+  std::this_thread::sleep_for(milliseconds(20));  // older than the 1 ms stale_after below
+
+  Session reaper(db.url, "test-reaper");
+  CHECK(inferq::db::reap(reaper, milliseconds(1), {}) == 1);
+
+  CHECK(db.leases() == 0);
+  for (const auto id : {a, b}) {
+    CAPTURE(id);
+    CHECK(db.state(id) == "available");
+    CHECK(db.attempts(id) == 1);  // the lost attempt counts
+    CHECK(db.flag(id, "lease_id IS NULL AND finished_at IS NULL"));
+    const std::string error = *db.field(id, "last_error");
+    CHECK_MESSAGE(error.find("lease expired") != std::string::npos, error);
+    CHECK_MESSAGE(error.find("host-a:101") != std::string::npos, error);
+    REQUIRE(db.error_count(id) == 1);
+    CHECK(*db.field(id, "errors->0->>'class'") == "lost");
+    CHECK(*db.field(id, "errors->0->>'worker'") == "host-a:101");
+    CHECK(*db.field(id, "errors->0->>'attempt'") == "1");
+    CHECK(*db.field(id, "errors->0->>'message'") == error);
+  }
+  const auto again = db.claim(2);
+  REQUIRE(again);
+  CHECK(again->jobs[0].attempts == 2);
+}
+
+TEST_CASE(
+    "reap makes a job dead when the lost attempt was its last, and "
+    "cancelled when cancel was requested") {
+  QueueDb db;
+  Job once;
+  once.max_attempts = 1;
+  const auto last_try = db.add(once);
+  const auto unit = db.claim();
+  const auto to_cancel = db.add();
+  const auto other = db.claim();
+  REQUIRE(unit);
+  REQUIRE(other);
+  CHECK(db.cancel(to_cancel));
+  std::this_thread::sleep_for(milliseconds(20));
+
+  CHECK(inferq::db::reap(db.session, milliseconds(1), {}) == 2);
+
+  CHECK(db.state(last_try) == "dead");
+  CHECK(db.flag(last_try, "finished_at IS NOT NULL"));
+  CHECK(*db.field(last_try, "errors->0->>'class'") == "lost");
+  CHECK(db.state(to_cancel) == "cancelled");
+  CHECK(db.flag(to_cancel, "finished_at IS NOT NULL"));
+}
+
+TEST_CASE("reap spares the leases in keep and fresh leases") {
+  QueueDb db;
+  const auto mine = db.add();
+  const auto theirs = db.add();
+  const auto fresh = db.add();
+  const auto kept = db.claim();
+  const auto stale = db.claim();
+  REQUIRE(kept);
+  REQUIRE(stale);
+  std::this_thread::sleep_for(milliseconds(20));
+  const auto young = db.claim();
+  REQUIRE(young);
+  REQUIRE(young->jobs[0].id == fresh);
+
+  // A fresh lease is not reaped with a realistic stale_after.
+  CHECK(inferq::db::reap(db.session, seconds(60), {}) == 0);
+  CHECK(db.leases() == 3);
+
+  CHECK(inferq::db::reap(db.session, milliseconds(1), {kept->lease_id, young->lease_id}) == 1);
+  CHECK(db.state(mine) == "running");
+  CHECK(db.state(fresh) == "running");
+  CHECK(db.state(theirs) == "available");
+  CHECK(db.leases() == 2);
+  CHECK(db.scalar("SELECT count(*) FROM inferq.active_sessions WHERE id = " +
+                  std::to_string(stale->lease_id)) == "0");
+}
+
+TEST_CASE("reap names a worker whose row is gone by its id") {
+  QueueDb db;
+  const auto id = db.add();
+  const auto unit = db.claim();
+  REQUIRE(unit);
+  inferq::db::deregister_worker(db.session, db.worker);
+  db.age_lease(unit->lease_id);
+
+  CHECK(inferq::db::reap(db.session, seconds(30), {}) == 1);
+  CHECK(*db.field(id, "errors->0->>'worker'") == "#" + std::to_string(db.worker));
+  const std::string error = *db.field(id, "last_error");
+  CHECK_MESSAGE(error.find("#" + std::to_string(db.worker)) != std::string::npos, error);
+  CHECK_MESSAGE(error.find("within 30s") != std::string::npos, error);
+}
+
+// -------------------------------------------------------------- release
+
+TEST_CASE("release returns the leases' jobs to available with the attempt refunded") {
+  QueueDb db;
+  const auto a = db.add();
+  const auto b = db.add();
+  const auto c = db.add();
+  const auto unit = db.claim(2);
+  const auto other = db.claim(1);
+  REQUIRE(unit);
+  REQUIRE(other);
+
+  CHECK(inferq::db::release(db.session, {unit->lease_id}) == 2);
+
+  for (const auto id : {a, b}) {
+    CHECK(db.state(id) == "available");
+    CHECK(db.attempts(id) == 0);
+    CHECK(db.error_count(id) == 0);
+    CHECK(db.flag(id, "lease_id IS NULL AND finished_at IS NULL"));
+  }
+  CHECK(db.state(c) == "running");
+  CHECK(db.leases() == 1);
+  CHECK(inferq::db::release(db.session, {unit->lease_id}) == 0);  // already gone
+  CHECK(inferq::db::release(db.session, {}) == 0);
+
+  const auto again = db.claim(2);
+  REQUIRE(again);
+  for (const auto &j : again->jobs) CHECK(j.attempts == 1);
+}
+
+TEST_CASE(
+    "release keeps attempts of earlier runs and cancels a job whose "
+    "cancel was requested") {
+  QueueDb db;
+  const auto retried = db.add();
+  const auto to_cancel = db.add();
+  const auto first = db.claim(2);
+  REQUIRE(first);
+  CHECK(db.complete({finish_all(*first, [](std::int64_t j) { return failed(j, "transient", "x"); })}) == 2);
+  const auto second = db.claim(2);
+  REQUIRE(second);
+  CHECK(db.cancel(to_cancel));
+
+  CHECK(inferq::db::release(db.session, {second->lease_id}) == 2);
+  CHECK(db.state(retried) == "available");
+  CHECK(db.attempts(retried) == 1);
+  CHECK(db.error_count(retried) == 1);
+  CHECK(db.state(to_cancel) == "cancelled");
+  CHECK(db.flag(to_cancel, "finished_at IS NOT NULL"));
+}
+
+// -------------------------------------------------------- notifications
+
+TEST_CASE(
+    "finished jobs notify inferq_done with their id; jobs that can run "
+    "again notify inferq_jobs") {
+  QueueDb db;
+  Listener listener(db.url, {"inferq_jobs", "inferq_done"}, "test-listener");
+  listener.connect();
+  Job once;
+  once.max_attempts = 1;
+  const auto ok = db.add();
+  const auto permanent = db.add();
+  const auto transient = db.add();
+  const auto lost_dead = db.add(once);
+  const auto lost_again = db.add();
+  const auto released = db.add();
+  drain(db.url, listener);
+
+  const auto unit = db.claim(3);
+  REQUIRE(unit);
+  REQUIRE(sorted_ids(*unit) == std::vector<std::int64_t>{ok, permanent, transient});
+  UnitFinish finish;
+  finish.lease_id = unit->lease_id;
+  finish.jobs = {succeeded(ok), failed(permanent, "permanent", "bad"),
+                 failed(transient, "transient", "busy", 0)};
+  CHECK(db.complete({finish}) == 3);
+  auto got = drain(db.url, listener);
+  CHECK(count_of(got, "inferq_done", std::to_string(ok)) == 1);
+  CHECK(count_of(got, "inferq_done", std::to_string(permanent)) == 1);
+  CHECK(count_of(got, "inferq_done", std::to_string(transient)) == 0);
+  CHECK(count_of(got, "inferq_jobs", "q") == 1);
+
+  // Take the three others (and the retried one) as separate units.
+  std::map<std::int64_t, std::int64_t> lease_of;
+  while (auto u = db.claim()) lease_of[u->jobs[0].id] = u->lease_id;
+  REQUIRE(lease_of.count(lost_dead) == 1);
+  drain(db.url, listener);
+  db.age_lease(lease_of[lost_dead]);
+  db.age_lease(lease_of[lost_again]);
+  CHECK(inferq::db::reap(db.session, seconds(30), {}) == 2);
+  got = drain(db.url, listener);
+  CHECK(count_of(got, "inferq_done", std::to_string(lost_dead)) == 1);
+  CHECK(count_of(got, "inferq_done", std::to_string(lost_again)) == 0);
+  CHECK(count_of(got, "inferq_jobs", "q") == 1);
+
+  CHECK(inferq::db::release(db.session, {lease_of[released]}) == 1);
+  got = drain(db.url, listener);
+  CHECK(count_of(got, "inferq_jobs", "q") == 1);
+  CHECK(count_of(got, "inferq_done", std::to_string(released)) == 0);
+}
