@@ -10,12 +10,14 @@
 namespace inferq::supervisor {
 
 Heartbeater::Heartbeater(std::string db_url, std::int64_t worker_id, std::chrono::milliseconds interval,
-                         LeaseRegistry& leases, std::function<bool()> tick_alive)
+                         LeaseRegistry& leases, std::function<bool()> tick_alive,
+                         std::function<void()> on_lost)
     : session_(std::move(db_url), "inferq heartbeat", std::max(interval, std::chrono::milliseconds(1000))),
       worker_id_(worker_id),
       interval_(interval),
       leases_(leases),
-      tick_alive_(std::move(tick_alive)) {}
+      tick_alive_(std::move(tick_alive)),
+      on_lost_(std::move(on_lost)) {}
 
 Heartbeater::~Heartbeater() { stop(); }
 
@@ -58,12 +60,13 @@ void Heartbeater::loop() {
       was_failing = false;
       if (alive.size() < held.size()) {
         for (const auto lease : held) {
-          // A lease that is gone stays gone: stop renewing it, and say so once
-          // (its unit may run on until its deadline; the completion writes nothing).
-          if (std::find(alive.begin(), alive.end(), lease) == alive.end() && leases_.remove(lease)) {
-            spdlog::warn("heartbeat: lease {} is gone (reaped by another daemon); its result will "
-                         "not be written",
+          // A lease that is gone stays gone: stop renewing it, say so once, and
+          // have the tick stop its unit, whose result could not be written.
+          // (A lease whose completion was just written is no longer held.)
+          if (std::find(alive.begin(), alive.end(), lease) == alive.end() && leases_.mark_lost(lease)) {
+            spdlog::warn("heartbeat: lease {} is gone (reaped by another daemon); stopping its unit",
                          lease);
+            if (on_lost_) on_lost_();
           }
         }
       }

@@ -15,11 +15,12 @@ namespace inferq::supervisor {
 // The heartbeat thread: every `interval`, renews all of the daemon's leases
 // in one statement, but only while `tick_alive()` says the tick loop has
 // ticked recently. A stuck tick loop therefore lets its leases expire, and
-// another daemon reaps them (DESIGN.md invariant 6).
+// another daemon reaps them (DESIGN.md invariant 6). A lease found gone is
+// marked lost in the registry and on_lost() is called.
 class Heartbeater {
  public:
   Heartbeater(std::string db_url, std::int64_t worker_id, std::chrono::milliseconds interval,
-              LeaseRegistry& leases, std::function<bool()> tick_alive);
+              LeaseRegistry& leases, std::function<bool()> tick_alive, std::function<void()> on_lost);
   ~Heartbeater();
   Heartbeater(const Heartbeater&) = delete;
   Heartbeater& operator=(const Heartbeater&) = delete;
@@ -35,6 +36,7 @@ class Heartbeater {
   std::chrono::milliseconds interval_;
   LeaseRegistry& leases_;
   std::function<bool()> tick_alive_;
+  std::function<void()> on_lost_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -61,10 +61,13 @@ Supervisor::Supervisor(SupervisorOptions options)
       session_(settings_.database.url, "inferq tick", std::chrono::seconds(30)),
       writer_(settings_.database.url, options_.worker_name, leases_, [this] { wake(); }),
       heartbeater_(settings_.database.url, options_.worker_id, settings_.worker.heartbeat_interval, leases_,
-                   [this] { return tick_alive(); }),
+                   [this] { return tick_alive(); }, [this] { wake(); }),
       notifier_(settings_.database.url, [this] { wake(); }),
       rng_(std::random_device{}()),
-      db_backoff_(std::make_unique<util::Backoff>(milliseconds(200), std::chrono::seconds(10))) {
+      // Capped near the poll interval: once the database is back, the tick
+      // should notice within about a poll, not after a long backoff.
+      db_backoff_(std::make_unique<util::Backoff>(
+          milliseconds(100), std::max<milliseconds>(settings_.worker.poll_interval, milliseconds(1000)))) {
   for (const auto& q : settings_.queues) {
     for (int i = 0; i < q.instances; ++i) {
       auto slot = std::make_unique<Slot>();
@@ -121,6 +124,7 @@ void Supervisor::tick() {
   last_tick_ns_ = to_ns(now);
   // Invariant 1: reap first, every tick, whatever the slots say.
   reap_stale(now);
+  stop_lost_units(now);
   if (!draining_) claim_for_idle_slots(now);
 }
 
@@ -132,6 +136,19 @@ void Supervisor::reap_stale(TimePoint now) {
     db_succeeded();
   } catch (const db::DbError& e) {
     db_failed(e, now);
+  }
+}
+
+void Supervisor::stop_lost_units(TimePoint now) {
+  for (const auto lease : leases_.take_lost()) {
+    for (auto& slot : slots_) {
+      if (slot->state != Slot::State::kBusy || !slot->unit || slot->unit->lease_id != lease) continue;
+      // Another daemon owns these jobs now; running on would only waste the
+      // slot (and a GPU) until the deadline, and the result is fenced out.
+      spdlog::warn("{}: lease {} was reaped by another daemon; stopping its unit", slot_name(*slot), lease);
+      slot->unit.reset();
+      kill_executor(*slot, now, "lease lost");
+    }
   }
 }
 

@@ -60,6 +60,7 @@ class Supervisor {
 
   void tick();
   void reap_stale(TimePoint now);
+  void stop_lost_units(TimePoint now);
   void claim_for_idle_slots(TimePoint now);
   void dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now);
   void wait_for_events(TimePoint now);

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 
 #include "support/daemon.hpp"
 
@@ -80,6 +81,7 @@ TEST_CASE("a stalled daemon's late completion is fenced out: the job is complete
       },
       10s, 10ms));
   const auto a_lease = scalar(url, "SELECT lease_id FROM inferq.jobs WHERE id = " + sid);
+  const auto a_claimed_at = Clock::now();
 
   // A stalls: no tick, no heartbeat. Its executor keeps running the unit.
   a.process().send_signal(SIGSTOP);
@@ -109,6 +111,10 @@ TEST_CASE("a stalled daemon's late completion is fenced out: the job is complete
   // Hold B's unit (its executor stopped; B itself stays alive and keeps its
   // lease), so A's late completion certainly comes first.
   ::kill(b_executors[0], SIGSTOP);
+  // Let A's executor finish its 3 s sleep while A is stopped, so the result
+  // is waiting in A's socket: A reads it before it ticks (and so before its
+  // heartbeat may notice the lost lease and stop the unit instead).
+  std::this_thread::sleep_until(a_claimed_at + 3300ms);
   a.process().send_signal(SIGCONT);
 
   // A's executor finished the 3 s sleep; A tries to write the result.
@@ -159,4 +165,48 @@ TEST_CASE("a stalled daemon's late completion is fenced out: the job is complete
   REQUIRE(b_status);
   CHECK(exited_with(*b_status, 0));
   CHECK(scalar(url, "SELECT count(*) FROM public.final_writes") == 1);
+}
+
+TEST_CASE("a daemon that finds its lease reaped stops that unit instead of running it to the deadline") {
+  const std::string url = fresh_inferq_database();
+  DaemonConfig config;
+  config.database_url = url;
+  config.poll_interval = "200ms";
+  config.heartbeat_interval = "200ms";
+  config.stale_after = "1s";
+  TestQueue q;
+  q.name = "sleep";
+  q.handler = "builtin:sleep";
+  q.max_jobs = 1;
+  q.deadline = "60s";
+  config.queues = {q};
+
+  Daemon a(config, "a");
+  INFO("daemon A log:\n", a.log());
+  REQUIRE(a.wait_ready());
+  const auto a_executors = a.executor_pids();
+  REQUIRE(a_executors.size() == 1);
+  const auto id = enqueue(url, "sleep", R"({"seconds": 30})");
+  const std::string sid = std::to_string(id);
+  REQUIRE(wait_until([&] { return job(url, id)->state == "running"; }, 10s, 10ms));
+  const auto a_lease = scalar(url, "SELECT lease_id FROM inferq.jobs WHERE id = " + sid);
+
+  a.process().send_signal(SIGSTOP);
+  Daemon b(config, "b");
+  INFO("daemon B log:\n", b.log());
+  REQUIRE(b.wait_ready());
+  REQUIRE(wait_until([&] { return scalar(url, "SELECT count(*) FROM inferq.jobs WHERE id = " + sid +
+                                                  " AND state = 'running' AND lease_id <> " +
+                                                  std::to_string(a_lease)) == 1; },
+                     10s, 10ms));
+  a.process().send_signal(SIGCONT);
+  const auto resumed = Clock::now();
+  // A's executor, 30 s from its deadline, is killed within a few heartbeats.
+  REQUIRE(wait_until([&] { return process_gone(a_executors[0]); }, 5s, 10ms));
+  CHECK(Clock::now() - resumed < 3s);
+  CHECK(a.count_log("lease " + std::to_string(a_lease) + " was reaped by another daemon; stopping its unit") == 1);
+  // B still owns the job; A wrote nothing.
+  CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs WHERE id = " + sid + " AND state = 'running' AND lease_id <> " +
+                        std::to_string(a_lease)) == 1);
+  CHECK(scalar(url, "SELECT jsonb_array_length(errors) FROM inferq.jobs WHERE id = " + sid) == 1);
 }
