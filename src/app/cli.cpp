@@ -70,7 +70,9 @@ or cancelled, 3 on timeout.
 constexpr const char* kStatusHelp = R"(Usage: inferq status [--config FILE] [--json]
 
 Prints, per queue, the jobs in each state and the age of the oldest due
-available job; the live leases with their worker and age; the live workers.
+available job; the live leases with their worker and age; the live workers
+(those seen within worker.stale_after of the configuration given, 15s by
+default).
 )";
 
 constexpr const char* kCancelHelp = R"(Usage: inferq cancel JOB_ID [--config FILE]
