@@ -58,11 +58,118 @@ CREATE TABLE inferq.jobs (
 -- head of an index whose size is the claimable backlog, never the history.
 CREATE INDEX jobs_claim_unkeyed ON inferq.jobs (queue, priority DESC, run_at, id)
   WHERE state = 'available' AND work_unit_key IS NULL;
-CREATE INDEX jobs_claim_keyed ON inferq.jobs (queue, priority DESC, run_at, id)
-  WHERE state = 'available' AND work_unit_key IS NOT NULL;
 CREATE INDEX jobs_key_order ON inferq.jobs (queue, work_unit_key, id)
   WHERE state = 'available' AND work_unit_key IS NOT NULL;
 CREATE INDEX jobs_running_lease ON inferq.jobs (lease_id) WHERE state = 'running';
+
+-- The claimable keys: one row per key that has available jobs and no live
+-- lease, naming the key's head (its lowest-id available job) and the head's
+-- rank. A keyed claim reads the best row here, so its cost is the number of
+-- claimable keys it skips, never the keyed backlog. A head not yet due (a
+-- retry's backoff) keeps its row with its run_at: the key waits for it.
+--
+-- Every transaction that changes a key's state (enqueue, cancel, claim,
+-- complete, release, reap) first takes the key's advisory lock
+-- (inferq.key_lock), held to commit, and a writer then recomputes the row in
+-- a statement of its own (inferq.refresh_key_head). Under READ COMMITTED that
+-- statement's snapshot is taken after the lock was granted, so it sees every
+-- change of any earlier holder, which committed before giving the lock up:
+-- the last writer to commit leaves the row right. A claim only try-locks
+-- (after locking the row FOR UPDATE), so it never waits on a key.
+CREATE TABLE inferq.key_heads (
+  queue         text        NOT NULL,
+  work_unit_key text        NOT NULL,
+  head_id       bigint      NOT NULL,
+  priority      integer     NOT NULL,
+  run_at        timestamptz NOT NULL,
+  PRIMARY KEY (queue, work_unit_key)
+);
+CREATE INDEX key_heads_claim ON inferq.key_heads (queue, priority DESC, run_at, head_id);
+
+-- The advisory lock of a key: (namespace, hash) keeps it apart from the
+-- single-key lock of migrate. Equal hashes of two keys only share a lock.
+CREATE FUNCTION inferq.key_lock_ns() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 1769301585 $$;  -- 'inferq' keys
+CREATE FUNCTION inferq.key_lock(p_queue text, p_key text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT hashtext(p_queue || E'\x1f' || p_key) $$;
+
+-- Recomputes a key's row in key_heads from its available jobs and its lease.
+-- Takes the key's lock first (the caller usually holds it already), then reads
+-- in later statements, which see what earlier holders committed.
+CREATE FUNCTION inferq.refresh_key_head(p_queue text, p_key text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  h record;
+BEGIN
+  PERFORM pg_advisory_xact_lock(inferq.key_lock_ns(), inferq.key_lock(p_queue, p_key));
+  SELECT j.id, j.priority, j.run_at INTO h
+    FROM inferq.jobs j
+   WHERE j.queue = p_queue AND j.work_unit_key = p_key AND j.state = 'available'
+   ORDER BY j.id
+   LIMIT 1;
+  IF h.id IS NULL OR EXISTS (SELECT 1 FROM inferq.active_sessions s
+                              WHERE s.queue = p_queue AND s.work_unit_key = p_key) THEN
+    DELETE FROM inferq.key_heads kh WHERE kh.queue = p_queue AND kh.work_unit_key = p_key;
+  ELSE
+    INSERT INTO inferq.key_heads AS kh (queue, work_unit_key, head_id, priority, run_at)
+    VALUES (p_queue, p_key, h.id, h.priority, h.run_at)
+    ON CONFLICT (queue, work_unit_key) DO UPDATE
+       SET head_id = EXCLUDED.head_id, priority = EXCLUDED.priority, run_at = EXCLUDED.run_at
+     WHERE (kh.head_id, kh.priority, kh.run_at)
+           IS DISTINCT FROM (EXCLUDED.head_id, EXCLUDED.priority, EXCLUDED.run_at);
+  END IF;
+END
+$$;
+
+-- Takes the locks of keys (queues[i], keys[i]) in lock order, so that two
+-- transactions locking several keys cannot deadlock on them.
+CREATE FUNCTION inferq.lock_keys(p_queues text[], p_keys text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  l integer;
+BEGIN
+  IF p_keys IS NULL THEN
+    RETURN;
+  END IF;
+  FOR l IN SELECT DISTINCT inferq.key_lock(x.q, x.k)
+             FROM unnest(p_queues, p_keys) AS x(q, k) ORDER BY 1 LOOP
+    PERFORM pg_advisory_xact_lock(inferq.key_lock_ns(), l);
+  END LOOP;
+END
+$$;
+
+CREATE FUNCTION inferq.refresh_key_heads(p_queues text[], p_keys text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP
+    PERFORM inferq.refresh_key_head(p_queues[i], p_keys[i]);
+  END LOOP;
+END
+$$;
+
+-- Rebuilds key_heads from scratch (of one queue, or all): a repair, and the
+-- way to index keyed jobs written to inferq.jobs by hand. It locks key_heads
+-- against claims and refreshes while it runs; run it while producers and
+-- daemons are quiet, as a refresh computed before it may commit after it.
+CREATE FUNCTION inferq.rebuild_key_heads(p_queue text DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  n integer;
+BEGIN
+  LOCK TABLE inferq.key_heads IN EXCLUSIVE MODE;
+  DELETE FROM inferq.key_heads kh WHERE p_queue IS NULL OR kh.queue = p_queue;
+  INSERT INTO inferq.key_heads (queue, work_unit_key, head_id, priority, run_at)
+  SELECT DISTINCT ON (j.queue, j.work_unit_key) j.queue, j.work_unit_key, j.id, j.priority, j.run_at
+    FROM inferq.jobs j
+   WHERE j.state = 'available' AND j.work_unit_key IS NOT NULL
+     AND (p_queue IS NULL OR j.queue = p_queue)
+     AND NOT EXISTS (SELECT 1 FROM inferq.active_sessions s
+                      WHERE s.queue = j.queue AND s.work_unit_key = j.work_unit_key)
+   ORDER BY j.queue, j.work_unit_key, j.id;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END
+$$;
 
 -- Producer API -------------------------------------------------------------
 
@@ -113,6 +220,9 @@ BEGIN
   VALUES (enqueue.queue, enqueue.work_unit_key, enqueue.payload, enqueue.priority,
           coalesce(enqueue.run_at, now()), enqueue.max_attempts)
   RETURNING id INTO new_id;
+  IF enqueue.work_unit_key IS NOT NULL THEN
+    PERFORM inferq.refresh_key_head(enqueue.queue, enqueue.work_unit_key);
+  END IF;
   -- Delivered at commit; identical payloads in one transaction fold into one.
   PERFORM pg_notify('inferq_jobs', enqueue.queue);
   RETURN new_id;
@@ -126,7 +236,13 @@ CREATE FUNCTION inferq.cancel(job_id bigint) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
   s inferq.job_state;
+  k record;
 BEGIN
+  -- A keyed job: take its key's lock before touching the row (see key_heads).
+  SELECT j.queue, j.work_unit_key INTO k FROM inferq.jobs j WHERE j.id = cancel.job_id;
+  IF k.work_unit_key IS NOT NULL THEN
+    PERFORM pg_advisory_xact_lock(inferq.key_lock_ns(), inferq.key_lock(k.queue, k.work_unit_key));
+  END IF;
   UPDATE inferq.jobs j
      SET cancel_requested = true,
          state = CASE WHEN j.state = 'available' THEN 'cancelled'::inferq.job_state ELSE j.state END,
@@ -137,6 +253,10 @@ BEGIN
     RETURN false;
   END IF;
   IF s = 'cancelled' THEN
+    -- It was available: if it was its key's head, the head moves on.
+    IF k.work_unit_key IS NOT NULL THEN
+      PERFORM inferq.refresh_key_head(k.queue, k.work_unit_key);
+    END IF;
     PERFORM pg_notify('inferq_done', cancel.job_id::text);
   END IF;
   RETURN true;
@@ -149,7 +269,9 @@ $$;
 -- p_max_jobs unkeyed jobs, or up to p_max_jobs consecutive available jobs of
 -- one key whose head is due and which has no live lease, whichever ranks
 -- first by (priority DESC, run_at, id). Counts the attempt now. Returns no
--- rows when nothing is claimable.
+-- rows when nothing is claimable. Keys are found in key_heads (claimable keys
+-- only); a key another transaction is writing right now is skipped, not
+-- waited for.
 CREATE FUNCTION inferq.claim(p_queue text, p_worker bigint, p_max_jobs integer,
                              p_default_max_attempts integer)
 RETURNS TABLE (lease_id bigint, job_id bigint, payload text, attempts integer,
@@ -161,6 +283,7 @@ DECLARE
   ids    bigint[];
   lease  bigint;
   tries  integer := 0;
+  skipped text[] := '{}';
 BEGIN
   SELECT j.priority, j.run_at, j.id INTO u
     FROM inferq.jobs j
@@ -169,52 +292,60 @@ BEGIN
    ORDER BY j.priority DESC, j.run_at, j.id
    LIMIT 1;
 
+  -- The best claimable key (see key_heads). Its row is locked FOR UPDATE
+  -- (another daemon skips it), then its key's lock is only tried: a key being
+  -- written by another transaction is skipped, never waited for.
   LOOP
     k := NULL;
-    SELECT j.priority, j.run_at, j.id, j.work_unit_key AS key INTO k
-      FROM inferq.jobs j
-     WHERE j.queue = p_queue AND j.state = 'available' AND j.work_unit_key IS NOT NULL
-       AND j.run_at <= now()
-       AND NOT EXISTS (SELECT 1 FROM inferq.active_sessions s
-                        WHERE s.queue = p_queue AND s.work_unit_key = j.work_unit_key)
-       AND NOT EXISTS (SELECT 1 FROM inferq.jobs e
-                        WHERE e.queue = p_queue AND e.work_unit_key = j.work_unit_key
-                          AND e.state = 'available' AND e.id < j.id)
-     ORDER BY j.priority DESC, j.run_at, j.id
-     LIMIT 1;
+    SELECT h.priority, h.run_at, h.head_id AS id, h.work_unit_key AS key INTO k
+      FROM inferq.key_heads h
+     WHERE h.queue = p_queue AND h.run_at <= now()
+       AND NOT (h.work_unit_key = ANY (skipped))
+     ORDER BY h.priority DESC, h.run_at, h.head_id
+     LIMIT 1
+     FOR UPDATE SKIP LOCKED;
     EXIT WHEN k.id IS NULL;
     EXIT WHEN u.id IS NOT NULL AND (u.priority, k.run_at, k.id) > (k.priority, u.run_at, u.id);
-
-    -- The unique lease per key is the lock: whoever inserts it owns the key.
-    INSERT INTO inferq.active_sessions (queue, work_unit_key, worker_id)
-    VALUES (p_queue, k.key, p_worker)
-    ON CONFLICT ON CONSTRAINT active_sessions_one_lease_per_key DO NOTHING
-    RETURNING id INTO lease;
-    IF lease IS NOT NULL THEN
-      -- The key's next jobs in id order, cut at the first one not yet due.
-      SELECT array_agg(x.id ORDER BY x.id) INTO ids
-        FROM (SELECT j.id, bool_and(j.run_at <= now()) OVER (ORDER BY j.id) AS due
-                FROM (SELECT j2.id, j2.run_at FROM inferq.jobs j2
-                       WHERE j2.queue = p_queue AND j2.work_unit_key = k.key
-                         AND j2.state = 'available'
-                       ORDER BY j2.id LIMIT p_max_jobs) j) x
-       WHERE x.due;
-      IF ids IS NOT NULL THEN
-        RETURN QUERY
-        UPDATE inferq.jobs j
-           SET state = 'running', lease_id = lease, attempts = j.attempts + 1,
-               max_attempts = coalesce(j.max_attempts, p_default_max_attempts),
-               started_at = clock_timestamp()
-         WHERE j.id = ANY (ids) AND j.state = 'available'
-        RETURNING lease, j.id, j.payload::text, j.attempts, j.max_attempts, j.work_unit_key;
-        IF FOUND THEN
-          RETURN;
-        END IF;
-      END IF;
-      DELETE FROM inferq.active_sessions s WHERE s.id = lease;
-    END IF;
+    skipped := skipped || k.key;
     tries := tries + 1;
-    EXIT WHEN tries >= 3;
+
+    IF pg_try_advisory_xact_lock(inferq.key_lock_ns(), inferq.key_lock(p_queue, k.key)) THEN
+      -- From here on the statements see what the key's last writer committed.
+      -- The unique lease per key is what makes its jobs run one unit at a time.
+      lease := NULL;
+      INSERT INTO inferq.active_sessions (queue, work_unit_key, worker_id)
+      VALUES (p_queue, k.key, p_worker)
+      ON CONFLICT ON CONSTRAINT active_sessions_one_lease_per_key DO NOTHING
+      RETURNING id INTO lease;
+      IF lease IS NOT NULL THEN
+        -- The key's next jobs in id order, cut at the first one not yet due.
+        SELECT array_agg(x.id ORDER BY x.id) INTO ids
+          FROM (SELECT j.id, bool_and(j.run_at <= now()) OVER (ORDER BY j.id) AS due
+                  FROM (SELECT j2.id, j2.run_at FROM inferq.jobs j2
+                         WHERE j2.queue = p_queue AND j2.work_unit_key = k.key
+                           AND j2.state = 'available'
+                         ORDER BY j2.id LIMIT p_max_jobs) j) x
+         WHERE x.due;
+        IF ids IS NOT NULL THEN
+          -- Leased: the key is not claimable until its unit ends.
+          DELETE FROM inferq.key_heads h WHERE h.queue = p_queue AND h.work_unit_key = k.key;
+          RETURN QUERY
+          UPDATE inferq.jobs j
+             SET state = 'running', lease_id = lease, attempts = j.attempts + 1,
+                 max_attempts = coalesce(j.max_attempts, p_default_max_attempts),
+                 started_at = clock_timestamp()
+           WHERE j.id = ANY (ids) AND j.state = 'available'
+          RETURNING lease, j.id, j.payload::text, j.attempts, j.max_attempts, j.work_unit_key;
+          IF FOUND THEN
+            RETURN;
+          END IF;
+        END IF;
+        DELETE FROM inferq.active_sessions s WHERE s.id = lease;
+      END IF;
+      -- The row was stale (the key is leased, or its head is not due): fix it.
+      PERFORM inferq.refresh_key_head(p_queue, k.key);
+    END IF;
+    EXIT WHEN tries >= 5;
   END LOOP;
 
   IF u.id IS NULL THEN
@@ -263,12 +394,28 @@ CREATE FUNCTION inferq.reap(p_stale_after interval, p_keep bigint[])
 RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
-  n integer;
+  n      integer;
+  leases bigint[];
+  kq     text[];
+  kk     text[];
 BEGIN
+  SELECT array_agg(s.id),
+         array_agg(s.queue) FILTER (WHERE s.work_unit_key IS NOT NULL),
+         array_agg(s.work_unit_key) FILTER (WHERE s.work_unit_key IS NOT NULL)
+    INTO leases, kq, kk
+    FROM inferq.active_sessions s
+   WHERE s.heartbeat_at < clock_timestamp() - p_stale_after
+     AND NOT (s.id = ANY (coalesce(p_keep, '{}')));
+  IF leases IS NULL THEN
+    RETURN 0;
+  END IF;
+  -- The keys of keyed leases: locked before their rows change, refreshed after.
+  PERFORM inferq.lock_keys(kq, kk);
+
   WITH stale AS (
     DELETE FROM inferq.active_sessions s
-     WHERE s.heartbeat_at < clock_timestamp() - p_stale_after
-       AND NOT (s.id = ANY (coalesce(p_keep, '{}')))
+     WHERE s.id = ANY (leases)
+       AND s.heartbeat_at < clock_timestamp() - p_stale_after
     RETURNING s.id, s.worker_id, s.queue
   ), owner AS (
     SELECT st.id, st.queue,
@@ -299,6 +446,9 @@ BEGIN
   )
   SELECT (SELECT count(*) FROM stale) + 0 * (SELECT count(*) FROM notified) INTO n;
 
+  -- Every key locked above (one whose lease was renewed meanwhile: a no-op).
+  PERFORM inferq.refresh_key_heads(kq, kk);
+
   IF n > 0 THEN
     DELETE FROM inferq.workers w
      WHERE w.last_seen_at < clock_timestamp() - greatest(p_stale_after * 4, interval '1 minute');
@@ -317,7 +467,19 @@ $$;
 -- Every lease named is released. Returns the number of jobs written.
 CREATE FUNCTION inferq.complete(p_jobs jsonb, p_worker_name text)
 RETURNS integer
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+DECLARE
+  n  integer;
+  kq text[];
+  kk text[];
+BEGIN
+  -- The keys of keyed leases: locked before their rows change, refreshed after.
+  SELECT array_agg(s.queue), array_agg(s.work_unit_key) INTO kq, kk
+    FROM inferq.active_sessions s
+   WHERE s.id IN (SELECT x.lease FROM jsonb_to_recordset(p_jobs) AS x(lease bigint))
+     AND s.work_unit_key IS NOT NULL;
+  PERFORM inferq.lock_keys(kq, kk);
+
   WITH r AS (
     SELECT x.*, coalesce(NOT x.ok AND x.class = 'requeue', false) AS requeue
       FROM jsonb_to_recordset(p_jobs)
@@ -356,14 +518,31 @@ LANGUAGE sql AS $$
                      CASE WHEN d.state = 'available' THEN d.queue ELSE d.id::text END)
       FROM done d
   )
-  SELECT (SELECT count(*) FROM done)::integer + 0 * (SELECT count(*) FROM notified)::integer;
+  SELECT (SELECT count(*) FROM done)::integer + 0 * (SELECT count(*) FROM notified)::integer
+    INTO n;
+
+  PERFORM inferq.refresh_key_heads(kq, kk);
+  RETURN n;
+END
 $$;
 
 -- Gives back the leases of a daemon that stops cleanly: their running jobs
 -- become available at once and do not lose the attempt the claim counted.
 CREATE FUNCTION inferq.release(p_leases bigint[])
 RETURNS integer
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+DECLARE
+  n  integer;
+  kq text[];
+  kk text[];
+BEGIN
+  -- The keys of keyed leases: locked before their rows change, refreshed after.
+  SELECT array_agg(s.queue), array_agg(s.work_unit_key) INTO kq, kk
+    FROM inferq.active_sessions s
+   WHERE s.id = ANY (p_leases)
+     AND s.work_unit_key IS NOT NULL;
+  PERFORM inferq.lock_keys(kq, kk);
+
   WITH gone AS (
     DELETE FROM inferq.active_sessions s WHERE s.id = ANY (p_leases) RETURNING s.id
   ), back AS (
@@ -381,5 +560,10 @@ LANGUAGE sql AS $$
                      CASE WHEN b.state = 'available' THEN b.queue ELSE b.id::text END)
       FROM back b
   )
-  SELECT (SELECT count(*) FROM back)::integer + 0 * (SELECT count(*) FROM notified)::integer;
+  SELECT (SELECT count(*) FROM back)::integer + 0 * (SELECT count(*) FROM notified)::integer
+    INTO n;
+
+  PERFORM inferq.refresh_key_heads(kq, kk);
+  RETURN n;
+END
 $$;

@@ -19,18 +19,13 @@ using namespace std::chrono_literals;
 
 TEST_CASE("a crashing executor is restarted, its job ends dead after max_attempts, echo keeps flowing") {
   const std::string url = fresh_inferq_database();
-  DaemonConfig config;
-  config.database_url = url;
-  TestQueue crash;
-  crash.name = "crash";
-  crash.handler = "builtin:crash";
-  crash.instances = 1;
+  TestQueue crash = test_queue("crash", "builtin:crash", 1, 16);
   crash.max_attempts = 3;
   crash.backoff = "300ms";  // so the crash loop lasts a moment: retries after 150-300 ms, then 300-600 ms
   crash.max_backoff = "1s";
   TestQueue echo;
   echo.instances = 2;
-  config.queues = {crash, echo};
+  const DaemonConfig config = daemon_config(url, {crash, echo});
 
   Daemon d(config, "crash");
   INFO("daemon log:\n", d.log());

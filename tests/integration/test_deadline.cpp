@@ -22,18 +22,11 @@ std::string errors_of_class(std::int64_t id, const std::string& cls) {
 
 TEST_CASE("a unit past its deadline is killed, the slot moves on, and the job ends dead after max_attempts") {
   const std::string url = fresh_inferq_database();
-  DaemonConfig config;
-  config.database_url = url;
-  TestQueue q;
-  q.name = "sleep";
-  q.handler = "builtin:sleep";
-  q.instances = 1;
-  q.max_jobs = 1;
-  q.deadline = "1s";
+  TestQueue q = test_queue("sleep", "builtin:sleep", 1, 1, "1s");
   q.max_attempts = 2;
   q.backoff = "100ms";
   q.max_backoff = "200ms";
-  config.queues = {q};
+  const DaemonConfig config = daemon_config(url, {q});
 
   Daemon d(config, "deadline");
   INFO("daemon log:\n", d.log());

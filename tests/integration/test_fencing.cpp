@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "support/audit.hpp"
 #include "support/daemon.hpp"
 
 namespace {
@@ -18,28 +19,8 @@ using namespace inferq::test;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// Test-only instrumentation: one audit row per UPDATE that leaves a job in a
-// final state, whatever state it had before (a final -> final rewrite counts).
-constexpr const char* kAuditSql = R"sql(
-CREATE TABLE public.final_writes (
-  job_id bigint NOT NULL,
-  old_state text NOT NULL,
-  new_state text NOT NULL,
-  result jsonb,
-  at timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-CREATE FUNCTION public.record_final_write() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF NEW.state IN ('succeeded', 'dead', 'cancelled') THEN
-    INSERT INTO public.final_writes (job_id, old_state, new_state, result)
-    VALUES (NEW.id, OLD.state::text, NEW.state::text, NEW.result);
-  END IF;
-  RETURN NEW;
-END
-$$;
-CREATE TRIGGER record_final_write AFTER UPDATE ON inferq.jobs
-  FOR EACH ROW EXECUTE FUNCTION public.record_final_write();
-)sql";
+// The audit rows of writes that leave a job in a final state.
+const std::string kFinalWrite = "new_state IN ('succeeded', 'dead', 'cancelled')";
 
 std::int64_t db_now_ms(const std::string& url) {
   return scalar(url, "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint");
@@ -48,19 +29,12 @@ std::int64_t db_now_ms(const std::string& url) {
 }  // namespace
 
 TEST_CASE("a stalled daemon's late completion is fenced out: the job is completed once, by its new owner") {
-  const std::string url = fresh_inferq_database();
-  exec_sql(url, kAuditSql);
+  // Every write that puts a job into a final state is on record, whatever
+  // state it had before (a final -> final rewrite counts).
+  const std::string url = fresh_audited_database();
 
-  DaemonConfig config;
-  config.database_url = url;
+  DaemonConfig config = daemon_config(url, {test_queue("sleep", "builtin:sleep", 1, 1, "30s")});
   config.stale_after = "1s";  // heartbeat and poll stay at 200ms
-  TestQueue q;
-  q.name = "sleep";
-  q.handler = "builtin:sleep";
-  q.instances = 1;
-  q.max_jobs = 1;
-  q.deadline = "30s";
-  config.queues = {q};
 
   Daemon a(config, "a");
   INFO("daemon A log:\n", a.log());
@@ -135,7 +109,7 @@ TEST_CASE("a stalled daemon's late completion is fenced out: the job is complete
   CHECK(row->result.value_or("<null>") == "<null>");
   CHECK(!row->finished_epoch.has_value());
   CHECK(row->attempts == 2);
-  CHECK(scalar(url, "SELECT count(*) FROM public.final_writes") == 0);
+  CHECK(scalar(url, "SELECT count(*) FROM public.job_audit WHERE " + kFinalWrite) == 0);
   CHECK(a.log().find(late_write_logged) != std::string::npos);
   // A's heartbeat noticed the loss and said so once, not on every beat
   // while the lost unit ran on.
@@ -152,8 +126,8 @@ TEST_CASE("a stalled daemon's late completion is fenced out: the job is complete
   REQUIRE(row->finished_epoch);
   CHECK(*row->finished_epoch * 1000 > static_cast<double>(after_late_write));
   CHECK(scalar(url, "SELECT jsonb_array_length(errors) FROM inferq.jobs WHERE id = " + sid) == 1);
-  CHECK(scalar(url, "SELECT count(*) FROM public.final_writes WHERE job_id = " + sid) == 1);
-  CHECK(scalar(url, "SELECT count(*) FROM public.final_writes WHERE job_id = " + sid +
+  CHECK(scalar(url, "SELECT count(*) FROM public.job_audit WHERE " + kFinalWrite + " AND job_id = " + sid) == 1);
+  CHECK(scalar(url, "SELECT count(*) FROM public.job_audit WHERE " + kFinalWrite + " AND job_id = " + sid +
                         " AND old_state = 'running' AND new_state = 'succeeded'") == 1);
   CHECK(scalar(url, "SELECT count(*) FROM inferq.active_sessions") == 0);
 
@@ -164,22 +138,15 @@ TEST_CASE("a stalled daemon's late completion is fenced out: the job is complete
   const auto b_status = b.terminate(10s);
   REQUIRE(b_status);
   CHECK(exited_with(*b_status, 0));
-  CHECK(scalar(url, "SELECT count(*) FROM public.final_writes") == 1);
+  CHECK(scalar(url, "SELECT count(*) FROM public.job_audit WHERE " + kFinalWrite) == 1);
 }
 
 TEST_CASE("a daemon that finds its lease reaped stops that unit instead of running it to the deadline") {
   const std::string url = fresh_inferq_database();
-  DaemonConfig config;
-  config.database_url = url;
+  DaemonConfig config = daemon_config(url, {test_queue("sleep", "builtin:sleep", 1, 1, "60s")});
   config.poll_interval = "200ms";
   config.heartbeat_interval = "200ms";
   config.stale_after = "1s";
-  TestQueue q;
-  q.name = "sleep";
-  q.handler = "builtin:sleep";
-  q.max_jobs = 1;
-  q.deadline = "60s";
-  config.queues = {q};
 
   Daemon a(config, "a");
   INFO("daemon A log:\n", a.log());

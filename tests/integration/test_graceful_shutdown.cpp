@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "support/audit.hpp"
 #include "support/daemon.hpp"
 #include "support/test_env.hpp"
 
@@ -25,29 +26,6 @@ namespace {
 using namespace inferq::test;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-constexpr const char* kAuditSql = R"sql(
-CREATE TABLE public.job_audit (
-  seq       bigserial   PRIMARY KEY,
-  at        timestamptz NOT NULL DEFAULT clock_timestamp(),
-  job_id    bigint      NOT NULL,
-  old_state text        NOT NULL,
-  new_state text        NOT NULL,
-  lease_id  bigint,
-  worker_id bigint,
-  attempts  integer     NOT NULL
-);
-CREATE FUNCTION public.audit_job() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  INSERT INTO public.job_audit (job_id, old_state, new_state, lease_id, worker_id, attempts)
-  VALUES (NEW.id, OLD.state::text, NEW.state::text, coalesce(NEW.lease_id, OLD.lease_id),
-          (SELECT s.worker_id FROM inferq.active_sessions s WHERE s.id = NEW.lease_id), NEW.attempts);
-  RETURN NULL;
-END
-$$;
-CREATE TRIGGER jobs_audit AFTER UPDATE ON inferq.jobs FOR EACH ROW
-  WHEN (OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION public.audit_job();
-)sql";
 
 struct Transition {
   std::int64_t seq = 0;
@@ -58,21 +36,14 @@ struct Transition {
   int attempts = 0;
 };
 
-std::string fresh_audited_database() {
-  const std::string url = fresh_inferq_database();
-  pqxx::connection conn(url);
-  pqxx::nontransaction tx(conn);
-  tx.exec(kAuditSql);
-  return url;
-}
-
 // The job's state changes in order.
 std::vector<Transition> history(const std::string& url, std::int64_t job_id) {
   pqxx::connection conn(url);
   pqxx::nontransaction tx(conn);
   std::vector<Transition> out;
   for (const auto& r : tx.exec_params("SELECT seq, extract(epoch FROM at)::float8, old_state, new_state, worker_id,"
-                                      " attempts FROM public.job_audit WHERE job_id = $1 ORDER BY seq",
+                                      " attempts FROM public.job_audit WHERE job_id = $1 AND old_state <> new_state"
+                                      " ORDER BY seq",
                                       job_id)) {
     Transition t;
     t.seq = r[0].as<std::int64_t>();
@@ -92,15 +63,15 @@ std::int64_t max_seq(const std::string& url) {
 
 // The inferq.workers id of the daemon with this pid (it registers at start-up).
 std::int64_t worker_id_of(const std::string& url, pid_t pid) {
-  std::int64_t id = 0;
+  std::optional<std::int64_t> id;
   const bool found = wait_until(
       [&] {
-        id = scalar(url, "SELECT coalesce(max(id), 0) FROM inferq.workers WHERE pid = " + std::to_string(pid));
-        return id > 0;
+        id = worker_id(url, pid);
+        return id.has_value();
       },
       5s);
   REQUIRE_MESSAGE(found, "no inferq.workers row for pid ", pid);
-  return id;
+  return *id;
 }
 
 std::int64_t leases_of(const std::string& url, std::int64_t worker) {
@@ -120,21 +91,11 @@ std::vector<std::int64_t> ids_in_state(const std::string& url, const std::string
 }
 
 DaemonConfig sleep_config(const std::string& url, const std::string& grace, const std::string& stale_after) {
-  DaemonConfig cfg;
-  cfg.database_url = url;
+  DaemonConfig cfg = daemon_config(url, {test_queue("slow", "builtin:sleep", 2, 1, "60s")});
   cfg.shutdown_grace = grace;
   cfg.stale_after = stale_after;
-  TestQueue q;
-  q.name = "slow";
-  q.handler = "builtin:sleep";
-  q.instances = 2;
-  q.max_jobs = 1;
-  q.deadline = "60s";
-  cfg.queues = {q};
   return cfg;
 }
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // True once no process of the group led by `pgid` is left (the daemon's
 // executors are in the daemon's group).

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "support/audit.hpp"
 #include "support/daemon.hpp"
 #include "support/test_env.hpp"
 
@@ -22,39 +23,6 @@ namespace {
 using namespace inferq::test;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-// Every state change of inferq.jobs, in the order PostgreSQL made them. For a
-// claim (-> running) worker_id is the daemon whose lease it is; lease_id is
-// the lease the job runs under (claims) or ran under (every other change).
-constexpr const char* kAuditSql = R"sql(
-CREATE TABLE public.job_audit (
-  seq       bigserial   PRIMARY KEY,
-  at        timestamptz NOT NULL DEFAULT clock_timestamp(),
-  job_id    bigint      NOT NULL,
-  key       text,
-  old_state text        NOT NULL,
-  new_state text        NOT NULL,
-  lease_id  bigint,
-  worker_id bigint,
-  attempts  integer     NOT NULL
-);
-CREATE FUNCTION public.audit_job() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  INSERT INTO public.job_audit (job_id, key, old_state, new_state, lease_id, worker_id, attempts)
-  VALUES (NEW.id, NEW.work_unit_key, OLD.state::text, NEW.state::text, coalesce(NEW.lease_id, OLD.lease_id),
-          (SELECT s.worker_id FROM inferq.active_sessions s WHERE s.id = NEW.lease_id), NEW.attempts);
-  RETURN NULL;
-END
-$$;
-CREATE TRIGGER jobs_audit AFTER UPDATE ON inferq.jobs FOR EACH ROW
-  WHEN (OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION public.audit_job();
-)sql";
-
-void exec_sql(const std::string& url, const std::string& sql) {
-  pqxx::connection conn(url);
-  pqxx::nontransaction tx(conn);
-  tx.exec(sql);
-}
 
 // Enqueues jobs g = first..last through inferq.enqueue in one transaction,
 // in g order (so ids grow with g). payload_sql and key_sql are SQL
@@ -69,90 +37,9 @@ void enqueue_series(const std::string& url, const std::string& queue, int first,
   tx.commit();
 }
 
-// A work unit as the audit saw it: claimed by one statement, ended when its
-// last job left `running`.
-struct Unit {
-  std::int64_t lease = 0;
-  std::optional<std::string> key;
-  std::vector<std::int64_t> jobs;  // in id order
-  std::int64_t claim_seq = 0;
-  std::int64_t end_seq = -1;  // -1: some job is still running
-};
-
-struct Audit {
-  std::map<std::int64_t, Unit> units;                              // by lease
-  std::map<std::int64_t, int> finals;                              // job -> transitions into a final state
-  std::map<std::int64_t, int> claims;                              // job -> transitions into running
-  std::map<std::string, std::vector<std::int64_t>> jobs_by_key;    // every keyed job, id order
-};
-
-Audit read_audit(const std::string& url) {
-  Audit a;
-  pqxx::connection conn(url);
-  pqxx::nontransaction tx(conn);
-  for (const auto& r : tx.exec("SELECT seq, job_id, key, old_state, new_state, lease_id FROM public.job_audit"
-                               " ORDER BY seq")) {
-    const auto seq = r[0].as<std::int64_t>();
-    const auto job = r[1].as<std::int64_t>();
-    const std::string from = r[3].c_str();
-    const std::string to = r[4].c_str();
-    const auto lease = r[5].is_null() ? std::int64_t{-1} : r[5].as<std::int64_t>();
-    if (to == "running") {
-      Unit& u = a.units[lease];
-      if (u.jobs.empty()) {
-        u.lease = lease;
-        u.claim_seq = seq;
-        if (!r[2].is_null()) u.key = r[2].c_str();
-      }
-      u.jobs.push_back(job);
-      ++a.claims[job];
-    }
-    if (from == "running") a.units[lease].end_seq = std::max(a.units[lease].end_seq, seq);
-    if (to == "succeeded" || to == "dead" || to == "cancelled") ++a.finals[job];
-  }
-  for (auto& [lease, u] : a.units) std::sort(u.jobs.begin(), u.jobs.end());
-  for (const auto& r : tx.exec("SELECT work_unit_key, id FROM inferq.jobs WHERE work_unit_key IS NOT NULL"
-                               " ORDER BY id")) {
-    a.jobs_by_key[r[0].c_str()].push_back(r[1].as<std::int64_t>());
-  }
-  return a;
-}
-
-// What is wrong with the order of keyed units, one line per problem: per key
-// the units, in claim order, must not overlap (each ends before the next is
-// claimed) and must take the key's jobs in id order, each once.
-std::vector<std::string> key_order_problems(const Audit& a) {
-  std::vector<std::string> problems;
-  std::map<std::string, std::vector<const Unit*>> by_key;
-  for (const auto& [lease, u] : a.units) {
-    if (u.key) by_key[*u.key].push_back(&u);
-  }
-  for (const auto& [key, ids] : a.jobs_by_key) {
-    auto& units = by_key[key];
-    std::sort(units.begin(), units.end(), [](const Unit* x, const Unit* y) { return x->claim_seq < y->claim_seq; });
-    std::vector<std::int64_t> taken;
-    for (std::size_t i = 0; i < units.size(); ++i) {
-      const Unit& u = *units[i];
-      if (u.end_seq < 0) problems.push_back("key " + key + ": unit " + std::to_string(u.lease) + " never ended");
-      if (i > 0 && units[i - 1]->end_seq > u.claim_seq) {
-        problems.push_back("key " + key + ": unit " + std::to_string(u.lease) + " was claimed (seq " +
-                           std::to_string(u.claim_seq) + ") while unit " + std::to_string(units[i - 1]->lease) +
-                           " was live (ended at seq " + std::to_string(units[i - 1]->end_seq) + ")");
-      }
-      taken.insert(taken.end(), u.jobs.begin(), u.jobs.end());
-    }
-    if (taken != ids) {
-      std::string got;
-      for (const auto id : taken) got += " " + std::to_string(id);
-      problems.push_back("key " + key + ": units took the jobs in this order:" + got);
-    }
-  }
-  return problems;
-}
-
 // The most keyed units the audit shows live at once (claim .. end intervals
 // in sequence order); 2 or more means different keys ran in parallel.
-int max_parallel_keyed_units(const Audit& a) {
+int max_parallel_keyed_units(const JobAudit& a) {
   std::vector<std::pair<std::int64_t, int>> events;
   for (const auto& [lease, u] : a.units) {
     if (!u.key || u.end_seq < 0) continue;
@@ -170,7 +57,7 @@ int max_parallel_keyed_units(const Audit& a) {
 // of a later unit starts only after the earlier job finished. Jobs of one
 // unit are claimed by one statement and finished by one transaction, so
 // among themselves only their (atomic) commit counts.
-std::vector<std::string> timestamp_problems(const std::string& url, const Audit& a) {
+std::vector<std::string> timestamp_problems(const std::string& url, const JobAudit& a) {
   std::map<std::int64_t, std::int64_t> unit_of;
   for (const auto& [lease, u] : a.units) {
     for (const auto id : u.jobs) unit_of[id] = lease;
@@ -195,13 +82,6 @@ std::vector<std::string> timestamp_problems(const std::string& url, const Audit&
     prev = &j;
   }
   return problems;
-}
-
-std::string first_lines(const std::vector<std::string>& lines, std::size_t n = 10) {
-  std::string out;
-  for (std::size_t i = 0; i < lines.size() && i < n; ++i) out += lines[i] + "\n";
-  if (lines.size() > n) out += "... and " + std::to_string(lines.size() - n) + " more\n";
-  return out;
 }
 
 // While the daemon works: how many keys held a lease at once, and whether a
@@ -241,17 +121,10 @@ struct Scenario {
 
 void run_scenario(const Scenario& sc) {
   const auto t0 = Clock::now();
-  const std::string url = fresh_inferq_database();
-  exec_sql(url, kAuditSql);
+  const std::string url = fresh_audited_database();
 
-  DaemonConfig cfg;
-  cfg.database_url = url;
-  TestQueue q;
-  q.name = "keyed";
-  q.handler = sc.handler;
-  q.instances = 6;  // more slots than keys: idle slots must not take a live key
-  q.max_jobs = 4;
-  cfg.queues = {q};
+  // More slots (6) than keys: idle slots must not take a live key.
+  const DaemonConfig cfg = daemon_config(url, {test_queue("keyed", sc.handler, 6, 4)});
   Daemon daemon(cfg, "keyed");
   REQUIRE_MESSAGE(daemon.wait_ready(), daemon.log());
 
@@ -286,7 +159,7 @@ void run_scenario(const Scenario& sc) {
     CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs WHERE result IS DISTINCT FROM payload") == 0);
   }
 
-  const Audit audit = read_audit(url);
+  const JobAudit audit = read_job_audit(url);
   REQUIRE(audit.jobs_by_key.size() == static_cast<std::size_t>(sc.keys));
   for (const auto& [job, n] : audit.finals) CHECK_MESSAGE(n == 1, "job ", job, " finished ", n, " times");
   CHECK(audit.finals.size() == static_cast<std::size_t>(total));

@@ -15,12 +15,6 @@ namespace {
 using namespace inferq::test;
 using namespace std::chrono_literals;
 
-std::string id_list(const std::vector<std::int64_t>& ids) {
-  std::string s;
-  for (const auto id : ids) s += (s.empty() ? "" : ",") + std::to_string(id);
-  return s;
-}
-
 std::vector<std::string> repeat(const std::string& payload, std::size_t n) {
   return std::vector<std::string>(n, payload);
 }
@@ -29,16 +23,10 @@ std::vector<std::string> repeat(const std::string& payload, std::size_t n) {
 
 TEST_CASE("kill -9 mid-unit: a second daemon finishes every job, the lost attempt counted") {
   const std::string url = fresh_inferq_database();
-  DaemonConfig config;
-  config.database_url = url;  // stale_after 2s, poll and heartbeat 200ms
-  TestQueue sleep;
-  sleep.name = "sleep";
-  sleep.handler = "builtin:sleep";
-  sleep.instances = 2;
-  sleep.max_jobs = 2;  // units of two jobs, run one after the other
-  sleep.deadline = "30s";
-  TestQueue echo;  // defaults: builtin:echo, one slot, units of up to 16
-  config.queues = {sleep, echo};
+  // Sleep units of two jobs, run one after the other on each of two slots.
+  const TestQueue sleep = test_queue("sleep", "builtin:sleep", 2, 2, "30s");
+  const TestQueue echo;  // defaults: builtin:echo, one slot, units of up to 16
+  const DaemonConfig config = daemon_config(url, {sleep, echo});  // stale_after 2s, poll and heartbeat 200ms
 
   Daemon a(config, "a");
   INFO("daemon A log:\n", a.log());
@@ -64,13 +52,7 @@ TEST_CASE("kill -9 mid-unit: a second daemon finishes every job, the lost attemp
 
   a.process().send_signal(SIGKILL);
   REQUIRE(a.process().wait_exit(5s));
-  CHECK(wait_until(
-      [&] {
-        for (const pid_t p : a_executors)
-          if (!process_gone(p)) return false;
-        return true;
-      },
-      5s));
+  CHECK(wait_until([&] { return processes_gone(a_executors); }, 5s));
   // Neither unit finished: each had a second second to go.
   CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs WHERE state = 'running' AND id IN (" + running_list + ")") == 4);
   CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs WHERE queue = 'echo' AND state = 'succeeded'") == 20);

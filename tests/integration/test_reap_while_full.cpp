@@ -17,25 +17,8 @@ using Clock = std::chrono::steady_clock;
 
 // Queue `sleep`: two slots, one job per unit, a deadline far beyond the test.
 DaemonConfig sleep_config(const std::string& url) {
-  DaemonConfig c;
-  c.database_url = url;
-  TestQueue q;
-  q.name = "sleep";
-  q.handler = "builtin:sleep";
-  q.instances = 2;
-  q.max_jobs = 1;
-  q.deadline = "60s";
-  c.queues = {q};
-  return c;
+  return daemon_config(url, {test_queue("sleep", "builtin:sleep", 2, 1, "60s")});
 }
-
-std::string id_list(const std::vector<std::int64_t>& ids) {
-  std::string s;
-  for (const auto id : ids) s += (s.empty() ? "" : ",") + std::to_string(id);
-  return s;
-}
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 }  // namespace
 
@@ -80,13 +63,7 @@ TEST_CASE("a daemon with every slot busy reaps a dead daemon's leases within sta
   const auto killed_at = Clock::now();
   REQUIRE(b.process().wait_exit(5s));
   // Its executors follow it (parent-death signal), so no sleep keeps running.
-  CHECK(wait_until(
-      [&] {
-        for (const pid_t p : b_executors)
-          if (!process_gone(p)) return false;
-        return true;
-      },
-      5s));
+  CHECK(wait_until([&] { return processes_gone(b_executors); }, 5s));
 
   // Only A is alive, and A's slots are full: reaping must not wait for a slot.
   REQUIRE(wait_until([&] { return scalar(url, b_leases) == 0; }, 10s, 25ms));

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 #include "support/pg_cluster.hpp"
 #include "support/spawn.hpp"
@@ -100,6 +101,24 @@ std::string DaemonConfig::yaml() const {
       << "      max_backoff: " << q.max_backoff << "\n";
   }
   return o.str();
+}
+
+TestQueue test_queue(const std::string& name, const std::string& handler, int instances, int max_jobs,
+                     const std::string& deadline) {
+  TestQueue q;
+  q.name = name;
+  q.handler = handler;
+  q.instances = instances;
+  q.max_jobs = max_jobs;
+  q.deadline = deadline;
+  return q;
+}
+
+DaemonConfig daemon_config(const std::string& url, std::vector<TestQueue> queues) {
+  DaemonConfig c;
+  c.database_url = url;
+  c.queues = std::move(queues);
+  return c;
 }
 
 void migrate_with_cli(const std::string& url) {
@@ -285,6 +304,28 @@ bool process_gone(pid_t pid) {
   if (!std::getline(stat, content)) return true;
   const auto paren = content.rfind(')');
   return paren != std::string::npos && paren + 2 < content.size() && content[paren + 2] == 'Z';
+}
+
+bool processes_gone(const std::vector<pid_t>& pids) {
+  for (const pid_t p : pids)
+    if (!process_gone(p)) return false;
+  return true;
+}
+
+std::optional<std::int64_t> worker_id(const std::string& url, pid_t pid) {
+  const auto id = scalar(url, "SELECT coalesce(max(id), 0) FROM inferq.workers WHERE pid = " + std::to_string(pid));
+  if (id == 0) return std::nullopt;
+  return id;
+}
+
+std::string id_list(const std::vector<std::int64_t>& ids) {
+  std::string s;
+  for (const auto id : ids) s += (s.empty() ? "" : ",") + std::to_string(id);
+  return s;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
 }  // namespace inferq::test

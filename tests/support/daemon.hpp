@@ -39,6 +39,15 @@ struct DaemonConfig {
   std::string yaml() const;
 };
 
+// A queue `name` of `instances` executors running `handler`, in units of up
+// to `max_jobs` jobs under `deadline`; the other settings at their defaults.
+TestQueue test_queue(const std::string& name, const std::string& handler, int instances, int max_jobs,
+                     const std::string& deadline = "30s");
+
+// A configuration for the database at `url` serving `queues`, the other
+// settings at their defaults (poll and heartbeat 200ms, stale_after 2s).
+DaemonConfig daemon_config(const std::string& url, std::vector<TestQueue> queues);
+
 // Runs `inferq migrate` on `url` (the real binary); throws with its output on
 // failure.
 void migrate_with_cli(const std::string& url);
@@ -116,5 +125,14 @@ std::optional<std::string> worker_name(const std::string& url, pid_t pid);
 // True when no process `pid` runs any more (it does not exist or is a
 // zombie waiting to be reaped by someone else).
 bool process_gone(pid_t pid);
+// True when process_gone() holds for every one of `pids`.
+bool processes_gone(const std::vector<pid_t>& pids);
+// The inferq.workers id of the daemon with process id `pid`, nullopt when it
+// has no row.
+std::optional<std::int64_t> worker_id(const std::string& url, pid_t pid);
+// "1,2,3": the ids for an SQL IN (...) list.
+std::string id_list(const std::vector<std::int64_t>& ids);
+// Seconds from `t` to now.
+double seconds_since(std::chrono::steady_clock::time_point t);
 
 }  // namespace inferq::test
