@@ -166,6 +166,7 @@ void latency(const Options& o, const std::string& url) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // figures as they come
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -192,19 +193,9 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  PgCluster pg;
-  pg.start();
-  {
-    // Production-like server settings for a queue (still durable: fsync and
-    // synchronous_commit stay on).
-    pqxx::connection c(pg.url("postgres"));
-    pqxx::nontransaction tx(c);
-    tx.exec("ALTER SYSTEM SET shared_buffers = '2GB'");
-    tx.exec("ALTER SYSTEM SET max_wal_size = '8GB'");
-    tx.exec("ALTER SYSTEM SET checkpoint_timeout = '30min'");
-    tx.exec("ALTER SYSTEM SET wal_buffers = '64MB'");
-  }
-  pg.stop();
+  // Production-like server settings for a queue (still durable: fsync and
+  // synchronous_commit stay on).
+  PgCluster pg({"shared_buffers=2GB", "max_wal_size=8GB", "checkpoint_timeout=30min", "wal_buffers=64MB"});
   pg.start();
   const std::string url = pg.create_database();
   ChildProcess migrate({bin_path("inferq"), "migrate"}, {{"INFERQ_DATABASE_URL", url}});

@@ -233,6 +233,8 @@ void read_worker(const YAML::Node& node, const At& at, WorkerSettings& worker) {
                 }},
                {"shutdown_grace", [&](auto& v, auto& a) { worker.shutdown_grace = read_duration(v, a); }},
                {"executor_path", [&](auto& v, auto& a) { worker.executor_path = read_string(v, a); }},
+               {"vacuum_dead_rows",
+                [&](auto& v, auto& a) { worker.vacuum_dead_rows = read_int(v, a, 0, 1'000'000'000); }},
            });
   heartbeat.value = worker.heartbeat_interval;
   stale.value = worker.stale_after;

@@ -22,6 +22,9 @@ struct WorkerSettings {
   Duration shutdown_grace{30000};     // running units may finish this long on SIGTERM
   // The executor binary; empty = inferq-executor beside the inferq binary.
   std::string executor_path;
+  // VACUUM inferq.jobs once it holds this many dead rows (0 = leave it to
+  // autovacuum). Claims walk over dead index entries until a VACUUM.
+  int vacuum_dead_rows = 50000;
 };
 
 struct MetricsSettings {

@@ -24,11 +24,7 @@ Heartbeater::~Heartbeater() { stop(); }
 void Heartbeater::start() { thread_ = std::thread([this] { loop(); }); }
 
 void Heartbeater::stop() noexcept {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
+  stop_.stop();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -37,10 +33,7 @@ void Heartbeater::loop() {
   bool was_stalled = false;
   auto next = std::chrono::steady_clock::now();
   for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (cv_.wait_until(lock, next, [&] { return stop_; })) return;
-    }
+    if (stop_.wait_until(next)) return;
     next += interval_;
     const auto now = std::chrono::steady_clock::now();
     if (next < now) next = now + interval_;

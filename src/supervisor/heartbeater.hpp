@@ -1,14 +1,13 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "db/session.hpp"
 #include "supervisor/lease_registry.hpp"
+#include "util/stop_signal.hpp"
 
 namespace inferq::supervisor {
 
@@ -38,9 +37,7 @@ class Heartbeater {
   std::function<bool()> tick_alive_;
   std::function<void()> on_lost_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // guarded by mu_
+  util::StopSignal stop_;
   std::thread thread_;
 };
 

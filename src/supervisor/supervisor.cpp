@@ -63,6 +63,7 @@ Supervisor::Supervisor(SupervisorOptions options)
       heartbeater_(settings_.database.url, options_.worker_id, settings_.worker.heartbeat_interval, leases_,
                    [this] { return tick_alive(); }, [this] { wake(); }),
       notifier_(settings_.database.url, [this] { wake(); }),
+      janitor_(settings_.database.url, settings_.worker.vacuum_dead_rows, std::chrono::seconds(1)),
       rng_(std::random_device{}()),
       // Capped near the poll interval: once the database is back, the tick
       // should notice within about a poll, not after a long backoff.
@@ -101,6 +102,7 @@ int Supervisor::run() {
   writer_.start();
   heartbeater_.start();
   notifier_.start();
+  janitor_.start();
   for (auto& slot : slots_) start_executor(*slot, now);
   spdlog::info("worker {} running {} queue(s) with {} executor slot(s)", options_.worker_name,
                settings_.queues.size(), slots_.size());
@@ -493,6 +495,7 @@ void Supervisor::shutdown() {
     s->state = Slot::State::kWaitRestart;
   }
   notifier_.stop();
+  janitor_.stop();
   const auto bound = now + kShutdownWriteBound;
   if (!writer_.flush(bound)) spdlog::warn("shutdown: some results were not written; their leases will expire");
   writer_.stop();

@@ -15,6 +15,7 @@
 #include "supervisor/completion_writer.hpp"
 #include "supervisor/executor_process.hpp"
 #include "supervisor/heartbeater.hpp"
+#include "supervisor/janitor.hpp"
 #include "supervisor/job_notifier.hpp"
 #include "supervisor/lease_registry.hpp"
 #include "util/backoff.hpp"
@@ -89,6 +90,7 @@ class Supervisor {
   CompletionWriter writer_;
   Heartbeater heartbeater_;
   JobNotifier notifier_;
+  Janitor janitor_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::mt19937 rng_;
 

@@ -269,7 +269,7 @@ rm -rf -- "$d"
 
 }  // namespace
 
-PgCluster::PgCluster() : user_(server_user()) {
+PgCluster::PgCluster(std::vector<std::string> settings) : settings_(std::move(settings)), user_(server_user()) {
   const std::string source = ensure_template(user_);
 
   std::string pattern = test_tmp_base() + "/inferq-pg-XXXXXX";
@@ -375,11 +375,18 @@ void PgCluster::start_locked() {
     const int log_fd = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log_fd < 0) throw std::system_error(errno, std::generic_category(), "open " + log_path());
     detail::SpawnSpec spec;
-    spec.argv = detail::as_user(
-        user_, {pg_bindir() + "/postgres", "-D", data_dir(), "-p", std::to_string(port_), "-k", socket_dir(), "-c",
-                "listen_addresses=127.0.0.1", "-c", "shared_buffers=128MB", "-c", "max_connections=200", "-c",
-                "fsync=on", "-c", "synchronous_commit=on", "-c", "logging_collector=off", "-c",
-                "log_line_prefix=%m [%p] %q%a@%d ", "-c", "lc_messages=C"});
+    std::vector<std::string> argv = {
+        pg_bindir() + "/postgres", "-D", data_dir(), "-p", std::to_string(port_), "-k", socket_dir(), "-c",
+        "listen_addresses=127.0.0.1", "-c", "shared_buffers=128MB", "-c", "max_connections=200", "-c",
+        "fsync=on", "-c", "synchronous_commit=on", "-c", "logging_collector=off", "-c",
+        "log_line_prefix=%m [%p] %q%a@%d ", "-c", "lc_messages=C"};
+    // Later -c options win over earlier ones (and over ALTER SYSTEM, which
+    // command-line options always beat).
+    for (const auto& setting : settings_) {
+      argv.push_back("-c");
+      argv.push_back(setting);
+    }
+    spec.argv = detail::as_user(user_, argv);
     spec.cwd = dir_;
     spec.output_fd = log_fd;
     spec.new_process_group = true;

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "support/spawn.hpp"
 
@@ -33,8 +34,9 @@ class PgCluster {
 
   // Creates the directory and copies the template in (making the template
   // first when this build has none); does not start the server. Throws on
-  // failure.
-  PgCluster();
+  // failure. `settings` ("name=value") are passed to the server after the
+  // harness's own, which they override (e.g. "shared_buffers=2GB").
+  explicit PgCluster(std::vector<std::string> settings = {});
   // Stops the server (immediate shutdown: the data goes anyway) and removes
   // the directory.
   ~PgCluster();
@@ -97,6 +99,7 @@ class PgCluster {
   void stop_watchdog() noexcept;
   std::string describe_failure(const std::string& what) const;
 
+  std::vector<std::string> settings_;
   std::string dir_;
   detail::RunAs user_;  // who the server runs as
   pid_t watchdog_pid_ = -1;

@@ -86,6 +86,7 @@ void check_defaults(const Settings& s) {
   CHECK(s.worker.stale_after == d.worker.stale_after);
   CHECK(s.worker.shutdown_grace == d.worker.shutdown_grace);
   CHECK(s.worker.executor_path == d.worker.executor_path);
+  CHECK(s.worker.vacuum_dead_rows == d.worker.vacuum_dead_rows);
   CHECK(s.metrics.listen == d.metrics.listen);
   CHECK(s.logging.level == d.logging.level);
   CHECK(s.logging.format == d.logging.format);
@@ -100,6 +101,7 @@ TEST_CASE("the struct defaults are the documented ones") {
   CHECK(s.worker.heartbeat_interval == milliseconds(2'000));
   CHECK(s.worker.stale_after == milliseconds(15'000));
   CHECK(s.worker.shutdown_grace == milliseconds(30'000));
+  CHECK(s.worker.vacuum_dead_rows == 50'000);
   CHECK(s.metrics.listen == "127.0.0.1:9847");
   CHECK(s.logging.level == "info");
   CHECK(s.logging.format == "text");
@@ -132,6 +134,7 @@ worker:
   stale_after: 1.5m
   shutdown_grace: 1h
   executor_path: /opt/inferq/bin/inferq-executor
+  vacuum_dead_rows: 0
 metrics:
   listen: "[::1]:9100"
 logging:
@@ -154,6 +157,7 @@ queues:
   CHECK(s.worker.stale_after == milliseconds(90'000));
   CHECK(s.worker.shutdown_grace == milliseconds(3'600'000));
   CHECK(s.worker.executor_path == "/opt/inferq/bin/inferq-executor");
+  CHECK(s.worker.vacuum_dead_rows == 0);
   CHECK(s.metrics.listen == "[::1]:9100");
   CHECK(s.logging.level == "debug");
   CHECK(s.logging.format == "json");
@@ -209,7 +213,7 @@ TEST_CASE("unknown keys are rejected at every level") {
   CHECK(error_of("\n\nworker:\n  pol_interval: 1s\n") ==
         error_prefix(4) +
             "worker.pol_interval: unknown key (expected one of poll_interval, heartbeat_interval, stale_after, "
-            "shutdown_grace, executor_path)");
+            "shutdown_grace, executor_path, vacuum_dead_rows)");
   CHECK(error_of("metrics:\n  port: 1\n") == error_prefix(2) + "metrics.port: unknown key (expected one of listen)");
   CHECK(error_of(queue_with("    gpu: 0\n")) ==
         error_prefix(4) +
@@ -231,7 +235,7 @@ TEST_CASE("wrong types are rejected") {
   CHECK(error_of("worker: 5\n") ==
         error_prefix(1) +
             "worker: expected a map with keys poll_interval, heartbeat_interval, stale_after, shutdown_grace, "
-            "executor_path, got \"5\"");
+            "executor_path, vacuum_dead_rows, got \"5\"");
   CHECK(error_of("queues:\n  name: q\n") == error_prefix(2) + "queues: expected a list of queues, got a map");
   CHECK(error_of("queues:\n  - builtin:echo\n") ==
         error_prefix(2) +
@@ -433,7 +437,7 @@ TEST_CASE("load_settings errors name the file") {
   CHECK(load_error(path.string()) ==
         "config " + path.string() +
             ":3: worker.deadline: unknown key (expected one of poll_interval, heartbeat_interval, stale_after, "
-            "shutdown_grace, executor_path)");
+            "shutdown_grace, executor_path, vacuum_dead_rows)");
 }
 
 TEST_CASE("default_settings applies INFERQ_DATABASE_URL") {

@@ -1,0 +1,26 @@
+#pragma once
+
+#include <cstdint>
+
+#include "db/session.hpp"
+
+// Upkeep of inferq.jobs that a queue table needs and that stock autovacuum
+// does too rarely (it wakes once a minute by default): every claim turns an
+// entry of the claim index into a dead one, and until a VACUUM removes them a
+// claim walks over all of them. Each call blocks on the database and throws
+// DbError on failure.
+namespace inferq::db {
+
+// Dead row versions in inferq.jobs, as PostgreSQL's statistics count them
+// (they lag by up to about a second).
+std::int64_t dead_job_rows(Session& s);
+
+// Whether the connected role may VACUUM inferq.jobs (owner or superuser).
+bool may_vacuum_jobs(Session& s);
+
+// VACUUMs inferq.jobs unless another daemon is doing so (a session advisory
+// lock decides); returns false when it left it to that daemon. Blocks for the
+// length of the VACUUM; other statements on the table are not blocked.
+bool vacuum_jobs(Session& s);
+
+}  // namespace inferq::db

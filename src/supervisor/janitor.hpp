@@ -1,0 +1,40 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <thread>
+
+#include "db/session.hpp"
+#include "util/stop_signal.hpp"
+
+namespace inferq::supervisor {
+
+// The janitor thread: every `interval`, reads how many dead rows inferq.jobs
+// holds and VACUUMs it once they reach `dead_rows`, so the claim's index scan
+// does not slow down as claimed jobs pile up behind the head of the queue
+// (autovacuum wakes once a minute; at tens of thousands of jobs a second the
+// claim would walk over millions of dead entries). Among several daemons one
+// vacuums at a time. When the role may not vacuum, it says so once and stops.
+class Janitor {
+ public:
+  Janitor(std::string db_url, int dead_rows, std::chrono::milliseconds interval);
+  ~Janitor();
+  Janitor(const Janitor&) = delete;
+  Janitor& operator=(const Janitor&) = delete;
+
+  // Starts the thread unless dead_rows is 0.
+  void start();
+  void stop() noexcept;  // idempotent; waits for a VACUUM in progress to end
+
+ private:
+  void loop();
+
+  db::Session session_;
+  int dead_rows_;
+  std::chrono::milliseconds interval_;
+  util::StopSignal stop_;
+  std::thread thread_;
+};
+
+}  // namespace inferq::supervisor
