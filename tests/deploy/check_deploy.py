@@ -3,6 +3,8 @@
 
   check_deploy.py dashboard SOURCE_DIR   deploy/grafana/inferq.json
   check_deploy.py rules SOURCE_DIR       deploy/prometheus/inferq-alerts{,.test}.yml
+  check_deploy.py promql SOURCE_DIR      prints the dashboard's expressions as a
+                                         rules file, for `promtool check rules`
 
 dashboard: valid JSON in the shape Grafana imports (schemaVersion >= 36,
 a prometheus datasource variable used by every panel and query, instance and
@@ -257,11 +259,33 @@ def check_rules(source, metrics):
             problem(tests, f"{alert}: no case where it fires")
 
 
+def print_promql(source):
+    """The dashboard's expressions as recording rules, Grafana's variables
+    replaced by values, so that promtool parses each one."""
+    dash = json.loads((source / "deploy/grafana/inferq.json").read_text())
+    values = {"$__rate_interval": "5m", "$__interval": "1m", "$instance": ".*", "$queue": ".*"}
+    print("groups:\n  - name: dashboard\n    rules:")
+    panels = []
+    for p in dash["panels"]:
+        panels.append(p)
+        panels.extend(p.get("panels", []))
+    for p in panels:
+        for t in p.get("targets", []):
+            expr = t.get("expr", "")
+            for name, value in values.items():
+                expr = expr.replace(name, value)
+            print(f"      - record: dashboard:panel{p['id']}:{t.get('refId')}")
+            print(f"        expr: {json.dumps(expr)}")
+
+
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("dashboard", "rules"):
-        print(__doc__.strip().splitlines()[2:4], file=sys.stderr)
+    if len(sys.argv) != 3 or sys.argv[1] not in ("dashboard", "rules", "promql"):
+        print(__doc__, file=sys.stderr)
         return 2
     source = Path(sys.argv[2])
+    if sys.argv[1] == "promql":
+        print_promql(source)
+        return 0
     metrics = load_metrics(source / "deploy/metrics.txt")
     if sys.argv[1] == "dashboard":
         check_dashboard(source, metrics)

@@ -16,5 +16,8 @@ add_test(NAME deploy_rules_metrics
   COMMAND ${run_tool} python3 python3 ${check_deploy} rules ${PROJECT_SOURCE_DIR})
 add_test(NAME deploy_dashboard
   COMMAND ${run_tool} python3 python3 ${check_deploy} dashboard ${PROJECT_SOURCE_DIR})
+add_test(NAME deploy_dashboard_promql
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/deploy/check_dashboard_promql.sh ${PROJECT_SOURCE_DIR}
+    ${CMAKE_CURRENT_BINARY_DIR}/deploy)
 set_tests_properties(deploy_promtool_check_rules deploy_promtool_test_rules deploy_promtool_check_config
-  deploy_rules_metrics deploy_dashboard PROPERTIES LABELS deploy TIMEOUT 60)
+  deploy_rules_metrics deploy_dashboard deploy_dashboard_promql PROPERTIES LABELS deploy TIMEOUT 60)
