@@ -15,6 +15,8 @@ PACKAGES=(
   postgresql-15 postgresql-client-15
   # setpriv, flock (util-linux), pgrep/ps (procps), useradd (passwd)
   util-linux procps passwd
+  # promtool (prometheus) and python3 for the deploy/ checks (tests/deploy)
+  prometheus python3
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }
