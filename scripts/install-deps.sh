@@ -15,6 +15,10 @@ PACKAGES=(
   postgresql-15 postgresql-client-15
   # setpriv, flock (util-linux), pgrep/ps (procps), useradd (passwd)
   util-linux procps passwd
+  # packaging and the unit's tests: systemd-analyze and systemd.pc (systemd,
+  # used offline: no systemd as PID 1 needed), cpack's dpkg-shlibdeps
+  # (dpkg-dev) and file, adduser for the package's postinst
+  systemd dpkg-dev file adduser
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }
