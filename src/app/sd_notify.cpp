@@ -50,8 +50,8 @@ bool SystemdNotifier::notify(std::string_view state) noexcept {
   if (socket_.size() >= sizeof addr.sun_path || (socket_[0] != '/' && socket_[0] != '@')) return false;
   std::memcpy(addr.sun_path, socket_.data(), socket_.size());
   if (socket_[0] == '@') addr.sun_path[0] = '\0';
-  const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + socket_.size() +
-                                          (socket_[0] == '@' ? 0 : 1));
+  const auto len =
+      static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + socket_.size() + (socket_[0] == '@' ? 0 : 1));
   if (!fd_) fd_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!fd_) return false;
   ssize_t n;

@@ -32,7 +32,9 @@ namespace {
 using namespace inferq::test;
 using namespace std::chrono_literals;
 
-bool contains(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
+bool contains(const std::string& text, const std::string& needle) {
+  return text.find(needle) != std::string::npos;
+}
 
 // The socket systemd would own: every datagram the daemon sends, in order.
 class NotifySocket {
@@ -151,7 +153,8 @@ std::string environ_of(pid_t pid) {
 
 }  // namespace
 
-TEST_CASE("READY=1 only after every executor is ready; WATCHDOG=1 from the tick loop; STOPPING=1 on SIGTERM") {
+TEST_CASE(
+    "READY=1 only after every executor is ready; WATCHDOG=1 from the tick loop; STOPPING=1 on SIGTERM") {
   const std::string url = fresh_inferq_database();
   TempDir dir("inferq-sdnotify");
   NotifySocket sock(dir.file("notify"));
