@@ -17,6 +17,10 @@ PACKAGES=(
   util-linux procps passwd
   # promtool (prometheus) and python3 for the deploy/ checks (tests/deploy)
   prometheus python3
+  # packaging and the unit's tests: systemd-analyze and systemd.pc (systemd,
+  # used offline: no systemd as PID 1 needed), cpack's dpkg-shlibdeps
+  # (dpkg-dev) and file, adduser for the package's postinst
+  systemd dpkg-dev file adduser
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }

@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "app/commands.hpp"
+#include "app/sd_notify.hpp"
 #include "app/version.hpp"
 #include "db/error.hpp"
 #include "db/migrate.hpp"
@@ -70,8 +71,18 @@ int cmd_run(const config::Settings& settings) {
               << " is not an executable file\n";
     return kExitUsage;
   }
+  // Before any thread starts: it edits the environment.
+  SystemdNotifier notifier = SystemdNotifier::from_environment();
+  if (const auto wd = notifier.watchdog_timeout(); wd && *wd < 2 * settings.worker.poll_interval) {
+    // Ticks can be poll_interval apart, so pings could come too late.
+    spdlog::warn("the systemd watchdog timeout ({}) is shorter than twice worker.poll_interval ({}); "
+                 "raise WatchdogSec=",
+                 util::format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(*wd)),
+                 util::format_duration(settings.worker.poll_interval));
+  }
   auto signal_fd = block_shutdown_signals();
 
+  notifier.status("connecting to the database");
   db::Session session(settings.database.url, "inferq start-up");
   util::Backoff backoff(std::chrono::milliseconds(500), std::chrono::seconds(30));
   for (;;) {
@@ -81,6 +92,7 @@ int cmd_run(const config::Settings& settings) {
       if (version != db::latest_version()) {
         spdlog::critical("the database schema is at version {}, this inferq {} needs {}: run `inferq migrate`",
                          version, kVersion, db::latest_version());
+        notifier.status("the database schema is not current: run `inferq migrate`");
         return kExitFailure;
       }
       break;
@@ -92,7 +104,10 @@ int cmd_run(const config::Settings& settings) {
       const auto delay = backoff.next();
       spdlog::error("database unreachable ({}); retrying in {} (attempt {})", e.what(),
                     util::format_duration(delay), backoff.attempts());
+      // Not READY: systemd keeps the unit "activating" while we wait.
+      notifier.status("waiting for the database (attempt " + std::to_string(backoff.attempts()) + ")");
       if (sleep_or_signal(signal_fd.get(), delay)) {
+        notifier.stopping("stopping before start-up completed");
         spdlog::info("signal received while waiting for the database; exiting");
         return kExitOk;
       }
@@ -122,6 +137,23 @@ int cmd_run(const config::Settings& settings) {
   options.worker_id = worker_id;
   options.worker_name = who.name;
   options.signal_fd = signal_fd.get();
+  std::size_t executors = 0;
+  for (const auto& q : settings.queues) executors += static_cast<std::size_t>(q.instances);
+  const std::string running = "running " + std::to_string(settings.queues.size()) + " queue(s) with " +
+                              std::to_string(executors) + " executor(s) as worker " + who.name;
+  options.on_ready = [&notifier, &running] {
+    // READY only now: the database answered this tick, the schema was
+    // checked above and every executor has said Ready.
+    const bool sent = notifier.ready(running);
+    spdlog::info("ready: {}{}", running, sent ? " (READY=1 sent to systemd)" : "");
+    if (notifier.enabled() && !sent) spdlog::warn("could not send READY=1 to $NOTIFY_SOCKET");
+  };
+  options.on_tick = [&notifier] { notifier.watchdog_tick(std::chrono::steady_clock::now()); };
+  options.on_draining = [&notifier, &settings] {
+    notifier.stopping("stopping: running units have " + util::format_duration(settings.worker.shutdown_grace) +
+                      " to finish");
+  };
+  notifier.status("starting " + std::to_string(executors) + " executor(s)");
   supervisor::Supervisor sup(options);
   return sup.run();
 }

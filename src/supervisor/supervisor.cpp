@@ -128,6 +128,20 @@ void Supervisor::tick() {
   reap_stale(now);
   stop_lost_units(now);
   if (!draining_) claim_for_idle_slots(now);
+  announce_ready_once();
+  if (options_.on_tick) options_.on_tick();
+}
+
+void Supervisor::announce_ready_once() {
+  if (announced_ready_ || draining_ || db_failing_ || !options_.on_ready) return;
+  // db_failing_ is false only after this tick's statements succeeded (or
+  // none has failed yet, right after start-up checked the database).
+  const bool all_ready = std::all_of(slots_.begin(), slots_.end(), [](const auto& s) {
+    return s->state == Slot::State::kIdle || s->state == Slot::State::kBusy;
+  });
+  if (!all_ready) return;
+  announced_ready_ = true;
+  options_.on_ready();
 }
 
 void Supervisor::reap_stale(TimePoint now) {
@@ -472,6 +486,7 @@ void Supervisor::on_shutdown_signal(TimePoint now) {
     if (!draining_) {
       draining_ = true;
       drain_deadline_ = now + settings_.worker.shutdown_grace;
+      if (options_.on_draining) options_.on_draining();
       spdlog::info("SIG{} received: no new claims; running units have {} to finish (again to stop now)",
                    name ? name : "?", util::format_duration(settings_.worker.shutdown_grace));
     } else if (!stop_now_) {

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -33,6 +34,16 @@ struct SupervisorOptions {
   // shutdown, the second stops at once. -1: none.
   int signal_fd = -1;
   const util::Clock* clock = &util::SystemClock::instance();
+
+  // Lifecycle hooks for the service manager (sd_notify), each optional and
+  // called on the tick thread: they must be quick and must not throw.
+  // Once, after the first tick in which the database answered and every
+  // slot has an executor that said Ready (never while draining).
+  std::function<void()> on_ready;
+  // After every completed tick: the tick loop is alive.
+  std::function<void()> on_tick;
+  // Once, when a graceful shutdown starts (the first SIGTERM/SIGINT).
+  std::function<void()> on_draining;
 };
 
 // The tick loop and everything it owns: the executor slots, the heartbeat,
@@ -79,6 +90,7 @@ class Supervisor {
   void db_failed(const std::exception& e, TimePoint now);
   void db_succeeded();
   bool tick_alive() const;
+  void announce_ready_once();
   std::string slot_name(const Slot& slot) const;
 
   SupervisorOptions options_;
@@ -100,6 +112,7 @@ class Supervisor {
   bool db_failing_ = false;
   bool draining_ = false;
   bool stop_now_ = false;
+  bool announced_ready_ = false;  // on_ready has been called
   TimePoint drain_deadline_{};
   // When the earliest retry this daemon scheduled falls due, so the tick
   // claims it then instead of at the next poll.
