@@ -28,6 +28,16 @@ constexpr milliseconds kRestartBackoffMax{30000};
 // How long shutdown waits for the last completions and the release.
 constexpr milliseconds kShutdownWriteBound{10000};
 
+double seconds_between(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
+std::vector<std::string> queue_names(const config::Settings& settings) {
+  std::vector<std::string> names;
+  for (const auto& q : settings.queues) names.push_back(q.name);
+  return names;
+}
+
 std::int64_t to_ns(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
@@ -52,17 +62,42 @@ struct Supervisor::Slot {
   TimePoint timer{};              // kStarting: ready deadline; kBusy: unit deadline; kExiting: kill time
   std::optional<db::ClaimedUnit> unit;  // kBusy
   std::string fatal_message;      // from a Fatal frame, until the process ends
+  TimePoint unit_started{};       // kBusy: when the unit was dispatched
+  // Why the current process is ending, for inferq_executor_restarts_total:
+  // set where the supervisor decides it (deadline; idle exit and fatal GPU
+  // errors by their code paths); unset means it died by itself (crash, or
+  // fatal_gpu when it sent a Fatal frame). count_restart = false: the end
+  // is not a restart worth counting (its lease was lost).
+  std::optional<metrics::RestartReason> end_reason;
+  bool count_restart = true;
 };
 
 Supervisor::Supervisor(SupervisorOptions options)
     : options_(std::move(options)),
       settings_(*options_.settings),
       clock_(*options_.clock),
+      own_metrics_(options_.metrics ? nullptr
+                                    : std::make_unique<metrics::Metrics>(queue_names(settings_),
+                                                                         settings_.worker.poll_interval,
+                                                                         metrics::BuildInfo{"unknown"}, clock_)),
+      metrics_(options_.metrics ? *options_.metrics : *own_metrics_),
       session_(settings_.database.url, "inferq tick", std::chrono::seconds(30)),
-      writer_(settings_.database.url, options_.worker_name, leases_, [this] { wake(); }),
+      writer_(
+          settings_.database.url, options_.worker_name, leases_, [this] { wake(); },
+          [this](const std::vector<db::OutcomeCount>& counts) {
+            for (const auto& c : counts) {
+              if (c.outcome == "succeeded") metrics_.jobs_finished(c.queue, metrics::Outcome::kSucceeded, c.jobs);
+              else if (c.outcome == "retried") metrics_.jobs_finished(c.queue, metrics::Outcome::kRetried, c.jobs);
+              else if (c.outcome == "dead") metrics_.jobs_finished(c.queue, metrics::Outcome::kDead, c.jobs);
+              else if (c.outcome == "cancelled") metrics_.jobs_finished(c.queue, metrics::Outcome::kCancelled, c.jobs);
+              // "requeued": put back unrun, its attempt refunded; not an outcome.
+            }
+          },
+          [this] { metrics_.db_error(metrics::DbOp::kComplete); }),
       heartbeater_(settings_.database.url, options_.worker_id, settings_.worker.heartbeat_interval, leases_,
-                   [this] { return tick_alive(); }, [this] { wake(); }),
-      notifier_(settings_.database.url, [this] { wake(); }),
+                   [this] { return tick_alive(); }, [this] { wake(); },
+                   [this] { metrics_.db_error(metrics::DbOp::kHeartbeat); }),
+      notifier_(settings_.database.url, [this] { wake(); }, [this] { metrics_.db_error(metrics::DbOp::kListen); }),
       rng_(std::random_device{}()),
       // Capped near the poll interval: once the database is back, the tick
       // should notice within about a poll, not after a long backoff.
@@ -126,6 +161,29 @@ void Supervisor::tick() {
   reap_stale(now);
   stop_lost_units(now);
   if (!draining_) claim_for_idle_slots(now);
+  publish_slots();
+  metrics_.tick_done(seconds_between(now, clock_.now()));
+}
+
+void Supervisor::publish_slots() {
+  for (const auto& q : settings_.queues) {
+    int busy = 0, idle = 0, starting = 0;
+    for (const auto& s : slots_) {
+      if (s->queue != &q) continue;
+      if (s->state == Slot::State::kBusy) {
+        ++busy;
+      } else if (s->state == Slot::State::kIdle) {
+        ++idle;
+      } else {
+        ++starting;
+      }
+    }
+    metrics_.set_slots(q.name, busy, idle, starting);
+  }
+}
+
+void Supervisor::record_unit_end(const Slot& slot) {
+  metrics_.unit_finished(slot.queue->name, seconds_between(slot.unit_started, clock_.now()));
 }
 
 void Supervisor::reap_stale(TimePoint now) {
@@ -133,8 +191,10 @@ void Supervisor::reap_stale(TimePoint now) {
   try {
     const int n = db::reap(session_, settings_.worker.stale_after, leases_.snapshot());
     if (n > 0) spdlog::warn("reaped {} stale lease(s); their jobs are available again", n);
+    metrics_.leases_reaped(n);
     db_succeeded();
   } catch (const db::DbError& e) {
+    metrics_.db_error(metrics::DbOp::kReap);
     db_failed(e, now);
   }
 }
@@ -147,6 +207,7 @@ void Supervisor::stop_lost_units(TimePoint now) {
       // slot (and a GPU) until the deadline, and the result is fenced out.
       spdlog::warn("{}: lease {} was reaped by another daemon; stopping its unit", slot_name(*slot), lease);
       slot->unit.reset();
+      slot->count_restart = false;
       kill_executor(*slot, now, "lease lost");
     }
   }
@@ -167,8 +228,13 @@ void Supervisor::claim_for_idle_slots(TimePoint now) {
         exhausted.push_back(slot.queue);
         continue;
       }
+      std::vector<double> waits;
+      waits.reserve(unit->jobs.size());
+      for (const auto& job : unit->jobs) waits.push_back(job.wait_seconds);
+      metrics_.jobs_claimed(slot.queue->name, waits);
       dispatch(slot, std::move(*unit), now);
     } catch (const db::DbError& e) {
+      metrics_.db_error(metrics::DbOp::kClaim);
       db_failed(e, now);
       return;
     }
@@ -187,6 +253,8 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
   slot.proc->writer.push(run);
   slot.state = Slot::State::kBusy;
   slot.timer = now + slot.queue->deadline;
+  slot.unit_started = now;
+  metrics_.unit_started(slot.queue->name, unit.jobs.size());
   spdlog::debug("{}: unit {} with {} job(s)", slot_name(slot), unit.lease_id, unit.jobs.size());
   slot.unit = std::move(unit);
   if (!slot.proc->writer.flush_to(slot.proc->socket_fd())) {
@@ -314,6 +382,13 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
     spdlog::warn("{} {} while idle", slot_name(slot), how);
   }
   const bool died_starting = !slot.was_ready;
+  if (!draining_ && slot.count_restart) {
+    const auto reason = slot.end_reason.value_or(slot.fatal_message.empty() ? metrics::RestartReason::kCrash
+                                                                            : metrics::RestartReason::kFatalGpu);
+    metrics_.executor_restarted(slot.queue->name, reason);
+  }
+  slot.end_reason.reset();
+  slot.count_restart = true;
   slot.proc.reset();
   slot.fatal_message.clear();
   slot.unit.reset();
@@ -350,6 +425,8 @@ void Supervisor::check_timers(TimePoint now) {
           const auto msg = "deadline exceeded after " + util::format_duration(slot.queue->deadline);
           spdlog::warn("{}: unit {} ({} job(s)): {}; killing the executor", slot_name(slot),
                        slot.unit ? slot.unit->lease_id : 0, slot.unit ? slot.unit->jobs.size() : 0, msg);
+          metrics_.deadline_exceeded(slot.queue->name);
+          slot.end_reason = metrics::RestartReason::kDeadline;
           fail_unit(slot, "deadline", msg);
           kill_executor(slot, now, "deadline");
         }
@@ -440,12 +517,14 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
     }
     finish.jobs.push_back(std::move(f));
   }
+  record_unit_end(slot);
   writer_.submit(std::move(finish));
   slot.unit.reset();
 }
 
 void Supervisor::fail_unit(Slot& slot, const std::string& error_class, const std::string& message) {
   if (!slot.unit) return;
+  record_unit_end(slot);
   db::UnitFinish finish;
   finish.lease_id = slot.unit->lease_id;
   for (const auto& job : slot.unit->jobs) {
@@ -505,6 +584,7 @@ void Supervisor::shutdown() {
     for (auto lease : unfinished) leases_.remove(lease);
     db::deregister_worker(session_, options_.worker_id);
   } catch (const db::DbError& e) {
+    metrics_.db_error(metrics::DbOp::kRelease);
     spdlog::warn("shutdown: {}; leases left will expire after {}", e.what(),
                  util::format_duration(settings_.worker.stale_after));
   }
@@ -512,6 +592,7 @@ void Supervisor::shutdown() {
 }
 
 void Supervisor::db_failed(const std::exception& e, TimePoint now) {
+  metrics_.set_db_up(false);
   const auto delay = db_backoff_->next();
   db_retry_at_ = now + delay;
   if (!db_failing_) spdlog::error("database: {}; retrying with backoff", e.what());
@@ -519,6 +600,7 @@ void Supervisor::db_failed(const std::exception& e, TimePoint now) {
 }
 
 void Supervisor::db_succeeded() {
+  metrics_.set_db_up(true);
   if (db_failing_) spdlog::info("database reachable again");
   db_failing_ = false;
   db_backoff_->reset();

@@ -12,6 +12,7 @@
 #include "config/settings.hpp"
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
+#include "metrics/metrics.hpp"
 #include "supervisor/completion_writer.hpp"
 #include "supervisor/executor_process.hpp"
 #include "supervisor/heartbeater.hpp"
@@ -32,6 +33,9 @@ struct SupervisorOptions {
   // shutdown, the second stops at once. -1: none.
   int signal_fd = -1;
   const util::Clock* clock = &util::SystemClock::instance();
+  // Where the supervisor reports its metrics and health; it must outlive the
+  // Supervisor. nullptr: a private instance nobody reads (tests).
+  metrics::Metrics* metrics = nullptr;
 };
 
 // The tick loop and everything it owns: the executor slots, the heartbeat,
@@ -79,10 +83,14 @@ class Supervisor {
   void db_succeeded();
   bool tick_alive() const;
   std::string slot_name(const Slot& slot) const;
+  void record_unit_end(const Slot& slot);
+  void publish_slots();
 
   SupervisorOptions options_;
   const config::Settings& settings_;
   const util::Clock& clock_;
+  std::unique_ptr<metrics::Metrics> own_metrics_;  // when options.metrics is null
+  metrics::Metrics& metrics_;
   db::Session session_;  // the tick's own connection
   LeaseRegistry leases_;
   util::EventFd wake_;
