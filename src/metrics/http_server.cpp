@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstring>
 #include <thread>
 
@@ -88,6 +89,12 @@ HttpServer::HttpServer(const std::string& listen, const Metrics& metrics) : impl
   impl_->host = host;
   impl_->port = port;
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
+  // httplib's stop() does nothing until the accept loop is running, so a
+  // stop() right after construction would leave the thread to run forever:
+  // wait (briefly: it only has to enter its loop) until it is.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!impl_->server.is_running() && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 HttpServer::~HttpServer() { stop(); }
