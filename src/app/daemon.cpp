@@ -24,6 +24,7 @@
 #include "util/backoff.hpp"
 #include "util/duration.hpp"
 #include "util/fd.hpp"
+#include "util/log_fields.hpp"
 
 namespace inferq::app {
 namespace {
@@ -141,6 +142,7 @@ int cmd_run(const config::Settings& settings) {
     return kExitFailure;
   }
   session.disconnect();
+  util::set_process_log_field(util::LogField::text("worker", who.name));
   spdlog::info("inferq {} started as worker {} (id {}), database {}", kVersion, who.name, worker_id,
                db::redact_url(settings.database.url));
 

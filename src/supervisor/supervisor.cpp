@@ -182,6 +182,19 @@ void Supervisor::publish_slots() {
   }
 }
 
+util::LogScope Supervisor::log_scope(const Slot& slot) const {
+  std::vector<util::LogField> fields = {util::LogField::text("queue", slot.queue->name),
+                                        util::LogField::number("slot", slot.index)};
+  if (slot.proc) fields.push_back(util::LogField::number("executor_pid", slot.proc->pid()));
+  if (slot.unit) {
+    fields.push_back(util::LogField::number("lease", slot.unit->lease_id));
+    std::vector<std::int64_t> ids;
+    for (const auto& j : slot.unit->jobs) ids.push_back(j.id);
+    fields.push_back(util::LogField::numbers("job_ids", ids));
+  }
+  return util::LogScope(std::move(fields));
+}
+
 void Supervisor::record_unit_end(const Slot& slot) {
   metrics_.unit_finished(slot.queue->name, seconds_between(slot.unit_started, clock_.now()));
 }
@@ -203,6 +216,7 @@ void Supervisor::stop_lost_units(TimePoint now) {
   for (const auto lease : leases_.take_lost()) {
     for (auto& slot : slots_) {
       if (slot->state != Slot::State::kBusy || !slot->unit || slot->unit->lease_id != lease) continue;
+      const auto scope = log_scope(*slot);
       // Another daemon owns these jobs now; running on would only waste the
       // slot (and a GPU) until the deadline, and the result is fenced out.
       spdlog::warn("{}: lease {} was reaped by another daemon; stopping its unit", slot_name(*slot), lease);
@@ -255,6 +269,10 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
   slot.timer = now + slot.queue->deadline;
   slot.unit_started = now;
   metrics_.unit_started(slot.queue->name, unit.jobs.size());
+  std::vector<std::int64_t> ids;
+  for (const auto& j : unit.jobs) ids.push_back(j.id);
+  const util::LogScope scope({util::LogField::text("queue", slot.queue->name), util::LogField::number("slot", slot.index),
+                              util::LogField::number("lease", unit.lease_id), util::LogField::numbers("job_ids", ids)});
   spdlog::debug("{}: unit {} with {} job(s)", slot_name(slot), unit.lease_id, unit.jobs.size());
   slot.unit = std::move(unit);
   if (!slot.proc->writer.flush_to(slot.proc->socket_fd())) {
@@ -317,6 +335,7 @@ void Supervisor::wait_for_events(TimePoint now) {
 
 void Supervisor::on_socket(Slot& slot, TimePoint now) {
   if (!slot.proc || slot.state == Slot::State::kExiting) return;
+  const auto scope = log_scope(slot);
   const bool open = slot.proc->reader.fill_from(slot.proc->socket_fd());
   for (;;) {
     auto frame = slot.proc->reader.next();
@@ -368,6 +387,7 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
 
 void Supervisor::on_exit(Slot& slot, TimePoint now) {
   if (!slot.proc) return;
+  const auto scope = log_scope(slot);
   const auto status = slot.proc->try_reap();
   if (!status) return;
   const std::string how = describe_wait_status(*status);
@@ -415,12 +435,14 @@ void Supervisor::check_timers(TimePoint now) {
         break;
       case Slot::State::kStarting:
         if (now >= slot.timer) {
+          const auto scope = log_scope(slot);
           spdlog::error("{} not ready after {}", slot_name(slot), util::format_duration(kStartupTimeout));
           kill_executor(slot, now, "start-up timeout");
         }
         break;
       case Slot::State::kBusy:
         if (now >= slot.timer) {
+          const auto scope = log_scope(slot);
           // Invariant 2: a slot is never held past its deadline.
           const auto msg = "deadline exceeded after " + util::format_duration(slot.queue->deadline);
           spdlog::warn("{}: unit {} ({} job(s)): {}; killing the executor", slot_name(slot),
@@ -444,6 +466,7 @@ void Supervisor::check_timers(TimePoint now) {
 }
 
 void Supervisor::start_executor(Slot& slot, TimePoint now) {
+  const auto scope = log_scope(slot);
   const std::vector<std::string> argv = {options_.executor_path, "--fd", "3", "--queue", slot.queue->name,
                                          "--handler", slot.queue->handler,
                                          "--parent-pid", std::to_string(::getpid())};
@@ -562,6 +585,7 @@ void Supervisor::shutdown() {
   const auto now = clock_.now();
   std::vector<std::int64_t> unfinished;
   for (auto& s : slots_) {
+    const auto scope = log_scope(*s);
     if (s->state == Slot::State::kBusy && s->unit) {
       spdlog::warn("{}: unit {} did not finish in time; releasing its {} job(s)", slot_name(*s),
                    s->unit->lease_id, s->unit->jobs.size());

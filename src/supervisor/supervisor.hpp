@@ -21,6 +21,7 @@
 #include "util/backoff.hpp"
 #include "util/clock.hpp"
 #include "util/event_fd.hpp"
+#include "util/log_fields.hpp"
 
 namespace inferq::supervisor {
 
@@ -84,6 +85,9 @@ class Supervisor {
   bool tick_alive() const;
   std::string slot_name(const Slot& slot) const;
   void record_unit_end(const Slot& slot);
+  // Log fields (queue, slot, executor pid, lease, job ids) for what the
+  // calling code logs about `slot` while the scope lives.
+  util::LogScope log_scope(const Slot& slot) const;
   void publish_slots();
 
   SupervisorOptions options_;

@@ -84,7 +84,7 @@ std::string DaemonConfig::yaml() const {
     << "  listen: " << yaml_quoted(metrics_listen) << "\n"
     << "logging:\n"
     << "  level: " << log_level << "\n"
-    << "  format: text\n";
+    << "  format: " << log_format << "\n";
   if (queues.empty()) {
     o << "queues: []\n";
     return o.str();

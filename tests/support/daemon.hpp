@@ -34,6 +34,7 @@ struct DaemonConfig {
   std::string shutdown_grace = "5s";
   std::string executor_path;  // empty: the built inferq-executor
   std::string log_level = "debug";
+  std::string log_format = "text";  // logging.format: text or json
   // metrics.listen; port 0 (a free port) so that tests run side by side.
   std::string metrics_listen = "127.0.0.1:0";
   std::vector<TestQueue> queues;
