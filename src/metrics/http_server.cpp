@@ -13,9 +13,10 @@
 namespace inferq::metrics {
 namespace {
 
-// Enough for Prometheus, a health checker and a person with curl at once;
-// a request takes well under a millisecond, so a few threads never queue.
-constexpr std::size_t kServerThreads = 4;
+// A request takes well under a millisecond, but httplib keeps a thread on
+// each keep-alive connection until it idles out (5 s): enough threads for a
+// few Prometheus servers, health checkers and a person with curl at once.
+constexpr std::size_t kServerThreads = 8;
 
 std::string health_body(const Health& h) {
   std::string body = "{\"status\":\"";
