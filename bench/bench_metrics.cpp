@@ -57,8 +57,8 @@ bool measure(const char* phase, const std::string& address, int n) {
     std::printf("%-36s every one of %d scrapes failed\n", phase, n);
     return false;
   }
-  std::printf("%-36s n=%zu  p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms  (%zu bytes, %d failed)\n", phase,
-              ms.size(), percentile(ms, 0.50), percentile(ms, 0.90), percentile(ms, 0.99),
+  std::printf("%-36s n=%zu  p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms  (%zu bytes, %d failed)\n",
+              phase, ms.size(), percentile(ms, 0.50), percentile(ms, 0.90), percentile(ms, 0.99),
               *std::max_element(ms.begin(), ms.end()), bytes, failures);
   std::fflush(stdout);
   return failures == 0;
@@ -119,8 +119,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "the slots did not all become busy:\n%s\n", daemon.log().c_str());
     return 1;
   }
-  std::printf("inferq-bench-metrics: %d slot(s) hung in builtin:sleep, %d requests per phase, %s\n", o.instances,
-              o.requests, address->c_str());
+  std::printf("inferq-bench-metrics: %d slot(s) hung in builtin:sleep, %d requests per phase, %s\n",
+              o.instances, o.requests, address->c_str());
   bool ok = measure("every slot hung", *address, o.requests);
   if (o.db_down) {
     pg.stop();

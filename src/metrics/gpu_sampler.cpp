@@ -58,8 +58,8 @@ GpuSampler::GpuSampler(Metrics& metrics, std::chrono::milliseconds interval, con
   };
   if (!sym(nvml->init, "nvmlInit_v2") || !sym(nvml->shutdown, "nvmlShutdown") ||
       !sym(nvml->count, "nvmlDeviceGetCount_v2") || !sym(nvml->handle, "nvmlDeviceGetHandleByIndex_v2") ||
-      !sym(nvml->memory, "nvmlDeviceGetMemoryInfo") || !sym(nvml->utilization, "nvmlDeviceGetUtilizationRates") ||
-      !sym(nvml->uuid, "nvmlDeviceGetUUID")) {
+      !sym(nvml->memory, "nvmlDeviceGetMemoryInfo") ||
+      !sym(nvml->utilization, "nvmlDeviceGetUtilizationRates") || !sym(nvml->uuid, "nvmlDeviceGetUUID")) {
     nvml->shutdown = nullptr;
     reason_ = library + " lacks an NVML function inferq uses";
     return;

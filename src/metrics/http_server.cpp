@@ -34,10 +34,12 @@ std::string health_body(const Health& h) {
 
 std::pair<std::string, int> split_listen(const std::string& listen) {
   const auto colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0) throw ListenError("metrics.listen: \"" + listen + "\" is not HOST:PORT");
+  if (colon == std::string::npos || colon == 0)
+    throw ListenError("metrics.listen: \"" + listen + "\" is not HOST:PORT");
   std::string host = listen.substr(0, colon);
   if (host.front() == '[') {
-    if (host.size() < 3 || host.back() != ']') throw ListenError("metrics.listen: bad IPv6 address in \"" + listen + "\"");
+    if (host.size() < 3 || host.back() != ']')
+      throw ListenError("metrics.listen: bad IPv6 address in \"" + listen + "\"");
     host = host.substr(1, host.size() - 2);
   }
   const std::string port_text = listen.substr(colon + 1);
@@ -82,7 +84,8 @@ HttpServer::HttpServer(const std::string& listen, const Metrics& metrics) : impl
   });
   if (port == 0) {
     port = server.bind_to_any_port(host);
-    if (port < 0) throw ListenError("metrics.listen: cannot listen on " + listen + ": " + std::strerror(errno));
+    if (port < 0)
+      throw ListenError("metrics.listen: cannot listen on " + listen + ": " + std::strerror(errno));
   } else if (!server.bind_to_port(host, port)) {
     throw ListenError("metrics.listen: cannot listen on " + listen + ": " +
                       (errno ? std::strerror(errno) : "address not available"));

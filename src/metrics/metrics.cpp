@@ -29,7 +29,7 @@ constexpr std::array<DbOp, 7> kDbOps = {DbOp::kReap,    DbOp::kClaim,  DbOp::kHe
                                         DbOp::kRelease, DbOp::kListen, DbOp::kSample};
 
 // Seconds a job waits: from milliseconds (a hot queue) to an hour (a backlog).
-const Histogram::BucketBoundaries kWaitBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,   2.5,
+const Histogram::BucketBoundaries kWaitBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,    2.5,
                                                   5,     10,   30,    60,   120, 300,  600, 1800, 3600};
 // Seconds a unit runs: from a built-in echo to a deadline of minutes.
 const Histogram::BucketBoundaries kRunBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -84,8 +84,9 @@ std::vector<prometheus::MetricFamily> process_families() {
     // utime=14, stime=15, starttime=22, vsize=23, rss=24 (1-based fields).
     if (f.size() > 21) {
       const double cpu = (std::stod(f[14 - 3]) + std::stod(f[15 - 3])) / ticks;
-      out.push_back(gauge_family("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
-                                 cpu, prometheus::MetricType::Counter));
+      out.push_back(gauge_family("process_cpu_seconds_total",
+                                 "Total user and system CPU time spent in seconds.", cpu,
+                                 prometheus::MetricType::Counter));
       out.push_back(gauge_family("process_virtual_memory_bytes", "Virtual memory size in bytes.",
                                  std::stod(f[23 - 3])));
       out.push_back(gauge_family("process_resident_memory_bytes", "Resident memory size in bytes.",
@@ -107,14 +108,16 @@ std::vector<prometheus::MetricFamily> process_families() {
     while (const dirent* e = ::readdir(dir))
       if (e->d_name[0] != '.') ++n;
     ::closedir(dir);
-    out.push_back(gauge_family("process_open_fds", "Number of open file descriptors.", n - 1));  // minus the DIR's own
+    out.push_back(
+        gauge_family("process_open_fds", "Number of open file descriptors.", n - 1));  // minus the DIR's own
   }
   std::ifstream limits("/proc/self/limits");
   for (std::string line; std::getline(limits, line);) {
     if (line.rfind("Max open files", 0) == 0) {
       std::istringstream in(line.substr(14));
       double soft = 0;
-      if (in >> soft) out.push_back(gauge_family("process_max_fds", "Maximum number of open file descriptors.", soft));
+      if (in >> soft)
+        out.push_back(gauge_family("process_max_fds", "Maximum number of open file descriptors.", soft));
       break;
     }
   }
@@ -125,33 +128,48 @@ std::vector<prometheus::MetricFamily> process_families() {
 
 const char* to_string(Outcome outcome) {
   switch (outcome) {
-    case Outcome::kSucceeded: return "succeeded";
-    case Outcome::kRetried: return "retried";
-    case Outcome::kDead: return "dead";
-    case Outcome::kCancelled: return "cancelled";
+    case Outcome::kSucceeded:
+      return "succeeded";
+    case Outcome::kRetried:
+      return "retried";
+    case Outcome::kDead:
+      return "dead";
+    case Outcome::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }
 
 const char* to_string(RestartReason reason) {
   switch (reason) {
-    case RestartReason::kDeadline: return "deadline";
-    case RestartReason::kCrash: return "crash";
-    case RestartReason::kFatalGpu: return "fatal_gpu";
-    case RestartReason::kIdle: return "idle";
+    case RestartReason::kDeadline:
+      return "deadline";
+    case RestartReason::kCrash:
+      return "crash";
+    case RestartReason::kFatalGpu:
+      return "fatal_gpu";
+    case RestartReason::kIdle:
+      return "idle";
   }
   return "unknown";
 }
 
 const char* to_string(DbOp op) {
   switch (op) {
-    case DbOp::kReap: return "reap";
-    case DbOp::kClaim: return "claim";
-    case DbOp::kHeartbeat: return "heartbeat";
-    case DbOp::kComplete: return "complete";
-    case DbOp::kRelease: return "release";
-    case DbOp::kListen: return "listen";
-    case DbOp::kSample: return "sample";
+    case DbOp::kReap:
+      return "reap";
+    case DbOp::kClaim:
+      return "claim";
+    case DbOp::kHeartbeat:
+      return "heartbeat";
+    case DbOp::kComplete:
+      return "complete";
+    case DbOp::kRelease:
+      return "release";
+    case DbOp::kListen:
+      return "listen";
+    case DbOp::kSample:
+      return "sample";
   }
   return "unknown";
 }
@@ -201,19 +219,21 @@ struct Metrics::Impl {
   }
 };
 
-Metrics::Metrics(const std::vector<std::string>& queues, std::chrono::milliseconds poll_interval, BuildInfo build,
-                 const util::Clock& clock)
+Metrics::Metrics(const std::vector<std::string>& queues, std::chrono::milliseconds poll_interval,
+                 BuildInfo build, const util::Clock& clock)
     : impl_(std::make_unique<Impl>(clock, poll_interval)) {
   auto& r = impl_->registry;
   auto& claimed = prometheus::BuildCounter()
                       .Name("inferq_jobs_claimed_total")
                       .Help("Jobs claimed by this daemon (one attempt each).")
                       .Register(r);
-  auto& finished = prometheus::BuildCounter()
-                       .Name("inferq_jobs_finished_total")
-                       .Help("Job attempts finished by this daemon, by outcome: succeeded, retried (failed, will "
-                             "run again), dead (failed for good), cancelled.")
-                       .Register(r);
+  auto& finished =
+      prometheus::BuildCounter()
+          .Name("inferq_jobs_finished_total")
+          .Help(
+              "Job attempts finished by this daemon, by outcome: succeeded, retried (failed, will "
+              "run again), dead (failed for good), cancelled.")
+          .Register(r);
   auto& wait = prometheus::BuildHistogram()
                    .Name("inferq_job_wait_seconds")
                    .Help("Seconds from a job being ready (created or due) to its claim.")
@@ -236,18 +256,21 @@ Metrics::Metrics(const std::vector<std::string>& queues, std::chrono::millisecon
                        .Register(r);
   auto& slots = prometheus::BuildGauge()
                     .Name("inferq_slots")
-                    .Help("Executor slots by state: busy (running a unit), idle (ready), starting (starting, "
-                          "restarting or exiting).")
+                    .Help(
+                        "Executor slots by state: busy (running a unit), idle (ready), starting (starting, "
+                        "restarting or exiting).")
                     .Register(r);
   auto& queue_jobs = prometheus::BuildGauge()
                          .Name("inferq_queue_jobs")
-                         .Help("Jobs of the queue in the database by state (available, running), sampled every "
-                               "few seconds.")
+                         .Help(
+                             "Jobs of the queue in the database by state (available, running), sampled every "
+                             "few seconds.")
                          .Register(r);
-  auto& oldest = prometheus::BuildGauge()
-                     .Name("inferq_queue_oldest_available_age_seconds")
-                     .Help("Age of the queue's oldest due available job (0 when none), sampled every few seconds.")
-                     .Register(r);
+  auto& oldest =
+      prometheus::BuildGauge()
+          .Name("inferq_queue_oldest_available_age_seconds")
+          .Help("Age of the queue's oldest due available job (0 when none), sampled every few seconds.")
+          .Register(r);
   impl_->leases_reaped = &prometheus::BuildCounter()
                               .Name("inferq_leases_reaped_total")
                               .Help("Stale leases (of any daemon) reaped by this daemon.")
@@ -272,7 +295,8 @@ Metrics::Metrics(const std::vector<std::string>& queues, std::chrono::millisecon
                         .Name("inferq_db_errors_total")
                         .Help("Failed database operations, by operation.")
                         .Register(r);
-  for (std::size_t i = 0; i < kDbOps.size(); ++i) impl_->db_errors[i] = &db_errors.Add({{"op", to_string(kDbOps[i])}});
+  for (std::size_t i = 0; i < kDbOps.size(); ++i)
+    impl_->db_errors[i] = &db_errors.Add({{"op", to_string(kDbOps[i])}});
   prometheus::BuildGauge()
       .Name("inferq_build_info")
       .Help("Always 1; the labels say what this inferq was built with.")
@@ -343,9 +367,8 @@ void Metrics::set_slots(const std::string& queue, int busy, int idle, int starti
 void Metrics::tick_done(double seconds) {
   impl_->tick_seconds->Observe(seconds < 0 ? 0 : seconds);
   impl_->last_tick->Set(seconds_since_epoch(impl_->clock.wall_now()));
-  impl_->last_tick_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                            impl_->clock.now().time_since_epoch())
-                            .count();
+  impl_->last_tick_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(impl_->clock.now().time_since_epoch()).count();
   impl_->ticked = true;
 }
 
@@ -403,13 +426,16 @@ std::string Metrics::expose() const {
 
 Health Metrics::liveness() const {
   if (!impl_->ticked) return {false, "the tick loop has not started"};
-  const auto last = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(impl_->last_tick_ns.load()));
+  const auto last =
+      std::chrono::steady_clock::time_point(std::chrono::nanoseconds(impl_->last_tick_ns.load()));
   const auto age = impl_->clock.now() - last;
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(age).count();
   if (age > impl_->health_bound) {
-    return {false, "the tick loop last ticked " + std::to_string(ms) + " ms ago (bound " +
-                       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(impl_->health_bound).count()) +
-                       " ms)"};
+    return {false,
+            "the tick loop last ticked " + std::to_string(ms) + " ms ago (bound " +
+                std::to_string(
+                    std::chrono::duration_cast<std::chrono::milliseconds>(impl_->health_bound).count()) +
+                " ms)"};
   }
   return {true, "the tick loop ticked " + std::to_string(ms) + " ms ago"};
 }

@@ -7,18 +7,21 @@
 
 namespace inferq::supervisor {
 
-QueueSampler::QueueSampler(std::string db_url, std::vector<std::string> queues, std::chrono::milliseconds interval,
-                           metrics::Metrics& metrics)
+QueueSampler::QueueSampler(std::string db_url, std::vector<std::string> queues,
+                           std::chrono::milliseconds interval, metrics::Metrics& metrics)
     // The statement timeout bounds a sample on a huge backlog; a sample that
     // times out is skipped, the next one tries again.
-    : session_(std::move(db_url), "inferq backlog sampler", std::max(interval, std::chrono::milliseconds(1000))),
+    : session_(std::move(db_url), "inferq backlog sampler",
+               std::max(interval, std::chrono::milliseconds(1000))),
       queues_(std::move(queues)),
       interval_(interval),
       metrics_(metrics) {}
 
 QueueSampler::~QueueSampler() { stop(); }
 
-void QueueSampler::start() { thread_ = std::thread([this] { loop(); }); }
+void QueueSampler::start() {
+  thread_ = std::thread([this] { loop(); });
+}
 
 void QueueSampler::stop() noexcept {
   {

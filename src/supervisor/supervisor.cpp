@@ -32,6 +32,16 @@ double seconds_between(std::chrono::steady_clock::time_point from, std::chrono::
   return std::chrono::duration<double>(to - from).count();
 }
 
+// inferq.complete_outcomes' outcome as a metrics outcome; "requeued" (put
+// back unrun, its attempt refunded) is none.
+std::optional<metrics::Outcome> outcome_of(const std::string& outcome) {
+  if (outcome == "succeeded") return metrics::Outcome::kSucceeded;
+  if (outcome == "retried") return metrics::Outcome::kRetried;
+  if (outcome == "dead") return metrics::Outcome::kDead;
+  if (outcome == "cancelled") return metrics::Outcome::kCancelled;
+  return std::nullopt;
+}
+
 std::vector<std::string> queue_names(const config::Settings& settings) {
   std::vector<std::string> names;
   for (const auto& q : settings.queues) names.push_back(q.name);
@@ -86,11 +96,7 @@ Supervisor::Supervisor(SupervisorOptions options)
           settings_.database.url, options_.worker_name, leases_, [this] { wake(); },
           [this](const std::vector<db::OutcomeCount>& counts) {
             for (const auto& c : counts) {
-              if (c.outcome == "succeeded") metrics_.jobs_finished(c.queue, metrics::Outcome::kSucceeded, c.jobs);
-              else if (c.outcome == "retried") metrics_.jobs_finished(c.queue, metrics::Outcome::kRetried, c.jobs);
-              else if (c.outcome == "dead") metrics_.jobs_finished(c.queue, metrics::Outcome::kDead, c.jobs);
-              else if (c.outcome == "cancelled") metrics_.jobs_finished(c.queue, metrics::Outcome::kCancelled, c.jobs);
-              // "requeued": put back unrun, its attempt refunded; not an outcome.
+              if (const auto outcome = outcome_of(c.outcome)) metrics_.jobs_finished(c.queue, *outcome, c.jobs);
             }
           },
           [this] { metrics_.db_error(metrics::DbOp::kComplete); }),

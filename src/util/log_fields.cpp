@@ -33,9 +33,13 @@ std::string json_string(const std::string& s) {
 
 }  // namespace
 
-LogField LogField::text(std::string key, const std::string& value) { return {std::move(key), json_string(value)}; }
+LogField LogField::text(std::string key, const std::string& value) {
+  return {std::move(key), json_string(value)};
+}
 
-LogField LogField::number(std::string key, std::int64_t value) { return {std::move(key), std::to_string(value)}; }
+LogField LogField::number(std::string key, std::int64_t value) {
+  return {std::move(key), std::to_string(value)};
+}
 
 LogField LogField::numbers(std::string key, const std::vector<std::int64_t>& values) {
   std::string json = "[";

@@ -56,7 +56,7 @@ TEST_CASE("counters match the jobs processed, by queue and outcome") {
   std::vector<std::string> echoes(10, R"({"x": 1})");
   enqueue_many(url, "echo", echoes);
   enqueue(url, "fail", R"({"permanent": true, "message": "bad input"})");  // dead at once
-  enqueue(url, "fail", R"({"permanent": false, "message": "flaky"})");    // retried, then dead
+  enqueue(url, "fail", R"({"permanent": false, "message": "flaky"})");     // retried, then dead
   const auto running = enqueue(url, "slow", R"({"seconds": 2})");
   REQUIRE(wait_until([&] { return job(url, running)->state == "running"; }, 10s));
   exec_sql(url, "SELECT inferq.cancel(" + std::to_string(running) + ")");  // cancelled when its unit ends
@@ -84,8 +84,8 @@ TEST_CASE("counters match the jobs processed, by queue and outcome") {
   // The backlog sampler sees the queues drained.
   CHECK(wait_metric(*address, R"(inferq_queue_jobs{queue="echo",state="available"})", 0));
   // No job id, key or payload in any label: only these label names exist.
-  const std::set<std::string> allowed = {"queue", "outcome", "reason", "state", "op",  "le",
-                                         "version", "torch", "cuda",  "gpu",   "uuid"};
+  const std::set<std::string> allowed = {"queue",   "outcome", "reason", "state", "op",  "le",
+                                         "version", "torch",   "cuda",   "gpu",   "uuid"};
   for (std::size_t open = t.find('{'); open != std::string::npos; open = t.find('{', open + 1)) {
     const std::size_t close = t.find('}', open);
     REQUIRE(close != std::string::npos);
@@ -101,7 +101,8 @@ TEST_CASE("counters match the jobs processed, by queue and outcome") {
   CHECK(t.find("flaky") == std::string::npos);
 }
 
-TEST_CASE("/metrics and the health endpoints answer while every slot is hung, then the deadline restarts them") {
+TEST_CASE(
+    "/metrics and the health endpoints answer while every slot is hung, then the deadline restarts them") {
   const std::string url = fresh_inferq_database();
   // Two slots; a 4 s deadline against 600 s sleeps.
   Daemon d(daemon_config(url, {test_queue("sleep", "builtin:sleep", 2, 1, "4s")}));
@@ -120,7 +121,12 @@ TEST_CASE("/metrics and the health endpoints answer while every slot is hung, th
   }
   CHECK(wait_metric(*address, R"(inferq_queue_jobs{queue="sleep",state="running"})", 2));
   CHECK(wait_metric(*address, R"(inferq_queue_jobs{queue="sleep",state="available"})", 1));
-  CHECK(wait_until([&] { return scrape(*address, R"(inferq_queue_oldest_available_age_seconds{queue="sleep"})").value_or(0) > 0; }, 10s, 50ms));
+  CHECK(wait_until(
+      [&] {
+        return scrape(*address, R"(inferq_queue_oldest_available_age_seconds{queue="sleep"})").value_or(0) >
+               0;
+      },
+      10s, 50ms));
   CHECK(status_of(*address, "/healthz") == 200);
   CHECK(status_of(*address, "/readyz") == 200);  // busy executors are ready ones
 
@@ -146,7 +152,8 @@ TEST_CASE("an executor that crashes counts as a crash restart") {
   CHECK(scrape(*address, R"(inferq_executor_restarts_total{queue="crash",reason="deadline"})") == 0);
 }
 
-TEST_CASE("with PostgreSQL stopped: /metrics answers with inferq_db_up 0, /readyz 503, /healthz 200; then back") {
+TEST_CASE(
+    "with PostgreSQL stopped: /metrics answers with inferq_db_up 0, /readyz 503, /healthz 200; then back") {
   PgCluster pg;  // our own: we stop it
   pg.start();
   const std::string url = pg.create_database();
@@ -173,8 +180,10 @@ TEST_CASE("with PostgreSQL stopped: /metrics answers with inferq_db_up 0, /ready
     REQUIRE(r);
     CHECK(r->status == 200);
   }
-  CHECK(wait_until([&] { return scrape(*address, R"(inferq_db_errors_total{op="reap"})").value_or(0) > 0; }, 10s, 50ms));
-  CHECK(wait_until([&] { return scrape(*address, R"(inferq_db_errors_total{op="sample"})").value_or(0) > 0; }, 10s, 50ms));
+  CHECK(wait_until([&] { return scrape(*address, R"(inferq_db_errors_total{op="reap"})").value_or(0) > 0; },
+                   10s, 50ms));
+  CHECK(wait_until([&] { return scrape(*address, R"(inferq_db_errors_total{op="sample"})").value_or(0) > 0; },
+                   10s, 50ms));
 
   pg.start();
   CHECK(wait_metric(*address, "inferq_db_up", 1));

@@ -9,8 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -99,10 +99,10 @@ TEST_CASE("Prometheus scrapes a daemon at work and reads the values back; promto
            << "      - targets: ['" << *target << "']\n";
   }
   const std::string listen = "127.0.0.1:" + std::to_string(free_port());
-  ChildProcess prometheus({kPrometheus, "--config.file=" + dir.file("prometheus.yml"),
-                           "--storage.tsdb.path=" + dir.file("data"), "--web.listen-address=" + listen,
-                           "--log.level=warn"},
-                          {}, dir.file("prometheus.log"));
+  ChildProcess prometheus(
+      {kPrometheus, "--config.file=" + dir.file("prometheus.yml"), "--storage.tsdb.path=" + dir.file("data"),
+       "--web.listen-address=" + listen, "--log.level=warn"},
+      {}, dir.file("prometheus.log"));
   INFO("prometheus log:\n", prometheus.log());
 
   std::vector<std::string> payloads(25, R"({"n": 1})");
@@ -119,7 +119,8 @@ TEST_CASE("Prometheus scrapes a daemon at work and reads the values back; promto
   CHECK(wait_query(listen, R"(count(inferq_build_info))", 1));
   CHECK(wait_query(listen, R"(count(process_start_time_seconds{job="inferq"}))", 1));
   // A histogram Prometheus can take quantiles of.
-  CHECK(query_one(listen, R"(histogram_quantile(0.5, inferq_unit_run_seconds_bucket{queue="echo"}))").has_value());
+  CHECK(query_one(listen, R"(histogram_quantile(0.5, inferq_unit_run_seconds_bucket{queue="echo"}))")
+            .has_value());
   // No NVML here: the GPU series do not exist at all.
   CHECK_FALSE(query_one(listen, R"(count({__name__=~"inferq_gpu_.*"}))").has_value());
 

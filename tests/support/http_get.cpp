@@ -30,7 +30,8 @@ std::optional<HttpResponse> http_get(const std::string& address, const std::stri
     if (fd >= 0) ::close(fd);
     return std::nullopt;
   }
-  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: " + address + "\r\nConnection: close\r\n\r\n";
+  const std::string request =
+      "GET " + path + " HTTP/1.0\r\nHost: " + address + "\r\nConnection: close\r\n\r\n";
   if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
     ::close(fd);
     return std::nullopt;
@@ -38,7 +39,8 @@ std::optional<HttpResponse> http_get(const std::string& address, const std::stri
   std::string raw;
   char buf[65536];
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       ::close(fd);
       return std::nullopt;
@@ -65,7 +67,8 @@ std::optional<HttpResponse> http_get(const std::string& address, const std::stri
 std::optional<double> metric_value(const std::string& exposition, const std::string& series) {
   std::istringstream in(exposition);
   for (std::string line; std::getline(in, line);) {
-    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 && line[series.size()] == ' ')
+    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
+        line[series.size()] == ' ')
       return std::strtod(line.c_str() + series.size() + 1, nullptr);
   }
   return std::nullopt;

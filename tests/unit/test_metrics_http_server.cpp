@@ -57,7 +57,8 @@ TEST_CASE("a busy port is a start-up error, not a shared port") {
   Metrics m({"q"}, 1000ms, BuildInfo{"v"});
   HttpServer first("127.0.0.1:0", m);
   const std::string taken = "127.0.0.1:" + std::to_string(first.port());
-  CHECK_THROWS_WITH_AS(HttpServer(taken, m), doctest::Contains(("cannot listen on " + taken).c_str()), ListenError);
+  CHECK_THROWS_WITH_AS(HttpServer(taken, m), doctest::Contains(("cannot listen on " + taken).c_str()),
+                       ListenError);
   // The first one still serves.
   const auto r = http_get(first.address(), "/metrics");
   REQUIRE(r);
@@ -70,7 +71,8 @@ TEST_CASE("malformed or unresolvable addresses are start-up errors") {
     CAPTURE(bad);
     CHECK_THROWS_AS(HttpServer(bad, m), ListenError);
   }
-  CHECK_THROWS_WITH_AS(HttpServer("no-such-host.invalid:0", m), doctest::Contains("cannot listen on"), ListenError);
+  CHECK_THROWS_WITH_AS(HttpServer("no-such-host.invalid:0", m), doctest::Contains("cannot listen on"),
+                       ListenError);
 }
 
 TEST_CASE("stop is idempotent and the port is free again afterwards") {

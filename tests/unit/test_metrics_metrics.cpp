@@ -20,20 +20,35 @@ using inferq::metrics::RestartReason;
 using inferq::test::metric_value;
 using namespace std::chrono_literals;
 
-bool has(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
+bool has(const std::string& text, const std::string& needle) {
+  return text.find(needle) != std::string::npos;
+}
 
 }  // namespace
 
 TEST_CASE("the exposition holds every family and every pre-created label value at 0") {
   Metrics m({"echo", "sleep"}, 1000ms, BuildInfo{"1.2.3", "1.13.0", "none"});
   const std::string text = m.expose();
-  for (const char* family :
-       {"inferq_jobs_claimed_total", "inferq_jobs_finished_total", "inferq_job_wait_seconds",
-        "inferq_unit_run_seconds", "inferq_batch_jobs", "inferq_deadline_exceeded_total",
-        "inferq_executor_restarts_total", "inferq_leases_reaped_total", "inferq_slots", "inferq_tick_seconds",
-        "inferq_last_tick_timestamp_seconds", "inferq_queue_jobs", "inferq_queue_oldest_available_age_seconds",
-        "inferq_db_up", "inferq_db_errors_total", "inferq_build_info", "process_resident_memory_bytes",
-        "process_cpu_seconds_total", "process_open_fds", "process_start_time_seconds"}) {
+  for (const char* family : {"inferq_jobs_claimed_total",
+                             "inferq_jobs_finished_total",
+                             "inferq_job_wait_seconds",
+                             "inferq_unit_run_seconds",
+                             "inferq_batch_jobs",
+                             "inferq_deadline_exceeded_total",
+                             "inferq_executor_restarts_total",
+                             "inferq_leases_reaped_total",
+                             "inferq_slots",
+                             "inferq_tick_seconds",
+                             "inferq_last_tick_timestamp_seconds",
+                             "inferq_queue_jobs",
+                             "inferq_queue_oldest_available_age_seconds",
+                             "inferq_db_up",
+                             "inferq_db_errors_total",
+                             "inferq_build_info",
+                             "process_resident_memory_bytes",
+                             "process_cpu_seconds_total",
+                             "process_open_fds",
+                             "process_start_time_seconds"}) {
     CAPTURE(family);
     CHECK(has(text, std::string("# TYPE ") + family + " "));
   }
@@ -42,10 +57,11 @@ TEST_CASE("the exposition holds every family and every pre-created label value a
     CAPTURE(q);
     CHECK(metric_value(text, "inferq_jobs_claimed_total{queue=\"" + q + "\"}") == 0);
     for (const char* outcome : {"succeeded", "retried", "dead", "cancelled"})
-      CHECK(metric_value(text, "inferq_jobs_finished_total{outcome=\"" + std::string(outcome) + "\",queue=\"" + q +
-                                   "\"}") == 0);
+      CHECK(metric_value(text, "inferq_jobs_finished_total{outcome=\"" + std::string(outcome) +
+                                   "\",queue=\"" + q + "\"}") == 0);
     for (const char* reason : {"deadline", "crash", "fatal_gpu", "idle"})
-      CHECK(metric_value(text, "inferq_executor_restarts_total{queue=\"" + q + "\",reason=\"" + reason + "\"}") == 0);
+      CHECK(metric_value(
+                text, "inferq_executor_restarts_total{queue=\"" + q + "\",reason=\"" + reason + "\"}") == 0);
     for (const char* state : {"busy", "idle", "starting"})
       CHECK(metric_value(text, "inferq_slots{queue=\"" + q + "\",state=\"" + state + "\"}") == 0);
     for (const char* state : {"available", "running"})
