@@ -1,7 +1,8 @@
 // The real daemon's metrics and health endpoints: counters match the jobs it
 // processed; /metrics answers while every slot is hung in builtin:sleep and
 // while PostgreSQL is stopped (with inferq_db_up 0 and /readyz 503); the
-// restart reasons it records itself (deadline, crash); a busy metrics port
+// restart reasons it records itself (deadline, crash); /readyz stays 503
+// while a queue has no ready executor; a busy metrics port
 // stops the start-up. No timed assertions: each check is "it answered, and
 // with these values".
 #include <doctest.h>
@@ -206,4 +207,26 @@ TEST_CASE("a metrics address in use stops the start-up with a clear error") {
   CHECK(WEXITSTATUS(*status) == 2);
   CHECK(b.log().find("metrics.listen: cannot listen on " + *address) != std::string::npos);
   CHECK(status_of(*address, "/healthz") == 200);  // A still owns it
+}
+
+TEST_CASE("a queue whose executors never become ready keeps /readyz at 503 and counts crash restarts") {
+  const std::string url = fresh_inferq_database();
+  auto config = daemon_config(url, {test_queue("echo", "builtin:echo", 1, 1)});
+  config.executor_path = "/bin/false";  // starts, exits at once, never says Ready
+  Daemon d(config);
+  INFO("daemon log:\n", d.log());
+  const auto address = d.metrics_address();
+  REQUIRE(address);
+  CHECK(wait_metric(*address, "inferq_db_up", 1));
+  CHECK(wait_until([&] { return status_of(*address, "/healthz") == 200; }, 10s, 50ms));
+  const auto ready = http_get(*address, "/readyz");
+  REQUIRE(ready);
+  CHECK(ready->status == 503);
+  CHECK(ready->body == "{\"status\":\"unavailable\",\"reason\":\"queue echo has no ready executor\"}\n");
+  CHECK(wait_until(
+      [&] {
+        return scrape(*address, R"(inferq_executor_restarts_total{queue="echo",reason="crash"})")
+                   .value_or(0) >= 2;
+      },
+      20s, 50ms));
 }
