@@ -47,6 +47,7 @@ std::string write_config(const TempDir& dir, const std::string& url, int instanc
   std::ofstream f(path);
   f << "database: {url: \"" << url << "\"}\n"
     << "worker: {poll_interval: 1s, heartbeat_interval: 2s, stale_after: 15s, shutdown_grace: 5s}\n"
+    << "metrics: {listen: \"127.0.0.1:0\"}\n"
     << "logging: {level: info}\n"
     << "queues:\n"
     << "  - name: echo\n    handler: builtin:echo\n    instances: " << instances << "\n"

@@ -11,6 +11,8 @@ PACKAGES=(
   libpqxx-dev libyaml-cpp-dev libspdlog-dev libfmt-dev doctest-dev
   libcpp-httplib-dev prometheus-cpp-dev nlohmann-json3-dev
   libtorch-dev libopenblas0-pthread
+  # a real Prometheus server and promtool for the scrape test
+  prometheus
   # PostgreSQL for the quick start and the tests
   postgresql-15 postgresql-client-15
   # setpriv, flock (util-linux), pgrep/ps (procps), useradd (passwd)

@@ -6,7 +6,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
+#include <memory>
 
 #include "app/commands.hpp"
 #include "app/sd_notify.hpp"
@@ -15,10 +17,15 @@
 #include "db/migrate.hpp"
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
+#include "metrics/gpu_sampler.hpp"
+#include "metrics/http_server.hpp"
+#include "metrics/metrics.hpp"
+#include "supervisor/queue_sampler.hpp"
 #include "supervisor/supervisor.hpp"
 #include "util/backoff.hpp"
 #include "util/duration.hpp"
 #include "util/fd.hpp"
+#include "util/log_fields.hpp"
 
 namespace inferq::app {
 namespace {
@@ -82,6 +89,28 @@ int cmd_run(const config::Settings& settings) {
   }
   auto signal_fd = block_shutdown_signals();
 
+  // Metrics and health answer from here on, also while the database is
+  // still unreachable (inferq_db_up 0, /readyz 503).
+  std::vector<std::string> queue_names;
+  for (const auto& q : settings.queues) queue_names.push_back(q.name);
+  metrics::Metrics metrics(queue_names, settings.worker.poll_interval,
+                           metrics::BuildInfo{kVersion, INFERQ_TORCH_VERSION, INFERQ_CUDA_VERSION});
+  std::unique_ptr<metrics::HttpServer> http;
+  try {
+    http = std::make_unique<metrics::HttpServer>(settings.metrics.listen, metrics);
+  } catch (const metrics::ListenError& e) {
+    spdlog::critical("{}: {}", settings.source, e.what());
+    return kExitUsage;
+  }
+  // Tests and scripts that ask for port 0 read the real address here.
+  spdlog::info("metrics listening on http://{} (/metrics, /healthz, /readyz)", http->address());
+  metrics::GpuSampler gpus(metrics, std::chrono::seconds(5));
+  if (gpus.available()) {
+    spdlog::info("GPU metrics through NVML");
+  } else {
+    spdlog::info("no GPU metrics: {}", gpus.unavailable_reason());
+  }
+
   notifier.status("connecting to the database");
   db::Session session(settings.database.url, "inferq start-up");
   util::Backoff backoff(std::chrono::milliseconds(500), std::chrono::seconds(30));
@@ -128,6 +157,7 @@ int cmd_run(const config::Settings& settings) {
     return kExitFailure;
   }
   session.disconnect();
+  util::set_process_log_field(util::LogField::text("worker", who.name));
   spdlog::info("inferq {} started as worker {} (id {}), database {}", kVersion, who.name, worker_id,
                db::redact_url(settings.database.url));
 
@@ -154,6 +184,12 @@ int cmd_run(const config::Settings& settings) {
                       " to finish");
   };
   notifier.status("starting " + std::to_string(executors) + " executor(s)");
+  options.metrics = &metrics;
+  // Every few seconds; with a short poll interval (tests), every second.
+  const auto sample_every = std::clamp<std::chrono::milliseconds>(5 * settings.worker.poll_interval,
+                                                                   std::chrono::seconds(1), std::chrono::seconds(5));
+  supervisor::QueueSampler sampler(settings.database.url, queue_names, sample_every, metrics);
+  sampler.start();
   supervisor::Supervisor sup(options);
   return sup.run();
 }

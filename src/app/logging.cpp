@@ -6,11 +6,12 @@
 #include <mutex>
 
 #include "app/commands.hpp"
+#include "util/log_fields.hpp"
 
 namespace inferq::app {
 namespace {
 
-// One JSON object per line: {"time", "level", "message"}.
+// One JSON object per line: {"time", "level", "message", fields...}.
 class JsonStderrSink : public spdlog::sinks::base_sink<std::mutex> {
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
@@ -40,7 +41,16 @@ class JsonStderrSink : public spdlog::sinks::base_sink<std::mutex> {
         line += c;
       }
     }
-    line += "\"}\n";
+    line += '"';
+    // Fields of the thread's log scopes (queue, slot, lease, job_ids, ...)
+    // and of the process (worker); the sink runs on the logging thread.
+    for (const auto& field : util::current_log_fields()) {
+      line += ",\"";
+      line += field.key;
+      line += "\":";
+      line += field.json;
+    }
+    line += "}\n";
     std::fwrite(line.data(), 1, line.size(), stderr);
   }
   void flush_() override { std::fflush(stderr); }

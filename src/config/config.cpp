@@ -177,8 +177,9 @@ std::string read_listen(const YAML::Node& node, const At& at) {
   const auto [ptr, ec] = std::from_chars(port_text.data(), end, port);
   const bool port_is_number = !port_text.empty() && ptr == end && ec != std::errc::invalid_argument;
   if (!host_ok || !port_is_number) fail(at, "expected HOST:PORT like 127.0.0.1:9847, got " + quoted(text));
-  if (ec != std::errc() || port < 1 || port > 65535) {
-    fail(at, "port must be between 1 and 65535, got " + std::string(port_text));
+  // Port 0: an ephemeral port, logged at start-up (tests run many daemons).
+  if (ec != std::errc() || port < 0 || port > 65535) {
+    fail(at, "port must be between 0 (any free port) and 65535, got " + std::string(port_text));
   }
   return text;
 }

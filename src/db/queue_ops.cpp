@@ -51,9 +51,13 @@ std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int6
                                  int max_jobs, int default_max_attempts) {
   std::optional<ClaimedUnit> unit;
   s.run([&](Raw& raw) {
+    // The join reads each claimed row as it was before the claim (this
+    // statement's snapshot), which is what the wait needs: claiming changes
+    // neither created_at nor run_at. One primary-key probe per claimed job.
     raw.prepare_once("inferq_claim",
-                     "SELECT lease_id, job_id, payload, attempts, max_attempts, work_unit_key"
-                     " FROM inferq.claim($1, $2, $3, $4)");
+                     "SELECT c.lease_id, c.job_id, c.payload, c.attempts, c.max_attempts, c.work_unit_key,"
+                     " extract(epoch FROM clock_timestamp() - greatest(j.created_at, j.run_at))::float8"
+                     " FROM inferq.claim($1, $2, $3, $4) c JOIN inferq.jobs j ON j.id = c.job_id");
     pqxx::nontransaction tx(raw.conn);
     const auto r = tx.exec_prepared("inferq_claim", queue, worker_id, max_jobs, default_max_attempts);
     if (r.empty()) return;
@@ -67,6 +71,7 @@ std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int6
       job.payload.assign(row[2].c_str(), row[2].size());
       job.attempts = row[3].as<int>();
       job.max_attempts = row[4].as<int>();
+      job.wait_seconds = row[6].is_null() ? 0.0 : row[6].as<double>();
       unit->jobs.push_back(std::move(job));
     }
     if (unit->work_unit_key) {
@@ -125,16 +130,69 @@ std::string completion_document(const std::vector<UnitFinish>& units) {
   return doc;
 }
 
-int complete(Session& s, const std::vector<UnitFinish>& units, const std::string& worker_name) {
+int complete(Session& s, const std::vector<UnitFinish>& units, const std::string& worker_name,
+             std::vector<OutcomeCount>* outcomes) {
   if (units.empty()) return 0;
   int n = 0;
   const std::string doc = completion_document(units);
+  std::vector<OutcomeCount> counts;
   s.run([&](Raw& raw) {
-    raw.prepare_once("inferq_complete", "SELECT inferq.complete($1::jsonb, $2)");
+    raw.prepare_once("inferq_complete", "SELECT queue, outcome, jobs FROM inferq.complete_outcomes($1::jsonb, $2)");
     pqxx::nontransaction tx(raw.conn);
-    n = tx.exec_prepared("inferq_complete", doc, worker_name)[0][0].as<int>();
+    const auto r = tx.exec_prepared("inferq_complete", doc, worker_name);
+    n = 0;
+    counts.clear();
+    for (const auto& row : r) {
+      OutcomeCount c{row[0].c_str(), row[1].c_str(), row[2].as<int>()};
+      n += c.jobs;
+      counts.push_back(std::move(c));
+    }
   });
+  if (outcomes) outcomes->insert(outcomes->end(), counts.begin(), counts.end());
   return n;
+}
+
+std::vector<QueueBacklog> sample_backlog(Session& s, const std::vector<std::string>& queues) {
+  std::vector<QueueBacklog> out;
+  for (const auto& q : queues) out.push_back({q, 0, 0, 0});
+  if (queues.empty()) return out;
+  std::string list = "{";
+  for (const auto& q : queues) {
+    if (list.size() > 1) list += ',';
+    list += '"' + q + '"';  // queue names are [A-Za-z0-9_.-]: nothing to escape
+  }
+  list += '}';
+  s.run([&](Raw& raw) {
+    raw.prepare_once(
+        "inferq_sample_backlog",
+        // Three branches, one per partial index (available unkeyed, available
+        // keyed, running), so the history of finished jobs is never read.
+        "SELECT x.queue, sum(x.available)::bigint, sum(x.running)::bigint,"
+        " coalesce(extract(epoch FROM clock_timestamp() - min(x.ready)), 0)::float8"
+        " FROM (SELECT j.queue, 1 AS available, 0 AS running,"
+        "         CASE WHEN j.run_at <= now() THEN greatest(j.created_at, j.run_at) END AS ready"
+        "         FROM inferq.jobs j"
+        "        WHERE j.queue = ANY ($1::text[]) AND j.state = 'available' AND j.work_unit_key IS NULL"
+        "       UNION ALL"
+        "       SELECT j.queue, 1, 0, CASE WHEN j.run_at <= now() THEN greatest(j.created_at, j.run_at) END"
+        "         FROM inferq.jobs j"
+        "        WHERE j.queue = ANY ($1::text[]) AND j.state = 'available' AND j.work_unit_key IS NOT NULL"
+        "       UNION ALL"
+        "       SELECT j.queue, 0, 1, NULL FROM inferq.jobs j"
+        "        WHERE j.queue = ANY ($1::text[]) AND j.state = 'running') x"
+        " GROUP BY x.queue");
+    pqxx::nontransaction tx(raw.conn);
+    const auto r = tx.exec_prepared("inferq_sample_backlog", list);
+    for (const auto& row : r) {
+      for (auto& b : out) {
+        if (b.queue != row[0].c_str()) continue;
+        b.available = row[1].as<std::int64_t>();
+        b.running = row[2].as<std::int64_t>();
+        b.oldest_available_age_seconds = std::max(0.0, row[3].as<double>());
+      }
+    }
+  });
+  return out;
 }
 
 int release(Session& s, const std::vector<std::int64_t>& leases) {

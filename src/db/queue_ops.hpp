@@ -18,6 +18,7 @@ struct ClaimedJob {
   std::string payload;  // JSON text
   int attempts = 0;     // including this one
   int max_attempts = 0;
+  double wait_seconds = 0;  // from ready (max(created_at, run_at)) to this claim
 };
 
 // One work unit: the jobs one lease holds. Keyed units are in id order.
@@ -70,10 +71,33 @@ std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int6
 std::vector<std::int64_t> heartbeat(Session& s, std::int64_t worker_id,
                                     const std::vector<std::int64_t>& leases);
 
+// How many jobs of `queue` a completion left in `outcome`: succeeded,
+// retried, dead, cancelled, or requeued (a keyed job put back unrun).
+struct OutcomeCount {
+  std::string queue;
+  std::string outcome;
+  int jobs = 0;
+};
+
 // Writes the outcome of whole units, fenced by lease, in one transaction;
 // releases their leases. Returns how many jobs were written (fewer than given
-// when a lease had been reaped). Idempotent: repeating it writes nothing.
-int complete(Session& s, const std::vector<UnitFinish>& units, const std::string& worker_name);
+// when a lease had been reaped), and, when `outcomes` is given, appends how
+// they ended per queue. Idempotent: repeating it writes nothing.
+int complete(Session& s, const std::vector<UnitFinish>& units, const std::string& worker_name,
+             std::vector<OutcomeCount>* outcomes = nullptr);
+
+// One queue's backlog for inferq_queue_jobs and
+// inferq_queue_oldest_available_age_seconds.
+struct QueueBacklog {
+  std::string queue;
+  std::int64_t available = 0;  // including those whose run_at is still ahead
+  std::int64_t running = 0;
+  double oldest_available_age_seconds = 0;  // of due jobs, from max(created_at, run_at); 0 when none
+};
+
+// Counts the available and running jobs of `queues` (one statement over the
+// partial indexes of those states, never the finished history).
+std::vector<QueueBacklog> sample_backlog(Session& s, const std::vector<std::string>& queues);
 
 // Returns the leases' running jobs to `available` without charging the
 // attempt (clean shutdown). Returns how many jobs went back.

@@ -20,11 +20,14 @@ std::size_t job_count(const std::vector<db::UnitFinish>& units) {
 }  // namespace
 
 CompletionWriter::CompletionWriter(std::string db_url, std::string worker_name, LeaseRegistry& leases,
-                                   std::function<void()> on_written)
+                                   std::function<void()> on_written, OutcomesFn on_outcomes,
+                                   std::function<void()> on_db_error)
     : session_(std::move(db_url), "inferq completion writer", std::chrono::seconds(60)),
       worker_name_(std::move(worker_name)),
       leases_(leases),
-      on_written_(std::move(on_written)) {}
+      on_written_(std::move(on_written)),
+      on_outcomes_(std::move(on_outcomes)),
+      on_db_error_(std::move(on_db_error)) {}
 
 CompletionWriter::~CompletionWriter() { stop(); }
 
@@ -91,6 +94,7 @@ void CompletionWriter::loop() {
       // Only a lost connection gets here (write_batch handles bad data), so
       // keep the batch and try again once the database is back.
       const auto delay = backoff.next();
+      if (on_db_error_) on_db_error_();
       spdlog::warn("completion writer: {}; retrying {} job(s) in {} ms", e.what(), job_count(batch),
                    delay.count());
       std::unique_lock<std::mutex> lock(mu_);
@@ -100,8 +104,11 @@ void CompletionWriter::loop() {
 }
 
 void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch) {
+  std::vector<db::OutcomeCount> outcomes;
   const auto account = [&](const std::vector<db::UnitFinish>& units, int written) {
     for (const auto& u : units) leases_.remove(u.lease_id);
+    if (on_outcomes_) on_outcomes_(outcomes);
+    outcomes.clear();
     const auto total = job_count(units);
     std::lock_guard<std::mutex> lock(mu_);
     written_ += static_cast<std::uint64_t>(written);
@@ -113,10 +120,11 @@ void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch) {
     }
   };
   try {
-    account(batch, db::complete(session_, batch, worker_name_));
+    account(batch, db::complete(session_, batch, worker_name_, &outcomes));
     return;
   } catch (const db::DbError& e) {
     if (e.connection_lost()) throw;
+    if (on_db_error_) on_db_error_();
     spdlog::error("completion writer: batch of {} unit(s) rejected ({}); writing them one by one",
                   batch.size(), e.what());
   }
@@ -125,7 +133,7 @@ void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch) {
   for (auto& unit : batch) {
     std::vector<db::UnitFinish> one{unit};
     try {
-      account(one, db::complete(session_, one, worker_name_));
+      account(one, db::complete(session_, one, worker_name_, &outcomes));
       continue;
     } catch (const db::DbError& e) {
       if (e.connection_lost()) throw;
@@ -139,7 +147,7 @@ void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch) {
       }
     }
     try {
-      account(one, db::complete(session_, one, worker_name_));
+      account(one, db::complete(session_, one, worker_name_, &outcomes));
     } catch (const db::DbError& e) {
       if (e.connection_lost()) throw;
       spdlog::error("completion writer: giving up on lease {}: {}; its jobs will be reaped",

@@ -22,8 +22,13 @@ namespace inferq::supervisor {
 // calls on_written (the tick uses it to claim a key's next unit).
 class CompletionWriter {
  public:
+  // How the jobs of one write ended (for metrics); called on the writer thread.
+  using OutcomesFn = std::function<void(const std::vector<db::OutcomeCount>&)>;
+
+  // on_outcomes and on_db_error (each failed write) are optional metrics hooks.
   CompletionWriter(std::string db_url, std::string worker_name, LeaseRegistry& leases,
-                   std::function<void()> on_written);
+                   std::function<void()> on_written, OutcomesFn on_outcomes = {},
+                   std::function<void()> on_db_error = {});
   ~CompletionWriter();
   CompletionWriter(const CompletionWriter&) = delete;
   CompletionWriter& operator=(const CompletionWriter&) = delete;
@@ -50,6 +55,8 @@ class CompletionWriter {
   std::string worker_name_;
   LeaseRegistry& leases_;
   std::function<void()> on_written_;
+  OutcomesFn on_outcomes_;
+  std::function<void()> on_db_error_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -11,13 +11,14 @@ namespace inferq::supervisor {
 
 Heartbeater::Heartbeater(std::string db_url, std::int64_t worker_id, std::chrono::milliseconds interval,
                          LeaseRegistry& leases, std::function<bool()> tick_alive,
-                         std::function<void()> on_lost)
+                         std::function<void()> on_lost, std::function<void()> on_db_error)
     : session_(std::move(db_url), "inferq heartbeat", std::max(interval, std::chrono::milliseconds(1000))),
       worker_id_(worker_id),
       interval_(interval),
       leases_(leases),
       tick_alive_(std::move(tick_alive)),
-      on_lost_(std::move(on_lost)) {}
+      on_lost_(std::move(on_lost)),
+      on_db_error_(std::move(on_db_error)) {}
 
 Heartbeater::~Heartbeater() { stop(); }
 
@@ -64,6 +65,7 @@ void Heartbeater::loop() {
         }
       }
     } catch (const db::DbError& e) {
+      if (on_db_error_) on_db_error_();
       if (!was_failing) spdlog::warn("heartbeat failed: {}", e.what());
       was_failing = true;
     }

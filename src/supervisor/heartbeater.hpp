@@ -19,7 +19,8 @@ namespace inferq::supervisor {
 class Heartbeater {
  public:
   Heartbeater(std::string db_url, std::int64_t worker_id, std::chrono::milliseconds interval,
-              LeaseRegistry& leases, std::function<bool()> tick_alive, std::function<void()> on_lost);
+              LeaseRegistry& leases, std::function<bool()> tick_alive, std::function<void()> on_lost,
+              std::function<void()> on_db_error = {});  // each failed heartbeat (metrics)
   ~Heartbeater();
   Heartbeater(const Heartbeater&) = delete;
   Heartbeater& operator=(const Heartbeater&) = delete;
@@ -36,6 +37,7 @@ class Heartbeater {
   LeaseRegistry& leases_;
   std::function<bool()> tick_alive_;
   std::function<void()> on_lost_;
+  std::function<void()> on_db_error_;
 
   util::StopSignal stop_;
   std::thread thread_;

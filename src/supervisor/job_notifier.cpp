@@ -9,8 +9,8 @@
 
 namespace inferq::supervisor {
 
-JobNotifier::JobNotifier(std::string db_url, std::function<void()> on_jobs)
-    : db_url_(std::move(db_url)), on_jobs_(std::move(on_jobs)) {}
+JobNotifier::JobNotifier(std::string db_url, std::function<void()> on_jobs, std::function<void()> on_db_error)
+    : db_url_(std::move(db_url)), on_jobs_(std::move(on_jobs)), on_db_error_(std::move(on_db_error)) {}
 
 JobNotifier::~JobNotifier() { stop(); }
 
@@ -42,6 +42,7 @@ void JobNotifier::loop() {
       if (!got.empty()) on_jobs_();
     } catch (const db::DbError& e) {
       const auto delay = backoff.next();
+      if (on_db_error_) on_db_error_();
       if (!was_failing)
         spdlog::warn("listener: {}; polling meanwhile, reconnecting with backoff", e.what());
       was_failing = true;

@@ -16,7 +16,8 @@ namespace inferq::supervisor {
 // tick keeps working on its poll interval.
 class JobNotifier {
  public:
-  JobNotifier(std::string db_url, std::function<void()> on_jobs);
+  JobNotifier(std::string db_url, std::function<void()> on_jobs,
+              std::function<void()> on_db_error = {});  // each lost LISTEN connection (metrics)
   ~JobNotifier();
   JobNotifier(const JobNotifier&) = delete;
   JobNotifier& operator=(const JobNotifier&) = delete;
@@ -29,6 +30,7 @@ class JobNotifier {
 
   std::string db_url_;
   std::function<void()> on_jobs_;
+  std::function<void()> on_db_error_;
   util::EventFd stop_fd_;
   std::atomic<bool> stop_{false};
   std::thread thread_;

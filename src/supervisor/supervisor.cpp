@@ -28,6 +28,26 @@ constexpr milliseconds kRestartBackoffMax{30000};
 // How long shutdown waits for the last completions and the release.
 constexpr milliseconds kShutdownWriteBound{10000};
 
+double seconds_between(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
+// inferq.complete_outcomes' outcome as a metrics outcome; "requeued" (put
+// back unrun, its attempt refunded) is none.
+std::optional<metrics::Outcome> outcome_of(const std::string& outcome) {
+  if (outcome == "succeeded") return metrics::Outcome::kSucceeded;
+  if (outcome == "retried") return metrics::Outcome::kRetried;
+  if (outcome == "dead") return metrics::Outcome::kDead;
+  if (outcome == "cancelled") return metrics::Outcome::kCancelled;
+  return std::nullopt;
+}
+
+std::vector<std::string> queue_names(const config::Settings& settings) {
+  std::vector<std::string> names;
+  for (const auto& q : settings.queues) names.push_back(q.name);
+  return names;
+}
+
 std::int64_t to_ns(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
@@ -52,17 +72,38 @@ struct Supervisor::Slot {
   TimePoint timer{};              // kStarting: ready deadline; kBusy: unit deadline; kExiting: kill time
   std::optional<db::ClaimedUnit> unit;  // kBusy
   std::string fatal_message;      // from a Fatal frame, until the process ends
+  TimePoint unit_started{};       // kBusy: when the unit was dispatched
+  // Why the current process is ending, for inferq_executor_restarts_total:
+  // set where the supervisor decides it (deadline; idle exit and fatal GPU
+  // errors by their code paths); unset means it died by itself (crash, or
+  // fatal_gpu when it sent a Fatal frame). count_restart = false: the end
+  // is not a restart worth counting (its lease was lost).
+  std::optional<metrics::RestartReason> end_reason;
+  bool count_restart = true;
 };
 
 Supervisor::Supervisor(SupervisorOptions options)
     : options_(std::move(options)),
       settings_(*options_.settings),
       clock_(*options_.clock),
+      own_metrics_(options_.metrics ? nullptr
+                                    : std::make_unique<metrics::Metrics>(queue_names(settings_),
+                                                                         settings_.worker.poll_interval,
+                                                                         metrics::BuildInfo{"unknown"}, clock_)),
+      metrics_(options_.metrics ? *options_.metrics : *own_metrics_),
       session_(settings_.database.url, "inferq tick", std::chrono::seconds(30)),
-      writer_(settings_.database.url, options_.worker_name, leases_, [this] { wake(); }),
+      writer_(
+          settings_.database.url, options_.worker_name, leases_, [this] { wake(); },
+          [this](const std::vector<db::OutcomeCount>& counts) {
+            for (const auto& c : counts) {
+              if (const auto outcome = outcome_of(c.outcome)) metrics_.jobs_finished(c.queue, *outcome, c.jobs);
+            }
+          },
+          [this] { metrics_.db_error(metrics::DbOp::kComplete); }),
       heartbeater_(settings_.database.url, options_.worker_id, settings_.worker.heartbeat_interval, leases_,
-                   [this] { return tick_alive(); }, [this] { wake(); }),
-      notifier_(settings_.database.url, [this] { wake(); }),
+                   [this] { return tick_alive(); }, [this] { wake(); },
+                   [this] { metrics_.db_error(metrics::DbOp::kHeartbeat); }),
+      notifier_(settings_.database.url, [this] { wake(); }, [this] { metrics_.db_error(metrics::DbOp::kListen); }),
       janitor_(settings_.database.url, settings_.worker.vacuum_dead_rows, std::chrono::seconds(1)),
       rng_(std::random_device{}()),
       // Capped near the poll interval: once the database is back, the tick
@@ -128,6 +169,8 @@ void Supervisor::tick() {
   reap_stale(now);
   stop_lost_units(now);
   if (!draining_) claim_for_idle_slots(now);
+  publish_slots();
+  metrics_.tick_done(seconds_between(now, clock_.now()));
   announce_ready_once();
   if (options_.on_tick) options_.on_tick();
 }
@@ -144,13 +187,49 @@ void Supervisor::announce_ready_once() {
   options_.on_ready();
 }
 
+void Supervisor::publish_slots() {
+  for (const auto& q : settings_.queues) {
+    int busy = 0, idle = 0, starting = 0;
+    for (const auto& s : slots_) {
+      if (s->queue != &q) continue;
+      if (s->state == Slot::State::kBusy) {
+        ++busy;
+      } else if (s->state == Slot::State::kIdle) {
+        ++idle;
+      } else {
+        ++starting;
+      }
+    }
+    metrics_.set_slots(q.name, busy, idle, starting);
+  }
+}
+
+util::LogScope Supervisor::log_scope(const Slot& slot) const {
+  std::vector<util::LogField> fields = {util::LogField::text("queue", slot.queue->name),
+                                        util::LogField::number("slot", slot.index)};
+  if (slot.proc) fields.push_back(util::LogField::number("executor_pid", slot.proc->pid()));
+  if (slot.unit) {
+    fields.push_back(util::LogField::number("lease", slot.unit->lease_id));
+    std::vector<std::int64_t> ids;
+    for (const auto& j : slot.unit->jobs) ids.push_back(j.id);
+    fields.push_back(util::LogField::numbers("job_ids", ids));
+  }
+  return util::LogScope(std::move(fields));
+}
+
+void Supervisor::record_unit_end(const Slot& slot) {
+  metrics_.unit_finished(slot.queue->name, seconds_between(slot.unit_started, clock_.now()));
+}
+
 void Supervisor::reap_stale(TimePoint now) {
   if (!db_usable(now)) return;
   try {
     const int n = db::reap(session_, settings_.worker.stale_after, leases_.snapshot());
     if (n > 0) spdlog::warn("reaped {} stale lease(s); their jobs are available again", n);
+    metrics_.leases_reaped(n);
     db_succeeded();
   } catch (const db::DbError& e) {
+    metrics_.db_error(metrics::DbOp::kReap);
     db_failed(e, now);
   }
 }
@@ -159,10 +238,12 @@ void Supervisor::stop_lost_units(TimePoint now) {
   for (const auto lease : leases_.take_lost()) {
     for (auto& slot : slots_) {
       if (slot->state != Slot::State::kBusy || !slot->unit || slot->unit->lease_id != lease) continue;
+      const auto scope = log_scope(*slot);
       // Another daemon owns these jobs now; running on would only waste the
       // slot (and a GPU) until the deadline, and the result is fenced out.
       spdlog::warn("{}: lease {} was reaped by another daemon; stopping its unit", slot_name(*slot), lease);
       slot->unit.reset();
+      slot->count_restart = false;
       kill_executor(*slot, now, "lease lost");
     }
   }
@@ -183,8 +264,13 @@ void Supervisor::claim_for_idle_slots(TimePoint now) {
         exhausted.push_back(slot.queue);
         continue;
       }
+      std::vector<double> waits;
+      waits.reserve(unit->jobs.size());
+      for (const auto& job : unit->jobs) waits.push_back(job.wait_seconds);
+      metrics_.jobs_claimed(slot.queue->name, waits);
       dispatch(slot, std::move(*unit), now);
     } catch (const db::DbError& e) {
+      metrics_.db_error(metrics::DbOp::kClaim);
       db_failed(e, now);
       return;
     }
@@ -203,6 +289,12 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
   slot.proc->writer.push(run);
   slot.state = Slot::State::kBusy;
   slot.timer = now + slot.queue->deadline;
+  slot.unit_started = now;
+  metrics_.unit_started(slot.queue->name, unit.jobs.size());
+  std::vector<std::int64_t> ids;
+  for (const auto& j : unit.jobs) ids.push_back(j.id);
+  const util::LogScope scope({util::LogField::text("queue", slot.queue->name), util::LogField::number("slot", slot.index),
+                              util::LogField::number("lease", unit.lease_id), util::LogField::numbers("job_ids", ids)});
   spdlog::debug("{}: unit {} with {} job(s)", slot_name(slot), unit.lease_id, unit.jobs.size());
   slot.unit = std::move(unit);
   if (!slot.proc->writer.flush_to(slot.proc->socket_fd())) {
@@ -265,6 +357,7 @@ void Supervisor::wait_for_events(TimePoint now) {
 
 void Supervisor::on_socket(Slot& slot, TimePoint now) {
   if (!slot.proc || slot.state == Slot::State::kExiting) return;
+  const auto scope = log_scope(slot);
   const bool open = slot.proc->reader.fill_from(slot.proc->socket_fd());
   for (;;) {
     auto frame = slot.proc->reader.next();
@@ -316,6 +409,7 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
 
 void Supervisor::on_exit(Slot& slot, TimePoint now) {
   if (!slot.proc) return;
+  const auto scope = log_scope(slot);
   const auto status = slot.proc->try_reap();
   if (!status) return;
   const std::string how = describe_wait_status(*status);
@@ -330,6 +424,13 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
     spdlog::warn("{} {} while idle", slot_name(slot), how);
   }
   const bool died_starting = !slot.was_ready;
+  if (!draining_ && slot.count_restart) {
+    const auto reason = slot.end_reason.value_or(slot.fatal_message.empty() ? metrics::RestartReason::kCrash
+                                                                            : metrics::RestartReason::kFatalGpu);
+    metrics_.executor_restarted(slot.queue->name, reason);
+  }
+  slot.end_reason.reset();
+  slot.count_restart = true;
   slot.proc.reset();
   slot.fatal_message.clear();
   slot.unit.reset();
@@ -356,16 +457,20 @@ void Supervisor::check_timers(TimePoint now) {
         break;
       case Slot::State::kStarting:
         if (now >= slot.timer) {
+          const auto scope = log_scope(slot);
           spdlog::error("{} not ready after {}", slot_name(slot), util::format_duration(kStartupTimeout));
           kill_executor(slot, now, "start-up timeout");
         }
         break;
       case Slot::State::kBusy:
         if (now >= slot.timer) {
+          const auto scope = log_scope(slot);
           // Invariant 2: a slot is never held past its deadline.
           const auto msg = "deadline exceeded after " + util::format_duration(slot.queue->deadline);
           spdlog::warn("{}: unit {} ({} job(s)): {}; killing the executor", slot_name(slot),
                        slot.unit ? slot.unit->lease_id : 0, slot.unit ? slot.unit->jobs.size() : 0, msg);
+          metrics_.deadline_exceeded(slot.queue->name);
+          slot.end_reason = metrics::RestartReason::kDeadline;
           fail_unit(slot, "deadline", msg);
           kill_executor(slot, now, "deadline");
         }
@@ -383,6 +488,7 @@ void Supervisor::check_timers(TimePoint now) {
 }
 
 void Supervisor::start_executor(Slot& slot, TimePoint now) {
+  const auto scope = log_scope(slot);
   const std::vector<std::string> argv = {options_.executor_path, "--fd", "3", "--queue", slot.queue->name,
                                          "--handler", slot.queue->handler,
                                          "--parent-pid", std::to_string(::getpid())};
@@ -456,12 +562,14 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
     }
     finish.jobs.push_back(std::move(f));
   }
+  record_unit_end(slot);
   writer_.submit(std::move(finish));
   slot.unit.reset();
 }
 
 void Supervisor::fail_unit(Slot& slot, const std::string& error_class, const std::string& message) {
   if (!slot.unit) return;
+  record_unit_end(slot);
   db::UnitFinish finish;
   finish.lease_id = slot.unit->lease_id;
   for (const auto& job : slot.unit->jobs) {
@@ -500,6 +608,7 @@ void Supervisor::shutdown() {
   const auto now = clock_.now();
   std::vector<std::int64_t> unfinished;
   for (auto& s : slots_) {
+    const auto scope = log_scope(*s);
     if (s->state == Slot::State::kBusy && s->unit) {
       spdlog::warn("{}: unit {} did not finish in time; releasing its {} job(s)", slot_name(*s),
                    s->unit->lease_id, s->unit->jobs.size());
@@ -523,6 +632,7 @@ void Supervisor::shutdown() {
     for (auto lease : unfinished) leases_.remove(lease);
     db::deregister_worker(session_, options_.worker_id);
   } catch (const db::DbError& e) {
+    metrics_.db_error(metrics::DbOp::kRelease);
     spdlog::warn("shutdown: {}; leases left will expire after {}", e.what(),
                  util::format_duration(settings_.worker.stale_after));
   }
@@ -530,6 +640,7 @@ void Supervisor::shutdown() {
 }
 
 void Supervisor::db_failed(const std::exception& e, TimePoint now) {
+  metrics_.set_db_up(false);
   const auto delay = db_backoff_->next();
   db_retry_at_ = now + delay;
   if (!db_failing_) spdlog::error("database: {}; retrying with backoff", e.what());
@@ -537,6 +648,7 @@ void Supervisor::db_failed(const std::exception& e, TimePoint now) {
 }
 
 void Supervisor::db_succeeded() {
+  metrics_.set_db_up(true);
   if (db_failing_) spdlog::info("database reachable again");
   db_failing_ = false;
   db_backoff_->reset();

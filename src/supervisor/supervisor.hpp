@@ -13,6 +13,7 @@
 #include "config/settings.hpp"
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
+#include "metrics/metrics.hpp"
 #include "supervisor/completion_writer.hpp"
 #include "supervisor/executor_process.hpp"
 #include "supervisor/heartbeater.hpp"
@@ -22,6 +23,7 @@
 #include "util/backoff.hpp"
 #include "util/clock.hpp"
 #include "util/event_fd.hpp"
+#include "util/log_fields.hpp"
 
 namespace inferq::supervisor {
 
@@ -44,6 +46,9 @@ struct SupervisorOptions {
   std::function<void()> on_tick;
   // Once, when a graceful shutdown starts (the first SIGTERM/SIGINT).
   std::function<void()> on_draining;
+  // Where the supervisor reports its metrics and health; it must outlive the
+  // Supervisor. nullptr: a private instance nobody reads (tests).
+  metrics::Metrics* metrics = nullptr;
 };
 
 // The tick loop and everything it owns: the executor slots, the heartbeat,
@@ -92,10 +97,17 @@ class Supervisor {
   bool tick_alive() const;
   void announce_ready_once();
   std::string slot_name(const Slot& slot) const;
+  void record_unit_end(const Slot& slot);
+  // Log fields (queue, slot, executor pid, lease, job ids) for what the
+  // calling code logs about `slot` while the scope lives.
+  util::LogScope log_scope(const Slot& slot) const;
+  void publish_slots();
 
   SupervisorOptions options_;
   const config::Settings& settings_;
   const util::Clock& clock_;
+  std::unique_ptr<metrics::Metrics> own_metrics_;  // when options.metrics is null
+  metrics::Metrics& metrics_;
   db::Session session_;  // the tick's own connection
   LeaseRegistry leases_;
   util::EventFd wake_;

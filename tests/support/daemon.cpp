@@ -80,9 +80,11 @@ std::string DaemonConfig::yaml() const {
     << "  stale_after: " << stale_after << "\n"
     << "  shutdown_grace: " << shutdown_grace << "\n"
     << "  executor_path: " << yaml_quoted(executor_path.empty() ? bin_path("inferq-executor") : executor_path) << "\n"
+    << "metrics:\n"
+    << "  listen: " << yaml_quoted(metrics_listen) << "\n"
     << "logging:\n"
     << "  level: " << log_level << "\n"
-    << "  format: text\n";
+    << "  format: " << log_format << "\n";
   if (queues.empty()) {
     o << "queues: []\n";
     return o.str();
@@ -166,6 +168,24 @@ bool Daemon::wait_ready(std::chrono::milliseconds timeout) {
       },
       timeout, std::chrono::milliseconds(20));
   return done && !exited;
+}
+
+std::optional<std::string> Daemon::metrics_address(std::chrono::milliseconds timeout) {
+  static const std::string kMarker = "metrics listening on http://";
+  std::optional<std::string> address;
+  wait_until(
+      [&] {
+        const std::string text = log();
+        const auto at = text.find(kMarker);
+        if (at == std::string::npos) return !process_.running();
+        const auto start = at + kMarker.size();
+        const auto end = text.find(' ', start);
+        if (end == std::string::npos) return false;
+        address = text.substr(start, end - start);
+        return true;
+      },
+      timeout, std::chrono::milliseconds(20));
+  return address;
 }
 
 std::size_t Daemon::count_log(const std::string& needle) const { return count_occurrences(log(), needle); }

@@ -34,6 +34,9 @@ struct DaemonConfig {
   std::string shutdown_grace = "5s";
   std::string executor_path;  // empty: the built inferq-executor
   std::string log_level = "debug";
+  std::string log_format = "text";  // logging.format: text or json
+  // metrics.listen; port 0 (a free port) so that tests run side by side.
+  std::string metrics_listen = "127.0.0.1:0";
   std::vector<TestQueue> queues;
   // The YAML text of this configuration.
   std::string yaml() const;
@@ -67,6 +70,9 @@ class Daemon {
   ChildProcess& process() { return process_; }
   pid_t pid() const { return process_.pid(); }
   std::string log() const { return process_.log(); }
+  // HOST:PORT the metrics endpoint bound, from the start-up log line
+  // (waits for it); nullopt on timeout or exit.
+  std::optional<std::string> metrics_address(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // How many times `needle` occurs in the log so far (e.g. restarts).
   std::size_t count_log(const std::string& needle) const;
   // The pids of the executors this daemon has reported ready so far (from

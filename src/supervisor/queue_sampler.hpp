@@ -1,0 +1,46 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "db/session.hpp"
+#include "metrics/metrics.hpp"
+
+namespace inferq::supervisor {
+
+// The backlog sampler thread: every `interval`, counts the configured
+// queues' available and running jobs and the age of the oldest due one, on
+// a connection of its own, into inferq_queue_jobs and
+// inferq_queue_oldest_available_age_seconds. Scrapes never query the
+// database; they read what this thread last stored. A failed sample counts
+// inferq_db_errors_total{op="sample"} and keeps the previous values.
+class QueueSampler {
+ public:
+  QueueSampler(std::string db_url, std::vector<std::string> queues, std::chrono::milliseconds interval,
+               metrics::Metrics& metrics);
+  ~QueueSampler();
+  QueueSampler(const QueueSampler&) = delete;
+  QueueSampler& operator=(const QueueSampler&) = delete;
+
+  void start();
+  void stop() noexcept;  // idempotent; returns promptly unless a statement is running
+
+ private:
+  void loop();
+
+  db::Session session_;
+  std::vector<std::string> queues_;
+  std::chrono::milliseconds interval_;
+  metrics::Metrics& metrics_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace inferq::supervisor

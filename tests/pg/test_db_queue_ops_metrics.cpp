@@ -1,0 +1,163 @@
+// The parts of src/db/queue_ops that feed the metrics: per-outcome counts
+// from inferq.complete_outcomes (migration 0003), the claim's wait, and the
+// backlog sample. (Kept apart from test_db_queue_ops.cpp so branches that
+// change the queue statements do not collide in one file.)
+#include <doctest.h>
+
+#include <pqxx/pqxx>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "db/migrate.hpp"
+#include "db/queue_ops.hpp"
+#include "db/session.hpp"
+#include "support/pg_cluster.hpp"
+
+namespace {
+
+using inferq::db::JobFinish;
+using inferq::db::OutcomeCount;
+using inferq::db::Session;
+using inferq::db::UnitFinish;
+using inferq::test::PgCluster;
+
+struct Db {
+  std::string url = [] {
+    const std::string u = PgCluster::shared().create_database();
+    Session s(u, "test-setup");
+    inferq::db::migrate(s);
+    return u;
+  }();
+  Session session{url, "test-daemon"};
+  pqxx::connection conn{url};
+  std::int64_t worker = [this] {
+    inferq::db::WorkerIdentity who{"h:1", "h", 1, "test", {"q", "r"}};
+    return inferq::db::register_worker(session, who);
+  }();
+
+  std::int64_t enqueue(const std::string& queue, const std::string& extra = "") {
+    pqxx::nontransaction tx(conn);
+    return tx.exec1("SELECT inferq.enqueue('" + queue + "', '{}'" + extra + ")")[0].as<std::int64_t>();
+  }
+  void exec(const std::string& sql) {
+    pqxx::nontransaction tx(conn);
+    tx.exec(sql);
+  }
+};
+
+JobFinish ok(std::int64_t id) {
+  JobFinish f;
+  f.job_id = id;
+  f.ok = true;
+  f.result_json = "{}";
+  return f;
+}
+
+JobFinish failed(std::int64_t id, const std::string& error_class) {
+  JobFinish f;
+  f.job_id = id;
+  f.error_class = error_class;
+  f.message = "boom";
+  return f;
+}
+
+int count_of(const std::vector<OutcomeCount>& counts, const std::string& queue, const std::string& outcome) {
+  int n = 0;
+  for (const auto& c : counts)
+    if (c.queue == queue && c.outcome == outcome) n += c.jobs;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("complete reports per queue how each job ended: succeeded, retried, dead, cancelled, requeued") {
+  Db db;
+  for (int i = 0; i < 5; ++i) db.enqueue("q");
+  db.enqueue("r");
+  auto unit = inferq::db::claim(db.session, "q", db.worker, 5, 2);
+  REQUIRE(unit);
+  REQUIRE(unit->jobs.size() == 5);
+  auto other = inferq::db::claim(db.session, "r", db.worker, 1, 1);
+  REQUIRE(other);
+  const auto& j = unit->jobs;
+  db.exec("SELECT inferq.cancel(" + std::to_string(j[3].id) + ")");  // running: cancelled at completion
+
+  UnitFinish u{unit->lease_id,
+               {ok(j[0].id), failed(j[1].id, "transient"), failed(j[2].id, "permanent"), ok(j[3].id),
+                failed(j[4].id, "requeue")}};
+  UnitFinish v{other->lease_id, {failed(other->jobs[0].id, "transient")}};  // max_attempts 1: dead
+  std::vector<OutcomeCount> counts;
+  CHECK(inferq::db::complete(db.session, {u, v}, "h:1", &counts) == 6);
+  CHECK(count_of(counts, "q", "succeeded") == 1);
+  CHECK(count_of(counts, "q", "retried") == 1);
+  CHECK(count_of(counts, "q", "dead") == 1);
+  CHECK(count_of(counts, "q", "cancelled") == 1);
+  CHECK(count_of(counts, "q", "requeued") == 1);
+  CHECK(count_of(counts, "r", "dead") == 1);
+  CHECK(counts.size() == 6);
+
+  // Repeating it writes nothing and reports nothing (fenced).
+  std::vector<OutcomeCount> again;
+  CHECK(inferq::db::complete(db.session, {u, v}, "h:1", &again) == 0);
+  CHECK(again.empty());
+  // The 0001 API still answers with the count alone.
+  pqxx::nontransaction tx(db.conn);
+  CHECK(tx.exec1("SELECT inferq.complete('[]'::jsonb, 'h:1')")[0].as<int>() == 0);
+}
+
+TEST_CASE("a claim reports how long each job had been ready: since created, or since due") {
+  Db db;
+  const auto created = db.enqueue("q");
+  const auto due = db.enqueue("q", ", run_at => now() - interval '1 hour'");  // due before it was created
+  db.exec(
+      "UPDATE inferq.jobs SET created_at = created_at - interval '10 seconds', run_at = run_at - interval "
+      "'10 seconds' WHERE id = " +
+      std::to_string(created));
+  const auto unit = inferq::db::claim(db.session, "q", db.worker, 2, 3);
+  REQUIRE(unit);
+  REQUIRE(unit->jobs.size() == 2);
+  for (const auto& job : unit->jobs) {
+    CAPTURE(job.id);
+    if (job.id == created) {
+      CHECK(job.wait_seconds >= 10.0);
+      CHECK(job.wait_seconds < 60.0);
+    } else {
+      REQUIRE(job.id == due);
+      CHECK(job.wait_seconds >= 0.0);  // ready at creation, not at its earlier run_at
+      CHECK(job.wait_seconds < 60.0);
+    }
+  }
+}
+
+TEST_CASE("the backlog sample counts available and running jobs per queue and the oldest due one's age") {
+  Db db;
+  const auto old_job = db.enqueue("q");
+  db.enqueue("q");
+  db.enqueue("q", ", work_unit_key => 'k'");
+  db.enqueue("q", ", run_at => now() + interval '1 hour'");  // available, not due
+  db.enqueue("r");
+  db.enqueue("elsewhere");  // not asked for
+  db.exec(
+      "UPDATE inferq.jobs SET created_at = created_at - interval '30 seconds', run_at = run_at - interval "
+      "'30 seconds' WHERE id = " +
+      std::to_string(old_job));
+  const auto running = inferq::db::claim(db.session, "r", db.worker, 1, 3);
+  REQUIRE(running);
+
+  const auto backlog = inferq::db::sample_backlog(db.session, {"q", "r", "empty"});
+  REQUIRE(backlog.size() == 3);
+  const auto find = [&](const std::string& q) {
+    return *std::find_if(backlog.begin(), backlog.end(), [&](const auto& b) { return b.queue == q; });
+  };
+  CHECK(find("q").available == 4);
+  CHECK(find("q").running == 0);
+  CHECK(find("q").oldest_available_age_seconds >= 30.0);
+  CHECK(find("q").oldest_available_age_seconds < 120.0);
+  CHECK(find("r").available == 0);
+  CHECK(find("r").running == 1);
+  CHECK(find("r").oldest_available_age_seconds == 0);
+  CHECK(find("empty").available == 0);
+  CHECK(find("empty").running == 0);
+}
