@@ -78,6 +78,19 @@ std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int6
   return unit;
 }
 
+bool has_available_work(Session& s, const std::string& queue) {
+  bool found = false;
+  s.run([&](Raw& raw) {
+    raw.prepare_once("inferq_has_available_work",
+                     "SELECT EXISTS (SELECT 1 FROM inferq.jobs WHERE queue = $1 AND state = 'available'"
+                     "               AND work_unit_key IS NULL AND run_at <= now())"
+                     "    OR EXISTS (SELECT 1 FROM inferq.key_heads WHERE queue = $1 AND run_at <= now())");
+    pqxx::nontransaction tx(raw.conn);
+    found = tx.exec_prepared("inferq_has_available_work", queue)[0][0].as<bool>();
+  });
+  return found;
+}
+
 std::vector<std::int64_t> heartbeat(Session& s, std::int64_t worker_id,
                                     const std::vector<std::int64_t>& leases) {
   std::vector<std::int64_t> alive;

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -41,6 +42,7 @@ struct Supervisor::Slot {
     kIdle,         // ready for a unit
     kBusy,         // running `unit` until `deadline`
     kExiting,      // killed or closed; waiting for the process to end
+    kStopped,      // its executor exited idle; started again when the queue has work
   };
   const config::QueueSettings* queue = nullptr;
   int index = 0;
@@ -116,7 +118,7 @@ int Supervisor::run() {
     wait_for_events(t);
   }
   shutdown();
-  return 0;
+  return startup_failed_ ? 1 : 0;
 }
 
 void Supervisor::tick() {
@@ -125,7 +127,32 @@ void Supervisor::tick() {
   // Invariant 1: reap first, every tick, whatever the slots say.
   reap_stale(now);
   stop_lost_units(now);
+  if (!draining_) start_stopped_queues(now);
   if (!draining_) claim_for_idle_slots(now);
+}
+
+void Supervisor::start_stopped_queues(TimePoint now) {
+  for (const auto& queue : settings_.queues) {
+    Slot* stopped = nullptr;
+    bool can_claim = false;  // a ready or starting executor will take the work
+    for (auto& slot : slots_) {
+      if (slot->queue != &queue) continue;
+      if (slot->state == Slot::State::kStopped && stopped == nullptr) stopped = slot.get();
+      if (slot->state == Slot::State::kIdle || slot->state == Slot::State::kStarting) can_claim = true;
+    }
+    if (stopped == nullptr || can_claim) continue;
+    if (!db_usable(now)) return;
+    try {
+      const bool work = db::has_available_work(session_, queue.name);
+      db_succeeded();
+      if (!work) continue;
+      spdlog::info("{}#{}: queue {} has work; starting an executor", queue.name, stopped->index, queue.name);
+      start_executor(*stopped, now);
+    } catch (const db::DbError& e) {
+      db_failed(e, now);
+      return;
+    }
+  }
 }
 
 void Supervisor::reap_stale(TimePoint now) {
@@ -266,6 +293,8 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
         slot.state = Slot::State::kIdle;
         slot.was_ready = true;
         slot.start_failures = 0;
+        if (std::find(ready_queues_.begin(), ready_queues_.end(), slot.queue) == ready_queues_.end())
+          ready_queues_.push_back(slot.queue);
         spdlog::debug("{} ready ({})", slot_name(slot), ready->handler);
       }
     } else if (auto* result = std::get_if<protocol::UnitResult>(&msg)) {
@@ -303,6 +332,36 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
   const auto status = slot.proc->try_reap();
   if (!status) return;
   const std::string how = describe_wait_status(*status);
+  const bool exited_idle = WIFEXITED(*status) && WEXITSTATUS(*status) == protocol::kExecutorExitIdle;
+  const bool refused_start = WIFEXITED(*status) && WEXITSTATUS(*status) == protocol::kExecutorExitStartup;
+  if (exited_idle) {
+    // On purpose, not a crash. A unit sent as it left never reached it: put
+    // the jobs back without charging the attempt.
+    if (slot.unit) fail_unit(slot, "requeue", "the executor exited idle as the unit was sent; not run");
+    spdlog::info("{} exited after being idle for {}; it starts again when queue {} has work", slot_name(slot),
+                 util::format_duration(slot.queue->idle_exit_after), slot.queue->name);
+    slot.proc.reset();
+    slot.fatal_message.clear();
+    slot.unit.reset();
+    slot.state = draining_ ? Slot::State::kWaitRestart : Slot::State::kStopped;
+    return;
+  }
+  if (refused_start && !slot.was_ready && !draining_ &&
+      std::find(ready_queues_.begin(), ready_queues_.end(), slot.queue) == ready_queues_.end()) {
+    // The queue's set-up is wrong (its model, device or inputs): restarting
+    // will not fix it, so the daemon's start-up fails, saying why.
+    spdlog::critical("start-up failed: {}",
+                     slot.fatal_message.empty() ? "queue " + slot.queue->name + ": executor " + how
+                                                : slot.fatal_message);
+    startup_failed_ = true;
+    draining_ = true;
+    stop_now_ = true;
+    drain_deadline_ = now;
+    slot.proc.reset();
+    slot.fatal_message.clear();
+    slot.state = Slot::State::kWaitRestart;
+    return;
+  }
   if (slot.unit) {
     if (!slot.fatal_message.empty()) {
       fail_unit(slot, "fatal", slot.fatal_message + " (executor " + how + ")");
@@ -361,17 +420,28 @@ void Supervisor::check_timers(TimePoint now) {
         }
         break;
       case Slot::State::kIdle:
+      case Slot::State::kStopped:
         break;
     }
   }
 }
 
 void Supervisor::start_executor(Slot& slot, TimePoint now) {
-  const std::vector<std::string> argv = {options_.executor_path, "--fd", "3", "--queue", slot.queue->name,
-                                         "--handler", slot.queue->handler,
-                                         "--parent-pid", std::to_string(::getpid())};
+  std::vector<std::string> argv = {options_.executor_path, "--fd", "3", "--queue", slot.queue->name};
+  if (slot.queue->is_model()) {
+    // The executor reads its queue's model settings from the same file.
+    argv.insert(argv.end(), {"--config", settings_.source});
+  } else {
+    argv.insert(argv.end(), {"--handler", slot.queue->handler});
+  }
+  argv.insert(argv.end(), {"--parent-pid", std::to_string(::getpid())});
+  // OpenMP and BLAS read these when they load, before the executor's own
+  // set-up runs: executors together must not oversubscribe the cores.
+  const std::string threads = std::to_string(config::executor_threads(settings_, *slot.queue));
+  const std::vector<std::string> env = {"OMP_NUM_THREADS=" + threads, "MKL_NUM_THREADS=" + threads,
+                                        "OPENBLAS_NUM_THREADS=" + threads};
   try {
-    slot.proc = ExecutorProcess::spawn(argv);
+    slot.proc = ExecutorProcess::spawn(argv, env);
     slot.state = Slot::State::kStarting;
     slot.was_ready = false;
     slot.timer = now + kStartupTimeout;
