@@ -1,14 +1,15 @@
 // `inferq-executor make-models DIR`: the example models, built with
 // torch::jit::Module::define from fixed seeds, so no Python is needed.
-#include <sys/stat.h>
-
 #include <torch/script.h>
 
 #include <cerrno>
+#include <cstring>
 #include <climits>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <system_error>
 #include <stdexcept>
 #include <string>
 
@@ -120,9 +121,9 @@ def forward(self, input_ids):
 }  // namespace
 
 void make_example_models(const std::string& dir) {
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    throw std::runtime_error("cannot create " + dir + ": " + std::strerror(errno));
-  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw std::runtime_error("cannot create " + dir + ": " + ec.message());
   char resolved[PATH_MAX];
   if (::realpath(dir.c_str(), resolved) == nullptr) {
     throw std::runtime_error("cannot resolve " + dir + ": " + std::strerror(errno));

@@ -463,7 +463,7 @@ TEST_CASE("the example configuration parses and documents the defaults") {
   CHECK(s.source == path);
   check_defaults(s);
 
-  REQUIRE(s.queues.size() == 1);
+  REQUIRE(s.queues.size() == 2);
   const QueueSettings& echo = s.queues[0];
   CHECK(echo.name == "echo");
   CHECK(echo.handler == "builtin:echo");
@@ -480,6 +480,20 @@ TEST_CASE("the example configuration parses and documents the defaults") {
   CHECK(echo.retry.max_attempts == d.retry.max_attempts);
   CHECK(echo.retry.backoff == d.retry.backoff);
   CHECK(echo.retry.max_backoff == d.retry.max_backoff);
+  CHECK(echo.batch.max_wait == d.batch.max_wait);
+
+  // The model queue shows every model key at its default.
+  const QueueSettings& enc = s.queues[1];
+  CHECK(enc.is_model());
+  CHECK(enc.model == std::string(source_dir) + "/config/models/encoder.pt");
+  CHECK(enc.device == d.device);
+  CHECK(enc.threads == d.threads);
+  CHECK(enc.batch.max_wait == d.batch.max_wait);
+  CHECK(enc.extra_libraries == d.extra_libraries);
+  CHECK(enc.idle_exit_after == d.idle_exit_after);
+  REQUIRE(enc.inputs.size() == 1);
+  CHECK(enc.inputs[0].pad == 0);
+  CHECK(enc.inputs[0].allow_non_finite == false);
 }
 
 namespace {
