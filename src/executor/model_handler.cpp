@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "executor/model_plugin.hpp"
 #include "executor/payload.hpp"
 
 namespace inferq::executor {
@@ -357,3 +358,13 @@ std::unique_ptr<Handler> make_model_handler(const config::QueueSettings& queue) 
 }
 
 }  // namespace inferq::executor
+
+extern "C" const inferq::executor::ModelPlugin* inferq_model_plugin_v1() {
+  using namespace inferq::executor;
+  static const ModelPlugin plugin{
+      &set_torch_threads,
+      [](const inferq::config::QueueSettings& queue) -> Handler* { return make_model_handler(queue).release(); },
+      &make_example_models,
+  };
+  return &plugin;
+}
