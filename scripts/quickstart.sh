@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The quick start: from a clean clone on Debian 12, installs the packages,
 # builds, starts a private PostgreSQL (unless INFERQ_DATABASE_URL is set),
-# migrates, runs the daemon with config/quickstart.yaml, enqueues a few jobs
+# writes the example models (.inferq/models), migrates, runs the daemon with
+# config/quickstart.yaml, enqueues a few jobs (builtin and model queues)
 # with plain SQL, waits for them, shows the jobs table and `inferq status`,
 # and stops the daemon with SIGTERM. Files go to .inferq/ (daemon.log, and
 # the cluster in .inferq/pg).
@@ -28,6 +29,9 @@ scripts/install-deps.sh
 say "building"
 scripts/build.sh "$repo/build"
 [[ -x "$inferq" ]] || die "$inferq was not built"
+
+say "example models (inferq-executor make-models .inferq/models)"
+build/src/inferq-executor make-models "$state_dir/models"
 
 say "database"
 if [[ -n "${INFERQ_DATABASE_URL:-}" ]]; then
@@ -81,11 +85,18 @@ SELECT inferq.enqueue('echo', '{"order": 42, "step": 1}', work_unit_key => 'orde
 SELECT inferq.enqueue('echo', '{"order": 42, "step": 2}', work_unit_key => 'order-42');
 -- Fails permanently: no retry, the job ends dead with the error.
 SELECT inferq.enqueue('fail', '{"permanent": true, "message": "quickstart: this job fails on purpose"}');
+-- Model jobs: Open Inference Protocol tensors; each unit runs as one batch.
+SELECT inferq.enqueue('mlp', jsonb_build_object('inputs', jsonb_build_array(jsonb_build_object(
+         'name', 'x', 'datatype', 'FP32', 'shape', jsonb_build_array(384),
+         'data', (SELECT jsonb_agg(round(sin(i * k)::numeric, 4)) FROM generate_series(1, 384) i)))))
+  FROM generate_series(1, 3) k;
+SELECT inferq.enqueue('encoder', '{"inputs": [{"name": "input_ids", "datatype": "INT64", "shape": [5], "data": [101, 2054, 2003, 1037, 102]}]}');
+SELECT inferq.enqueue('encoder', '{"inputs": [{"name": "input_ids", "datatype": "INT64", "shape": [1, 3], "data": [101, 7592, 102]}]}');
 SQL
 )
 first_id=${ids%%$'\n'*}
 [[ "$first_id" =~ ^[0-9]+$ ]] || die "inferq.enqueue returned no job id"
-echo "enqueued 7 jobs (ids from $first_id)"
+echo "enqueued 12 jobs (ids from $first_id)"
 
 say "waiting for the daemon to finish them (at most ${wait_seconds}s)"
 finished=false
@@ -103,8 +114,8 @@ for ((i = 0; i < wait_seconds * 5; i++)); do
 done
 $finished && echo "all done" || echo "still $pending job(s) pending after ${wait_seconds}s" >&2
 
-say "SELECT id, queue, state, attempts, result, last_error FROM inferq.jobs"
-sql -c "SELECT id, queue, state, attempts, result, last_error FROM inferq.jobs WHERE id >= $first_id ORDER BY id"
+say "SELECT id, queue, state, attempts, left(result::text, 90) AS result, last_error FROM inferq.jobs"
+sql -c "SELECT id, queue, state, attempts, left(result::text, 90) AS result, last_error FROM inferq.jobs WHERE id >= $first_id ORDER BY id"
 
 say "inferq status"
 "$inferq" status --config "$config"

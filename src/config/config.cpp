@@ -15,6 +15,8 @@
 #include <set>
 #include <string_view>
 #include <system_error>
+#include <thread>
+#include <utility>
 
 #include "util/duration.hpp"
 #include "util/fd.hpp"
@@ -144,12 +146,87 @@ int read_int(const YAML::Node& node, const At& at, int min, int max) {
   return value;
 }
 
-Duration read_duration(const YAML::Node& node, const At& at) {
+Duration read_duration(const YAML::Node& node, const At& at, bool allow_zero = false) {
   const std::string& text = read_scalar(node, at, "a duration like 250ms, 30s or 5m");
   const std::optional<Duration> value = util::parse_duration(text);
   if (!value) fail(at, "expected a duration like 250ms, 30s or 5m, got " + quoted(text));
-  if (value->count() <= 0) fail(at, "must be greater than 0, got " + text);
+  if (value->count() <= 0 && !allow_zero) fail(at, "must be greater than 0, got " + text);
   return *value;
+}
+
+bool read_bool(const YAML::Node& node, const At& at) {
+  const std::string& text = read_scalar(node, at, "true or false");
+  if (text == "true") return true;
+  if (text == "false") return false;
+  fail(at, "expected true or false, got " + quoted(text));
+}
+
+double read_number(const YAML::Node& node, const At& at) {
+  const std::string& text = read_scalar(node, at, "a number");
+  double value = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc() || ptr != end) fail(at, "expected a number, got " + quoted(text));
+  return value;
+}
+
+// A YAML list, each item read by `item(node, at_of_item)`.
+void read_list(const YAML::Node& node, const At& at, std::string_view what,
+               const std::function<void(const YAML::Node&, const At&)>& item) {
+  if (!node.IsSequence()) fail(at, "expected a list of " + std::string(what) + ", got " + describe(node));
+  std::size_t i = 0;
+  for (const YAML::Node& element : node) {
+    const At element_at{at.source, at.path + "[" + std::to_string(i++) + "]",
+                        element.Mark().is_null() ? at.mark : element.Mark()};
+    item(element, element_at);
+  }
+}
+
+bool valid_device(std::string_view device) {
+  if (device == "auto" || device == "cpu") return true;
+  if (device.substr(0, 5) != "cuda:" || device.size() == 5 || device.size() > 8) return false;
+  return std::all_of(device.begin() + 5, device.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+ModelInput read_model_input(const YAML::Node& node, const At& at) {
+  ModelInput input;
+  bool has_name = false;
+  bool has_datatype = false;
+  bool has_shape = false;
+  read_map(node, at,
+           {
+               {"name",
+                [&](auto& v, auto& a) {
+                  input.name = read_string(v, a);
+                  if (input.name.empty()) fail(a, "must not be empty");
+                  has_name = true;
+                }},
+               {"datatype",
+                [&](auto& v, auto& a) {
+                  input.datatype = read_string(v, a);
+                  const auto& types = model_datatypes();
+                  if (std::find(types.begin(), types.end(), input.datatype) == types.end()) {
+                    fail(a, "expected one of " + join(types) + ", got " + quoted(input.datatype));
+                  }
+                  has_datatype = true;
+                }},
+               {"shape",
+                [&](auto& v, auto& a) {
+                  read_list(v, a, "dimensions", [&](const YAML::Node& d, const At& da) {
+                    const int dim = read_int(d, da, -1, 1 << 30);
+                    if (dim == 0) fail(da, "a dimension must be -1 (variable) or at least 1, got 0");
+                    input.shape.push_back(dim);
+                  });
+                  has_shape = true;
+                }},
+               {"pad", [&](auto& v, auto& a) { input.pad = read_number(v, a); }},
+               {"allow_non_finite", [&](auto& v, auto& a) { input.allow_non_finite = read_bool(v, a); }},
+           },
+           /*required=*/true);
+  if (!has_name) fail(at, "missing required key name");
+  if (!has_datatype) fail(at, "missing required key datatype");
+  if (!has_shape) fail(at, "missing required key shape (the dimensions after the batch one; -1 = variable)");
+  return input;
 }
 
 template <std::size_t N>
@@ -271,6 +348,12 @@ QueueSettings read_queue(const YAML::Node& node, const At& at, YAML::Mark& name_
   QueueSettings queue;
   bool has_name = false;
   bool has_handler = false;
+  YAML::Mark handler_mark = YAML::Mark::null_mark();
+  // Keys only a model queue may set, and where, for the error on a handler queue.
+  std::vector<std::pair<std::string, YAML::Mark>> model_keys;
+  const auto model_key = [&](const At& a) {
+    model_keys.emplace_back(a.path.substr(a.path.rfind('.') + 1), a.mark);
+  };
   read_map(node, at,
            {
                {"name",
@@ -287,13 +370,70 @@ QueueSettings read_queue(const YAML::Node& node, const At& at, YAML::Mark& name_
                   queue.handler = read_string(v, a);
                   if (auto problem = handler_problem(queue.handler)) fail(a, *problem);
                   has_handler = true;
+                  handler_mark = a.mark;
+                }},
+               {"model",
+                [&](auto& v, auto& a) {
+                  queue.model = read_string(v, a);
+                  if (queue.model.empty()) fail(a, "must not be empty (a TorchScript file, e.g. model.pt)");
+                }},
+               {"device",
+                [&](auto& v, auto& a) {
+                  queue.device = read_string(v, a);
+                  if (!valid_device(queue.device)) fail(a, "expected auto, cpu or cuda:N, got " + quoted(queue.device));
+                  model_key(a);
+                }},
+               {"threads",
+                [&](auto& v, auto& a) {
+                  queue.threads = read_int(v, a, 0, 1024);
+                  model_key(a);
+                }},
+               {"inputs",
+                [&](auto& v, auto& a) {
+                  read_list(v, a, "inputs", [&](const YAML::Node& n, const At& na) {
+                    ModelInput input = read_model_input(n, na);
+                    for (const ModelInput& other : queue.inputs) {
+                      if (other.name == input.name) fail(na, "duplicate input name " + quoted(input.name));
+                    }
+                    queue.inputs.push_back(std::move(input));
+                  });
+                  model_key(a);
+                }},
+               {"outputs",
+                [&](auto& v, auto& a) {
+                  read_list(v, a, "outputs", [&](const YAML::Node& n, const At& na) {
+                    ModelOutput output;
+                    read_map(n, na,
+                             {{"name", [&](auto& v2, auto& a2) { output.name = read_string(v2, a2); }}},
+                             /*required=*/true);
+                    if (output.name.empty()) fail(na, "missing required key name");
+                    for (const ModelOutput& other : queue.outputs) {
+                      if (other.name == output.name) fail(na, "duplicate output name " + quoted(output.name));
+                    }
+                    queue.outputs.push_back(std::move(output));
+                  });
+                  model_key(a);
+                }},
+               {"extra_libraries",
+                [&](auto& v, auto& a) {
+                  read_list(v, a, "shared library paths", [&](const YAML::Node& n, const At& na) {
+                    queue.extra_libraries.push_back(read_string(n, na));
+                  });
+                  model_key(a);
+                }},
+               {"idle_exit_after",
+                [&](auto& v, auto& a) {
+                  queue.idle_exit_after = read_duration(v, a, /*allow_zero=*/true);
+                  model_key(a);
                 }},
                {"instances", [&](auto& v, auto& a) { queue.instances = read_int(v, a, 1, kMaxInstances); }},
                {"batch",
                 [&](auto& v, auto& a) {
                   read_map(v, a,
-                           {{"max_jobs", [&](auto& v2, auto& a2) {
-                               queue.batch.max_jobs = read_int(v2, a2, 1, kMaxBatchJobs);
+                           {{"max_jobs",
+                             [&](auto& v2, auto& a2) { queue.batch.max_jobs = read_int(v2, a2, 1, kMaxBatchJobs); }},
+                            {"max_wait", [&](auto& v2, auto& a2) {
+                               queue.batch.max_wait = read_duration(v2, a2, /*allow_zero=*/true);
                              }}});
                 }},
                {"deadline", [&](auto& v, auto& a) { queue.deadline = read_duration(v, a); }},
@@ -301,7 +441,19 @@ QueueSettings read_queue(const YAML::Node& node, const At& at, YAML::Mark& name_
            },
            /*required=*/true);
   if (!has_name) fail(at, "missing required key name");
-  if (!has_handler) fail(at, "missing required key handler");
+  const std::string where = "queue " + quoted(queue.name) + ": ";
+  if (has_handler && queue.is_model()) {
+    fail(at.child("model", handler_mark), where + "has both handler and model; give exactly one");
+  }
+  if (!has_handler && !queue.is_model()) fail(at, where + "missing required key handler or model (exactly one)");
+  if (has_handler && !model_keys.empty()) {
+    fail(at.child(model_keys.front().first, model_keys.front().second),
+         where + "only a model queue takes this key (this queue has handler " + quoted(queue.handler) + ")");
+  }
+  if (queue.is_model()) {
+    if (queue.inputs.empty()) fail(at, where + "missing required key inputs (a model queue declares its inputs)");
+    if (queue.outputs.empty()) fail(at, where + "missing required key outputs (a model queue declares its outputs)");
+  }
   return queue;
 }
 
@@ -409,8 +561,33 @@ Settings load_settings(const std::string& path) {
     text.append(buffer, static_cast<std::size_t>(n));
   }
   Settings settings = parse_settings(text, path);
+  // A relative model or library path means "beside the config file".
+  const std::size_t slash = path.rfind('/');
+  if (slash != std::string::npos) {
+    const std::string dir = path.substr(0, slash + 1);
+    const auto resolve = [&](std::string& p) {
+      if (!p.empty() && p.front() != '/') p = dir + p;
+    };
+    for (QueueSettings& queue : settings.queues) {
+      resolve(queue.model);
+      for (std::string& library : queue.extra_libraries) resolve(library);
+    }
+  }
   apply_environment(settings);
   return settings;
+}
+
+const std::vector<std::string>& model_datatypes() {
+  static const std::vector<std::string> kTypes{"FP32", "FP16", "FP64", "INT64", "INT32", "INT8", "UINT8", "BOOL"};
+  return kTypes;
+}
+
+int executor_threads(const Settings& settings, const QueueSettings& queue) {
+  if (queue.threads > 0) return queue.threads;
+  int executors = 0;
+  for (const QueueSettings& q : settings.queues) executors += q.instances;
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / std::max(1, executors));
 }
 
 Settings default_settings() {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -44,15 +45,47 @@ struct RetrySettings {
 
 struct BatchSettings {
   int max_jobs = 16;  // jobs in one work unit (1..4096)
+  // How long a partial unit may wait for more jobs before it runs; 0 = never
+  // waits (the default: latency first).
+  Duration max_wait{0};
 };
+
+// One declared model input. The shape excludes the batch dimension; -1 marks
+// a variable-length dimension, padded with `pad` up to the longest in a unit.
+struct ModelInput {
+  std::string name;
+  std::string datatype;  // FP32 FP16 FP64 INT64 INT32 INT8 UINT8 BOOL
+  std::vector<std::int64_t> shape;
+  double pad = 0;
+  bool allow_non_finite = false;  // float inputs: accept NaN and infinities
+};
+
+struct ModelOutput {
+  std::string name;
+};
+
+// The datatypes a model input may declare (Open Inference Protocol names).
+const std::vector<std::string>& model_datatypes();
 
 struct QueueSettings {
   std::string name;     // matches inferq.jobs.queue
-  std::string handler;  // "builtin:echo" | "builtin:sleep" | "builtin:fail" | "builtin:crash"
+  std::string handler;  // "builtin:echo" | "builtin:sleep" | "builtin:fail" | "builtin:crash"; empty for a model
   int instances = 1;    // executor processes = slots for this queue (1..256)
   BatchSettings batch;
   Duration deadline{30000};  // per work unit
   RetrySettings retry;
+
+  // A model queue (exactly one of handler and model is set). A relative
+  // path is taken from the config file's directory.
+  std::string model;
+  std::string device = "auto";  // auto | cpu | cuda:N
+  int threads = 0;              // intra-op threads per executor; 0 = see executor_threads()
+  std::vector<ModelInput> inputs;    // the forward() arguments, in order
+  std::vector<ModelOutput> outputs;  // a tensor, or tuple/list elements in order, or dict keys
+  std::vector<std::string> extra_libraries;  // custom-op libraries loaded before the model
+  Duration idle_exit_after{600000};  // an idle executor exits after this long; 0 = never
+
+  bool is_model() const { return !model.empty(); }
 };
 
 struct Settings {
@@ -63,6 +96,11 @@ struct Settings {
   LoggingSettings logging;
   std::vector<QueueSettings> queues;
 };
+
+// The intra-op thread count for an executor of `queue`: its `threads`, or
+// when 0, the machine's cores divided by all executor instances of
+// `settings`, at least 1. The supervisor and the executor both use it.
+int executor_threads(const Settings& settings, const QueueSettings& queue);
 
 // A configuration problem; what() names the file, line and key.
 class ConfigError : public std::runtime_error {

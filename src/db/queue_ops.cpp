@@ -83,6 +83,43 @@ std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int6
   return unit;
 }
 
+std::vector<ClaimedJob> claim_more(Session& s, std::int64_t lease_id, const std::string& queue, int max_jobs,
+                                   int default_max_attempts) {
+  std::vector<ClaimedJob> jobs;
+  s.run([&](Raw& raw) {
+    raw.prepare_once("inferq_claim_more",
+                     "SELECT c.job_id, c.payload, c.attempts, c.max_attempts,"
+                     " extract(epoch FROM clock_timestamp() - greatest(j.created_at, j.run_at))::float8"
+                     " FROM inferq.claim_more($1, $2, $3, $4) c JOIN inferq.jobs j ON j.id = c.job_id");
+    pqxx::nontransaction tx(raw.conn);
+    const auto r = tx.exec_prepared("inferq_claim_more", lease_id, queue, max_jobs, default_max_attempts);
+    jobs.reserve(r.size());
+    for (const auto& row : r) {
+      ClaimedJob job;
+      job.id = row[0].as<std::int64_t>();
+      job.payload.assign(row[1].c_str(), row[1].size());
+      job.attempts = row[2].as<int>();
+      job.max_attempts = row[3].as<int>();
+      job.wait_seconds = row[4].is_null() ? 0.0 : row[4].as<double>();
+      jobs.push_back(std::move(job));
+    }
+  });
+  return jobs;
+}
+
+bool has_available_work(Session& s, const std::string& queue) {
+  bool found = false;
+  s.run([&](Raw& raw) {
+    raw.prepare_once("inferq_has_available_work",
+                     "SELECT EXISTS (SELECT 1 FROM inferq.jobs WHERE queue = $1 AND state = 'available'"
+                     "               AND work_unit_key IS NULL AND run_at <= now())"
+                     "    OR EXISTS (SELECT 1 FROM inferq.key_heads WHERE queue = $1 AND run_at <= now())");
+    pqxx::nontransaction tx(raw.conn);
+    found = tx.exec_prepared("inferq_has_available_work", queue)[0][0].as<bool>();
+  });
+  return found;
+}
+
 std::vector<std::int64_t> heartbeat(Session& s, std::int64_t worker_id,
                                     const std::vector<std::int64_t>& leases) {
   std::vector<std::int64_t> alive;

@@ -1,9 +1,13 @@
 #include "executor/run_loop.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <climits>
 #include <csignal>
 #include <charconv>
 #include <cstdio>
@@ -13,7 +17,10 @@
 #include <utility>
 #include <variant>
 
+#include "config/settings.hpp"
+#include "executor/model_plugin.hpp"
 #include "protocol/channel.hpp"
+#include "util/duration.hpp"
 
 #ifndef INFERQ_VERSION
 #error "INFERQ_VERSION must be defined by the build"
@@ -25,14 +32,18 @@ namespace {
 using protocol::ProtocolError;
 
 constexpr const char* kUsage =
-    "usage: inferq-executor --fd N --queue NAME --handler HANDLER [--parent-pid PID]\n"
+    "usage: inferq-executor --fd N --queue NAME (--handler HANDLER | --config FILE) [--parent-pid PID]\n"
+    "       inferq-executor make-models DIR\n"
     "\n"
     "Runs the jobs of one queue for an inferq supervisor, over the socket it\n"
     "passed as file descriptor N. Not meant to be started by hand.\n"
+    "make-models writes the example models mlp.pt and encoder.pt into DIR, each\n"
+    "with NAME.queue.yaml beside it: the queue entry that serves it.\n"
     "\n"
     "  --fd N            the supervisor's socket\n"
     "  --queue NAME      the queue this executor serves\n"
     "  --handler NAME    what to run: builtin:echo, builtin:sleep, builtin:fail, builtin:crash\n"
+    "  --config FILE     serve queue NAME as FILE configures it (model queues)\n"
     "  --parent-pid PID  the supervisor's pid; exit at once if it is no longer our parent\n"
     "  --help            this text\n"
     "  --version         print the version\n";
@@ -62,6 +73,7 @@ struct Options {
   long parent_pid = 0;  // 0: not given
   std::string queue;
   std::string handler;
+  std::string config;
 };
 
 // Parses argv into `o`. Returns an exit code to stop with, or nullopt to go on.
@@ -85,7 +97,7 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
       value = arg.substr(eq + 1);
       inline_value = true;
     }
-    if (name != "--fd" && name != "--queue" && name != "--handler" && name != "--parent-pid") {
+    if (name != "--fd" && name != "--queue" && name != "--handler" && name != "--parent-pid" && name != "--config") {
       return usage_error("unknown argument \"" + std::string(arg) + "\"");
     }
     if (!inline_value) {
@@ -105,13 +117,15 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
       o.parent_pid = *pid;
     } else if (name == "--queue") {
       o.queue = value;
+    } else if (name == "--config") {
+      o.config = value;
     } else {
       o.handler = value;
     }
   }
   if (!have_fd) return usage_error("missing --fd");
   if (o.queue.empty()) return usage_error("missing --queue");
-  if (o.handler.empty()) return usage_error("missing --handler");
+  if (o.handler.empty() == o.config.empty()) return usage_error("give exactly one of --handler and --config");
   if (::fcntl(o.fd, F_GETFD) < 0) {
     return usage_error("--fd " + std::to_string(o.fd) + " is not an open file descriptor");
   }
@@ -120,10 +134,24 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
 
 }  // namespace
 
-int serve(int fd, Handler& handler, std::string_view handler_name) noexcept {
+int serve(int fd, Handler& handler, std::string_view handler_name,
+          std::chrono::milliseconds idle_exit_after) noexcept {
   try {
     protocol::write_message(fd, protocol::Ready{static_cast<std::uint32_t>(::getpid()), std::string(handler_name)});
     for (;;) {
+      if (idle_exit_after.count() > 0) {
+        pollfd pfd{fd, POLLIN, 0};
+        const int timeout = static_cast<int>(std::min<std::int64_t>(idle_exit_after.count(), INT32_MAX));
+        int n = 0;
+        while ((n = ::poll(&pfd, 1, timeout)) < 0 && errno == EINTR) {
+        }
+        if (n == 0) {
+          // Gives back all memory (and a GPU context); the supervisor starts
+          // another executor when work arrives.
+          log_error("idle for " + util::format_duration(idle_exit_after) + ": exiting");
+          return kExitIdle;
+        }
+      }
       std::optional<protocol::Message> message = protocol::read_message(fd);
       if (!message) return kExitOk;
       auto* unit = std::get_if<protocol::RunUnit>(&*message);
@@ -179,8 +207,52 @@ int serve(int fd, Handler& handler, std::string_view handler_name) noexcept {
   }
 }
 
+namespace {
+
+// Sets up queue `o.queue` of `o.config` and serves it; see executor_main.
+int serve_configured(const Options& o) {
+  std::unique_ptr<Handler> handler;
+  std::string handler_name;
+  std::chrono::milliseconds idle{0};
+  try {
+    const config::Settings settings = config::load_settings(o.config);
+    const auto queue = std::find_if(settings.queues.begin(), settings.queues.end(),
+                                    [&](const config::QueueSettings& q) { return q.name == o.queue; });
+    if (queue == settings.queues.end()) throw std::runtime_error("queue \"" + o.queue + "\" is not in " + o.config);
+    if (queue->is_model()) {
+      const ModelPlugin& plugin = model_plugin();
+      plugin.set_torch_threads(config::executor_threads(settings, *queue));
+      handler.reset(plugin.make_model_handler(*queue));
+      handler_name = "model:" + queue->model;
+      idle = queue->idle_exit_after;
+    } else {
+      handler = make_handler(queue->handler);
+      handler_name = queue->handler;
+      if (!handler) throw std::runtime_error("queue \"" + o.queue + "\": handler: unknown handler " + queue->handler);
+    }
+  } catch (const std::exception& e) {
+    // StartupError, ConfigError (the file changed since the daemon read it).
+    log_error(e.what());
+    try {
+      protocol::write_message(o.fd, protocol::Fatal{e.what()});
+    } catch (const std::exception&) {
+      // The supervisor is gone; the exit code says it all.
+    }
+    return kExitStartup;
+  }
+  return serve(o.fd, *handler, handler_name, idle);
+}
+
+}  // namespace
+
 int executor_main(int argc, char** argv) noexcept {
   try {
+    if (argc >= 2 && std::string_view(argv[1]) == "make-models") {
+      if (argc != 3) return usage_error("usage: inferq-executor make-models DIR");
+      model_plugin().make_example_models(argv[2]);
+      std::printf("wrote %s/{mlp,encoder}.pt and {mlp,encoder}.queue.yaml\n", argv[2]);
+      return kExitOk;
+    }
     Options o;
     if (const auto code = parse_args(argc, argv, o)) return *code;
 
@@ -199,6 +271,7 @@ int executor_main(int argc, char** argv) noexcept {
     std::signal(SIGPIPE, SIG_IGN);
     ::fcntl(o.fd, F_SETFD, FD_CLOEXEC);
 
+    if (!o.config.empty()) return serve_configured(o);
     std::unique_ptr<Handler> handler = make_handler(o.handler);
     if (!handler) {
       std::string known;

@@ -65,6 +65,14 @@ struct Fatal {
   std::string message;
 };
 
+// inferq-executor exit codes the supervisor acts on (the others it only logs).
+// Startup: the executor could not set up its queue (it sent Fatal with why,
+// naming the queue and key, before Ready); during the daemon's start-up this
+// stops `inferq run`. Idle: it had no unit for the queue's idle_exit_after
+// and left on purpose, which is not a crash.
+inline constexpr int kExecutorExitStartup = 5;
+inline constexpr int kExecutorExitIdle = 6;
+
 using Message = std::variant<Ready, RunUnit, UnitResult, Fatal>;
 
 // The message's name ("Ready", "RunUnit", ...), for logs and errors.

@@ -16,7 +16,7 @@ namespace {
 
 constexpr int kChildFd = 3;
 
-[[noreturn]] void child_exec(int sock, char* const* argv) {
+[[noreturn]] void child_exec(int sock, char* const* argv, char* const* envp) {
   // Only async-signal-safe calls between fork and exec: the parent has threads.
   sigset_t all;
   sigemptyset(&all);
@@ -29,7 +29,7 @@ constexpr int kChildFd = 3;
   }
   // Nothing of the daemon's (database sockets, other executors) leaks in.
   syscall(SYS_close_range, kChildFd + 1, ~0U, 0);
-  execv(argv[0], argv);
+  execve(argv[0], argv, envp);
   _exit(127);
 }
 
@@ -38,7 +38,8 @@ constexpr int kChildFd = 3;
 ExecutorProcess::ExecutorProcess(pid_t pid, util::UniqueFd socket, util::UniqueFd pid_fd)
     : pid_(pid), socket_(std::move(socket)), pid_fd_(std::move(pid_fd)) {}
 
-std::unique_ptr<ExecutorProcess> ExecutorProcess::spawn(const std::vector<std::string>& argv) {
+std::unique_ptr<ExecutorProcess> ExecutorProcess::spawn(const std::vector<std::string>& argv,
+                                                        const std::vector<std::string>& env) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     throw std::system_error(errno, std::generic_category(), "socketpair");
@@ -50,9 +51,24 @@ std::unique_ptr<ExecutorProcess> ExecutorProcess::spawn(const std::vector<std::s
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
 
+  // Built before fork: the child may only make async-signal-safe calls.
+  std::vector<char*> cenv;
+  const auto overridden = [&](const char* entry) {
+    for (const std::string& e : env) {
+      const std::size_t eq = e.find('=');
+      if (std::strncmp(entry, e.c_str(), eq + 1) == 0) return true;
+    }
+    return false;
+  };
+  for (char** p = environ; *p != nullptr; ++p) {
+    if (!overridden(*p)) cenv.push_back(*p);
+  }
+  for (const std::string& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
+  cenv.push_back(nullptr);
+
   const pid_t pid = ::fork();
   if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
-  if (pid == 0) child_exec(child_end.get(), cargv.data());
+  if (pid == 0) child_exec(child_end.get(), cargv.data(), cenv.data());
 
   child_end.reset();
   util::UniqueFd pid_fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));

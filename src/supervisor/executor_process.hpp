@@ -17,10 +17,13 @@ namespace inferq::supervisor {
 // reaps it, so a child never outlives its owner or stays a zombie.
 class ExecutorProcess {
  public:
-  // Starts argv[0] (a path) with the given arguments. Throws
-  // std::system_error when the socketpair, pidfd or fork fails; a failed exec
-  // shows up as the child exiting with code 127.
-  static std::unique_ptr<ExecutorProcess> spawn(const std::vector<std::string>& argv);
+  // Starts argv[0] (a path) with the given arguments, in this process's
+  // environment with `env` ("NAME=value" each) set on top: it must be in
+  // place at exec, as libraries such as OpenBLAS read it when they load.
+  // Throws std::system_error when the socketpair, pidfd or fork fails; a
+  // failed exec shows up as the child exiting with code 127.
+  static std::unique_ptr<ExecutorProcess> spawn(const std::vector<std::string>& argv,
+                                                const std::vector<std::string>& env = {});
 
   ~ExecutorProcess();
   ExecutorProcess(const ExecutorProcess&) = delete;

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -61,6 +62,8 @@ struct Supervisor::Slot {
     kIdle,         // ready for a unit
     kBusy,         // running `unit` until `deadline`
     kExiting,      // killed or closed; waiting for the process to end
+    kStopped,      // its executor exited idle; started again when the queue has work
+    kFilling,      // holds a partial `unit` (lease live) until it is full or `timer` (max_wait) passes
   };
   const config::QueueSettings* queue = nullptr;
   int index = 0;
@@ -69,8 +72,9 @@ struct Supervisor::Slot {
   bool was_ready = false;         // the current process said Ready
   int start_failures = 0;         // consecutive deaths before Ready
   TimePoint restart_at{};         // kWaitRestart
-  TimePoint timer{};              // kStarting: ready deadline; kBusy: unit deadline; kExiting: kill time
-  std::optional<db::ClaimedUnit> unit;  // kBusy
+  // kStarting: ready deadline; kBusy: unit deadline; kExiting: kill time; kFilling: end of max_wait
+  TimePoint timer{};
+  std::optional<db::ClaimedUnit> unit;  // kBusy, kFilling
   std::string fatal_message;      // from a Fatal frame, until the process ends
   TimePoint unit_started{};       // kBusy: when the unit was dispatched
   // Why the current process is ending, for inferq_executor_restarts_total:
@@ -159,7 +163,7 @@ int Supervisor::run() {
     wait_for_events(t);
   }
   shutdown();
-  return 0;
+  return startup_failed_ ? 1 : 0;
 }
 
 void Supervisor::tick() {
@@ -168,6 +172,8 @@ void Supervisor::tick() {
   // Invariant 1: reap first, every tick, whatever the slots say.
   reap_stale(now);
   stop_lost_units(now);
+  top_up_filling_units(now);
+  if (!draining_) start_stopped_queues(now);
   if (!draining_) claim_for_idle_slots(now);
   publish_slots();
   metrics_.tick_done(seconds_between(now, clock_.now()));
@@ -192,9 +198,11 @@ void Supervisor::publish_slots() {
     int busy = 0, idle = 0, starting = 0;
     for (const auto& s : slots_) {
       if (s->queue != &q) continue;
-      if (s->state == Slot::State::kBusy) {
+      if (s->state == Slot::State::kBusy || s->state == Slot::State::kFilling) {
         ++busy;
-      } else if (s->state == Slot::State::kIdle) {
+      } else if (s->state == Slot::State::kIdle || s->state == Slot::State::kStopped) {
+        // A stopped slot (its executor exited idle) starts again on demand:
+        // capacity, not an outage, so /readyz stays ready.
         ++idle;
       } else {
         ++starting;
@@ -221,6 +229,62 @@ void Supervisor::record_unit_end(const Slot& slot) {
   metrics_.unit_finished(slot.queue->name, seconds_between(slot.unit_started, clock_.now()));
 }
 
+void Supervisor::top_up_filling_units(TimePoint now) {
+  for (auto& slot_ptr : slots_) {
+    Slot& slot = *slot_ptr;
+    if (slot.state != Slot::State::kFilling || !slot.unit) continue;
+    const int max_jobs = slot.queue->batch.max_jobs;
+    auto& jobs = slot.unit->jobs;
+    if (db_usable(now) && static_cast<int>(jobs.size()) < max_jobs) {
+      try {
+        auto more = db::claim_more(session_, slot.unit->lease_id, slot.queue->name, max_jobs - static_cast<int>(jobs.size()),
+                                   slot.queue->retry.max_attempts);
+        db_succeeded();
+        if (!more.empty()) {
+          std::vector<double> waits;
+          waits.reserve(more.size());
+          for (const auto& job : more) waits.push_back(job.wait_seconds);
+          metrics_.jobs_claimed(slot.queue->name, waits);
+        }
+        for (auto& job : more) jobs.push_back(std::move(job));
+      } catch (const db::DbError& e) {
+        // The unit still runs with what it has when its wait ends.
+        metrics_.db_error(metrics::DbOp::kClaim);
+        db_failed(e, now);
+      }
+    }
+    if (draining_ || static_cast<int>(jobs.size()) >= max_jobs || now >= slot.timer) {
+      db::ClaimedUnit unit = std::move(*slot.unit);
+      slot.unit.reset();
+      dispatch(slot, std::move(unit), now);
+    }
+  }
+}
+
+void Supervisor::start_stopped_queues(TimePoint now) {
+  for (const auto& queue : settings_.queues) {
+    Slot* stopped = nullptr;
+    bool can_claim = false;  // a ready or starting executor will take the work
+    for (auto& slot : slots_) {
+      if (slot->queue != &queue) continue;
+      if (slot->state == Slot::State::kStopped && stopped == nullptr) stopped = slot.get();
+      if (slot->state == Slot::State::kIdle || slot->state == Slot::State::kStarting) can_claim = true;
+    }
+    if (stopped == nullptr || can_claim) continue;
+    if (!db_usable(now)) return;
+    try {
+      const bool work = db::has_available_work(session_, queue.name);
+      db_succeeded();
+      if (!work) continue;
+      spdlog::info("{}#{}: queue {} has work; starting an executor", queue.name, stopped->index, queue.name);
+      start_executor(*stopped, now);
+    } catch (const db::DbError& e) {
+      db_failed(e, now);
+      return;
+    }
+  }
+}
+
 void Supervisor::reap_stale(TimePoint now) {
   if (!db_usable(now)) return;
   try {
@@ -237,6 +301,12 @@ void Supervisor::reap_stale(TimePoint now) {
 void Supervisor::stop_lost_units(TimePoint now) {
   for (const auto lease : leases_.take_lost()) {
     for (auto& slot : slots_) {
+      if (slot->state == Slot::State::kFilling && slot->unit && slot->unit->lease_id == lease) {
+        spdlog::warn("{}: lease {} was reaped while its unit was filling; dropping it", slot_name(*slot), lease);
+        slot->unit.reset();
+        slot->state = Slot::State::kIdle;
+        continue;
+      }
       if (slot->state != Slot::State::kBusy || !slot->unit || slot->unit->lease_id != lease) continue;
       const auto scope = log_scope(*slot);
       // Another daemon owns these jobs now; running on would only waste the
@@ -268,6 +338,18 @@ void Supervisor::claim_for_idle_slots(TimePoint now) {
       waits.reserve(unit->jobs.size());
       for (const auto& job : unit->jobs) waits.push_back(job.wait_seconds);
       metrics_.jobs_claimed(slot.queue->name, waits);
+      if (static_cast<int>(unit->jobs.size()) < slot.queue->batch.max_jobs) {
+        exhausted.push_back(slot.queue);
+        if (slot.queue->batch.max_wait.count() > 0 && !unit->work_unit_key) {
+          // Wait up to max_wait for more jobs: the lease is held (and
+          // heartbeated) meanwhile; ticks top it up, the poll wakes at timer.
+          leases_.add(unit->lease_id);
+          slot.state = Slot::State::kFilling;
+          slot.timer = now + slot.queue->batch.max_wait;
+          slot.unit = std::move(*unit);
+          continue;
+        }
+      }
       dispatch(slot, std::move(*unit), now);
     } catch (const db::DbError& e) {
       metrics_.db_error(metrics::DbOp::kClaim);
@@ -308,7 +390,7 @@ void Supervisor::wait_for_events(TimePoint now) {
   for (const auto& s : slots_) {
     if (s->state == Slot::State::kWaitRestart) until = std::min(until, s->restart_at);
     if (s->state == Slot::State::kStarting || s->state == Slot::State::kBusy ||
-        s->state == Slot::State::kExiting)
+        s->state == Slot::State::kExiting || s->state == Slot::State::kFilling)
       until = std::min(until, s->timer);
   }
   if (db_failing_) until = std::min(until, std::max(db_retry_at_, now));
@@ -375,6 +457,8 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
         slot.state = Slot::State::kIdle;
         slot.was_ready = true;
         slot.start_failures = 0;
+        if (std::find(ready_queues_.begin(), ready_queues_.end(), slot.queue) == ready_queues_.end())
+          ready_queues_.push_back(slot.queue);
         spdlog::debug("{} ready ({})", slot_name(slot), ready->handler);
       }
     } else if (auto* result = std::get_if<protocol::UnitResult>(&msg)) {
@@ -398,6 +482,10 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
       return;
     }
   }
+  if (!open && slot.state == Slot::State::kFilling) {
+    // The unit never reached it: back to available, attempt refunded.
+    fail_unit(slot, "requeue", "the executor exited before the unit was sent; not run");
+  }
   if (!open) {
     // It closed its end, so it is exiting: stop reading, give it a moment to
     // end by itself (its exit status names the cause), then kill it. A unit
@@ -413,7 +501,41 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
   const auto status = slot.proc->try_reap();
   if (!status) return;
   const std::string how = describe_wait_status(*status);
-  if (slot.unit) {
+  const bool exited_idle = WIFEXITED(*status) && WEXITSTATUS(*status) == protocol::kExecutorExitIdle;
+  const bool refused_start = WIFEXITED(*status) && WEXITSTATUS(*status) == protocol::kExecutorExitStartup;
+  if (exited_idle) {
+    // On purpose, not a crash. A unit sent as it left never reached it: put
+    // the jobs back without charging the attempt.
+    if (slot.unit) fail_unit(slot, "requeue", "the executor exited idle as the unit was sent; not run");
+    spdlog::info("{} exited after being idle for {}; it starts again when queue {} has work", slot_name(slot),
+                 util::format_duration(slot.queue->idle_exit_after), slot.queue->name);
+    metrics_.executor_restarted(slot.queue->name, metrics::RestartReason::kIdle);
+    slot.proc.reset();
+    slot.fatal_message.clear();
+    slot.unit.reset();
+    slot.state = draining_ ? Slot::State::kWaitRestart : Slot::State::kStopped;
+    return;
+  }
+  if (refused_start && !slot.was_ready && !draining_ &&
+      std::find(ready_queues_.begin(), ready_queues_.end(), slot.queue) == ready_queues_.end()) {
+    // The queue's set-up is wrong (its model, device or inputs): restarting
+    // will not fix it, so the daemon's start-up fails, saying why.
+    spdlog::critical("start-up failed: {}",
+                     slot.fatal_message.empty() ? "queue " + slot.queue->name + ": executor " + how
+                                                : slot.fatal_message);
+    startup_failed_ = true;
+    draining_ = true;
+    stop_now_ = true;
+    drain_deadline_ = now;
+    slot.proc.reset();
+    slot.fatal_message.clear();
+    slot.state = Slot::State::kWaitRestart;
+    return;
+  }
+  if (slot.unit && slot.state == Slot::State::kFilling) {
+    fail_unit(slot, "requeue", "the executor exited before the unit was sent; not run");
+    spdlog::error("{} {} while its unit was filling", slot_name(slot), how);
+  } else if (slot.unit) {
     if (!slot.fatal_message.empty()) {
       fail_unit(slot, "fatal", slot.fatal_message + " (executor " + how + ")");
     } else {
@@ -482,6 +604,8 @@ void Supervisor::check_timers(TimePoint now) {
         }
         break;
       case Slot::State::kIdle:
+      case Slot::State::kStopped:
+      case Slot::State::kFilling:  // the tick dispatches it
         break;
     }
   }
@@ -489,11 +613,21 @@ void Supervisor::check_timers(TimePoint now) {
 
 void Supervisor::start_executor(Slot& slot, TimePoint now) {
   const auto scope = log_scope(slot);
-  const std::vector<std::string> argv = {options_.executor_path, "--fd", "3", "--queue", slot.queue->name,
-                                         "--handler", slot.queue->handler,
-                                         "--parent-pid", std::to_string(::getpid())};
+  std::vector<std::string> argv = {options_.executor_path, "--fd", "3", "--queue", slot.queue->name};
+  if (slot.queue->is_model()) {
+    // The executor reads its queue's model settings from the same file.
+    argv.insert(argv.end(), {"--config", settings_.source});
+  } else {
+    argv.insert(argv.end(), {"--handler", slot.queue->handler});
+  }
+  argv.insert(argv.end(), {"--parent-pid", std::to_string(::getpid())});
+  // OpenMP and BLAS read these when they load, before the executor's own
+  // set-up runs: executors together must not oversubscribe the cores.
+  const std::string threads = std::to_string(config::executor_threads(settings_, *slot.queue));
+  const std::vector<std::string> env = {"OMP_NUM_THREADS=" + threads, "MKL_NUM_THREADS=" + threads,
+                                        "OPENBLAS_NUM_THREADS=" + threads};
   try {
-    slot.proc = ExecutorProcess::spawn(argv);
+    slot.proc = ExecutorProcess::spawn(argv, env);
     slot.state = Slot::State::kStarting;
     slot.was_ready = false;
     slot.timer = now + kStartupTimeout;
@@ -609,7 +743,7 @@ void Supervisor::shutdown() {
   std::vector<std::int64_t> unfinished;
   for (auto& s : slots_) {
     const auto scope = log_scope(*s);
-    if (s->state == Slot::State::kBusy && s->unit) {
+    if ((s->state == Slot::State::kBusy || s->state == Slot::State::kFilling) && s->unit) {
       spdlog::warn("{}: unit {} did not finish in time; releasing its {} job(s)", slot_name(*s),
                    s->unit->lease_id, s->unit->jobs.size());
       unfinished.push_back(s->unit->lease_id);

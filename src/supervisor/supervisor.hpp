@@ -65,7 +65,9 @@ class Supervisor {
   Supervisor& operator=(const Supervisor&) = delete;
 
   // Runs until shutdown is complete; returns the exit code (0 after a
-  // graceful or immediate shutdown). Blocks the calling thread.
+  // graceful or immediate shutdown; 1 when a queue's first executor refused
+  // to start, e.g. its model is missing, having logged why). Blocks the
+  // calling thread.
   int run();
 
   // Thread-safe: makes the tick run now (jobs arrived, a unit was written).
@@ -79,6 +81,12 @@ class Supervisor {
   void reap_stale(TimePoint now);
   void stop_lost_units(TimePoint now);
   void claim_for_idle_slots(TimePoint now);
+  // Starts an executor for each queue whose executors all exited idle (none
+  // ready or starting) once the queue has work again.
+  void start_stopped_queues(TimePoint now);
+  // Tops up each filling unit (batch.max_wait) from the queue and sends it to
+  // its executor once it is full, its wait is over, or the daemon drains.
+  void top_up_filling_units(TimePoint now);
   void dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now);
   void wait_for_events(TimePoint now);
   void on_socket(Slot& slot, TimePoint now);
@@ -126,6 +134,10 @@ class Supervisor {
   bool stop_now_ = false;
   bool announced_ready_ = false;  // on_ready has been called
   TimePoint drain_deadline_{};
+  // A queue's executor refused to start before any of the queue's executors
+  // was ever ready (a bad model, device or inputs): run() returns 1.
+  bool startup_failed_ = false;
+  std::vector<const config::QueueSettings*> ready_queues_;  // queues that have had a ready executor
   // When the earliest retry this daemon scheduled falls due, so the tick
   // claims it then instead of at the next poll.
   TimePoint retry_wake_ = TimePoint::max();

@@ -91,12 +91,19 @@ std::string DaemonConfig::yaml() const {
   }
   o << "queues:\n";
   for (const auto& q : queues) {
-    o << "  - name: " << yaml_quoted(q.name) << "\n"
-      << "    handler: " << yaml_quoted(q.handler) << "\n"
-      << "    instances: " << q.instances << "\n"
+    o << "  - name: " << yaml_quoted(q.name) << "\n";
+    if (q.model.empty()) {
+      o << "    handler: " << yaml_quoted(q.handler) << "\n";
+    } else {
+      o << "    model: " << yaml_quoted(q.model) << "\n";
+    }
+    o << "    instances: " << q.instances << "\n"
       << "    batch:\n"
-      << "      max_jobs: " << q.max_jobs << "\n"
-      << "    deadline: " << q.deadline << "\n"
+      << "      max_jobs: " << q.max_jobs << "\n";
+    if (!q.max_wait.empty()) o << "      max_wait: " << q.max_wait << "\n";
+    std::istringstream extra(q.extra_yaml);
+    for (std::string line; std::getline(extra, line);) o << "    " << line << "\n";
+    o << "    deadline: " << q.deadline << "\n"
       << "    retry:\n"
       << "      max_attempts: " << q.max_attempts << "\n"
       << "      backoff: " << q.backoff << "\n"

@@ -24,6 +24,10 @@ struct TestQueue {
   int max_attempts = 5;
   std::string backoff = "100ms";
   std::string max_backoff = "1s";
+  // A model queue (issue 3): written as `model:` instead of `handler:`.
+  std::string model;
+  std::string max_wait;    // batch.max_wait; empty: left out
+  std::string extra_yaml;  // more keys of the queue entry, one "key: value" a line, unindented
 };
 
 struct DaemonConfig {

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "config/settings.hpp"
 #include "util/scope_guard.hpp"
@@ -217,9 +219,9 @@ TEST_CASE("unknown keys are rejected at every level") {
   CHECK(error_of("metrics:\n  port: 1\n") == error_prefix(2) + "metrics.port: unknown key (expected one of listen)");
   CHECK(error_of(queue_with("    gpu: 0\n")) ==
         error_prefix(4) +
-            "queues[0].gpu: unknown key (expected one of name, handler, instances, batch, deadline, retry)");
+            "queues[0].gpu: unknown key (expected one of name, handler, model, device, threads, inputs, outputs, extra_libraries, idle_exit_after, instances, batch, deadline, retry)");
   CHECK(error_of(queue_with("    batch:\n      max_job: 4\n")) ==
-        error_prefix(5) + "queues[0].batch.max_job: unknown key (expected one of max_jobs)");
+        error_prefix(5) + "queues[0].batch.max_job: unknown key (expected one of max_jobs, max_wait)");
   CHECK(error_of(queue_with("    retry: {attempts: 3}\n")) ==
         error_prefix(4) + "queues[0].retry.attempts: unknown key (expected one of max_attempts, backoff, max_backoff)");
 }
@@ -239,14 +241,14 @@ TEST_CASE("wrong types are rejected") {
   CHECK(error_of("queues:\n  name: q\n") == error_prefix(2) + "queues: expected a list of queues, got a map");
   CHECK(error_of("queues:\n  - builtin:echo\n") ==
         error_prefix(2) +
-            "queues[0]: expected a map with keys name, handler, instances, batch, deadline, retry, got "
+            "queues[0]: expected a map with keys name, handler, model, device, threads, inputs, outputs, extra_libraries, idle_exit_after, instances, batch, deadline, retry, got "
             "\"builtin:echo\"");
   CHECK(error_of(queue_with("    instances: abc\n")) ==
         error_prefix(4) + "queues[0].instances: expected an integer, got \"abc\"");
   CHECK(error_of(queue_with("    instances: 2.0\n")) ==
         error_prefix(4) + "queues[0].instances: expected an integer, got \"2.0\"");
   CHECK(error_of(queue_with("    batch: 16\n")) ==
-        error_prefix(4) + "queues[0].batch: expected a map with keys max_jobs, got \"16\"");
+        error_prefix(4) + "queues[0].batch: expected a map with keys max_jobs, max_wait, got \"16\"");
   CHECK(error_of(queue_with("    retry:\n      max_attempts: [1]\n")) ==
         error_prefix(5) + "queues[0].retry.max_attempts: expected an integer, got a list");
   CHECK(error_of("just text\n") ==
@@ -317,11 +319,11 @@ TEST_CASE("queue names are required, well formed and unique") {
         error_prefix(7) + "queues[2].name: duplicate queue name \"echo\" (also queues[0])");
   CHECK(error_of("queues:\n  - ~\n  - name: q\n") ==
         error_prefix(2) +
-            "queues[0]: expected a map with keys name, handler, instances, batch, deadline, retry, got nothing");
+            "queues[0]: expected a map with keys name, handler, model, device, threads, inputs, outputs, extra_libraries, idle_exit_after, instances, batch, deadline, retry, got nothing");
 }
 
 TEST_CASE("handlers are required and must be known") {
-  CHECK(error_of("queues:\n  - name: q\n") == error_prefix(2) + "queues[0]: missing required key handler");
+  CHECK(error_of("queues:\n  - name: q\n") == error_prefix(2) + "queues[0]: queue \"q\": missing required key handler or model (exactly one)");
   CHECK(error_of("queues:\n  - name: q\n    handler: builtin:nope\n") ==
         error_prefix(3) +
             "queues[0].handler: unknown builtin handler \"builtin:nope\" (expected one of builtin:echo, "
@@ -465,7 +467,7 @@ TEST_CASE("the example configuration parses and documents the defaults") {
   CHECK(s.source == path);
   check_defaults(s);
 
-  REQUIRE(s.queues.size() == 1);
+  REQUIRE(s.queues.size() == 2);
   const QueueSettings& echo = s.queues[0];
   CHECK(echo.name == "echo");
   CHECK(echo.handler == "builtin:echo");
@@ -482,4 +484,123 @@ TEST_CASE("the example configuration parses and documents the defaults") {
   CHECK(echo.retry.max_attempts == d.retry.max_attempts);
   CHECK(echo.retry.backoff == d.retry.backoff);
   CHECK(echo.retry.max_backoff == d.retry.max_backoff);
+  CHECK(echo.batch.max_wait == d.batch.max_wait);
+
+  // The model queue shows every model key at its default.
+  const QueueSettings& enc = s.queues[1];
+  CHECK(enc.is_model());
+  CHECK(enc.model == std::string(source_dir) + "/config/models/encoder.pt");
+  CHECK(enc.device == d.device);
+  CHECK(enc.threads == d.threads);
+  CHECK(enc.batch.max_wait == d.batch.max_wait);
+  CHECK(enc.extra_libraries == d.extra_libraries);
+  CHECK(enc.idle_exit_after == d.idle_exit_after);
+  REQUIRE(enc.inputs.size() == 1);
+  CHECK(enc.inputs[0].pad == 0);
+  CHECK(enc.inputs[0].allow_non_finite == false);
+}
+
+namespace {
+
+std::string model_queue(const std::string& extra_lines) {
+  return "queues:\n"
+         "  - name: enc\n"
+         "    model: models/enc.pt\n"
+         "    inputs: [{name: ids, datatype: INT64, shape: [-1], pad: 0}]\n"
+         "    outputs: [{name: emb}]\n" +
+         extra_lines;
+}
+
+}  // namespace
+
+TEST_CASE("a model queue reads every key, with defaults for those left out") {
+  const Settings d = parse_settings(model_queue(""), kSource);
+  REQUIRE(d.queues.size() == 1);
+  const QueueSettings& q = d.queues[0];
+  CHECK(q.is_model());
+  CHECK(q.handler.empty());
+  CHECK(q.model == "models/enc.pt");  // parse_settings does not resolve; load_settings does
+  CHECK(q.device == "auto");
+  CHECK(q.threads == 0);
+  CHECK(q.batch.max_wait == milliseconds(0));
+  CHECK(q.idle_exit_after == milliseconds(600'000));
+  CHECK(q.extra_libraries.empty());
+  REQUIRE(q.inputs.size() == 1);
+  CHECK(q.inputs[0].name == "ids");
+  CHECK(q.inputs[0].datatype == "INT64");
+  CHECK(q.inputs[0].shape == std::vector<std::int64_t>{-1});
+  CHECK(q.inputs[0].pad == 0);
+  CHECK_FALSE(q.inputs[0].allow_non_finite);
+  REQUIRE(q.outputs.size() == 1);
+  CHECK(q.outputs[0].name == "emb");
+
+  const Settings s = parse_settings(model_queue("    device: cuda:1\n"
+                                                "    threads: 3\n"
+                                                "    batch: {max_jobs: 8, max_wait: 2ms}\n"
+                                                "    extra_libraries: [/opt/ops.so]\n"
+                                                "    idle_exit_after: 0s\n"),
+                                    kSource);
+  const QueueSettings& t = s.queues[0];
+  CHECK(t.device == "cuda:1");
+  CHECK(t.threads == 3);
+  CHECK(t.batch.max_jobs == 8);
+  CHECK(t.batch.max_wait == milliseconds(2));
+  CHECK(t.extra_libraries == std::vector<std::string>{"/opt/ops.so"});
+  CHECK(t.idle_exit_after == milliseconds(0));
+  CHECK(inferq::config::executor_threads(s, t) == 3);
+}
+
+TEST_CASE("model queue errors name the line, the key and the queue") {
+  CHECK(error_of(model_queue("    handler: builtin:echo\n")) ==
+        error_prefix(6) + "queues[0].model: queue \"enc\": has both handler and model; give exactly one");
+  CHECK(error_of(queue_with("    device: cpu\n")) ==
+        error_prefix(4) +
+            "queues[0].device: queue \"q\": only a model queue takes this key (this queue has handler "
+            "\"builtin:echo\")");
+  CHECK(error_of("queues:\n  - name: enc\n    model: m.pt\n    outputs: [{name: y}]\n") ==
+        error_prefix(2) + "queues[0]: queue \"enc\": missing required key inputs (a model queue declares its inputs)");
+  CHECK(error_of("queues:\n  - name: enc\n    model: m.pt\n    inputs: [{name: x, datatype: FP32, shape: [4]}]\n") ==
+        error_prefix(2) +
+            "queues[0]: queue \"enc\": missing required key outputs (a model queue declares its outputs)");
+  CHECK(error_of(model_queue("    device: gpu\n")) ==
+        error_prefix(6) + "queues[0].device: expected auto, cpu or cuda:N, got \"gpu\"");
+  CHECK(error_of(model_queue("    threads: -1\n")) ==
+        error_prefix(6) + "queues[0].threads: must be between 0 and 1024, got -1");
+  CHECK(error_of(model_queue("    idle_exit_after: soon\n")) ==
+        error_prefix(6) + "queues[0].idle_exit_after: expected a duration like 250ms, 30s or 5m, got \"soon\"");
+  CHECK(error_of("queues:\n  - name: enc\n    model: m.pt\n    outputs: [{name: y}]\n"
+                 "    inputs: [{name: x, datatype: FP8, shape: [4]}]\n") ==
+        error_prefix(5) +
+            "queues[0].inputs[0].datatype: expected one of FP32, FP16, FP64, INT64, INT32, INT8, UINT8, BOOL, got "
+            "\"FP8\"");
+  CHECK(error_of("queues:\n  - name: enc\n    model: m.pt\n    outputs: [{name: y}]\n"
+                 "    inputs: [{name: x, datatype: FP32, shape: [0]}]\n") ==
+        error_prefix(5) + "queues[0].inputs[0].shape[0]: a dimension must be -1 (variable) or at least 1, got 0");
+  CHECK(error_of("queues:\n  - name: enc\n    model: m.pt\n    outputs: [{name: y}]\n"
+                 "    inputs: [{name: x, datatype: FP32}]\n") ==
+        error_prefix(5) +
+            "queues[0].inputs[0]: missing required key shape (the dimensions after the batch one; -1 = variable)");
+  CHECK(error_of("queues:\n  - name: enc\n    model: m.pt\n    outputs: [{name: y}]\n"
+                 "    inputs: [{name: x, datatype: FP32, shape: [1], pad: zero}]\n") ==
+        error_prefix(5) + "queues[0].inputs[0].pad: expected a number, got \"zero\"");
+  CHECK(error_of("queues:\n  - name: enc\n    model: m.pt\n    outputs: [{name: y}]\n"
+                 "    inputs: [{name: x, datatype: FP32, shape: [1]}, {name: x, datatype: FP32, shape: [1]}]\n") ==
+        error_prefix(5) + "queues[0].inputs[1]: duplicate input name \"x\"");
+}
+
+TEST_CASE("load_settings takes relative model and library paths from the config file's directory") {
+  const auto path = write_temp("model.yaml", model_queue("    extra_libraries: [ops.so, /abs/ops.so]\n"));
+  const ScopeGuard remove([&] { std::filesystem::remove(path); });
+  const Settings s = load_settings(path.string());
+  const std::string dir = path.parent_path().string();
+  CHECK(s.queues[0].model == dir + "/models/enc.pt");
+  CHECK(s.queues[0].extra_libraries == std::vector<std::string>{dir + "/ops.so", "/abs/ops.so"});
+}
+
+TEST_CASE("executor_threads divides the cores among all executors, at least one each") {
+  Settings s = parse_settings(model_queue("    instances: 256\n"), kSource);
+  CHECK(inferq::config::executor_threads(s, s.queues[0]) == 1);
+  s.queues[0].instances = 1;
+  CHECK(inferq::config::executor_threads(s, s.queues[0]) ==
+        static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 }

@@ -1,0 +1,297 @@
+// Model queues end to end: `inferq-executor make-models` writes the example
+// models into a temp dir, a real `inferq run` serves them, jobs go in and come
+// out through SQL. Results must equal the raw forward pass run here, one job
+// at a time and unpadded; bad payloads end dead after one attempt while the
+// jobs in their units succeed; idle executors exit and come back on demand;
+// a queue that cannot start stops `inferq run`.
+#include <doctest.h>
+#include <torch/script.h>
+#include <nlohmann/json.hpp>
+
+#include <sys/wait.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "support/daemon.hpp"
+
+namespace {
+
+using namespace inferq::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+// The example models, made once per test binary by the real executor binary.
+const TempDir& models() {
+  static TempDir dir("inferq-models");
+  static const bool made = [] {
+    ChildProcess make({bin_path("inferq-executor"), "make-models", dir.path()});
+    const auto status = make.wait_exit(120s);
+    if (!status || !exited_with(*status, 0)) throw std::runtime_error("make-models failed:\n" + make.log());
+    return true;
+  }();
+  (void)made;
+  return dir;
+}
+
+TestQueue mlp_queue(int max_jobs = 8) {
+  TestQueue q;
+  q.name = "mlp";
+  q.model = models().file("mlp.pt");
+  q.max_jobs = max_jobs;
+  q.max_attempts = 3;
+  q.extra_yaml =
+      "device: cpu\n"
+      "threads: 1\n"
+      "inputs: [{name: x, datatype: FP32, shape: [384]}]\n"
+      "outputs: [{name: y}]\n";
+  return q;
+}
+
+TestQueue encoder_queue(int max_jobs = 8) {
+  TestQueue q;
+  q.name = "encoder";
+  q.model = models().file("encoder.pt");
+  q.max_jobs = max_jobs;
+  q.max_attempts = 3;
+  q.extra_yaml =
+      "threads: 1\n"
+      "inputs: [{name: input_ids, datatype: INT64, shape: [-1], pad: 0}]\n"
+      "outputs: [{name: embedding}]\n";
+  return q;
+}
+
+std::vector<float> features(int seed) {
+  std::vector<float> x(384);
+  for (std::size_t i = 0; i < x.size(); ++i)
+    x[i] = static_cast<float>((seed * 37 + static_cast<int>(i) * 11) % 101) / 50.0f - 1.0f;
+  return x;
+}
+
+std::vector<std::int64_t> token_ids(std::size_t n, int seed) {
+  std::vector<std::int64_t> ids;
+  for (std::size_t i = 0; i < n; ++i)
+    ids.push_back(1 + (seed * 131 + static_cast<std::int64_t>(i) * 71) % 8000);
+  return ids;
+}
+
+json x_input(const json& data, const json& shape = {384}, const std::string& datatype = "FP32") {
+  return {{"name", "x"}, {"datatype", datatype}, {"shape", shape}, {"data", data}};
+}
+
+std::string payload(const std::vector<json>& inputs) { return json{{"inputs", inputs}}.dump(); }
+
+// The raw forward pass of one job, unbatched and unpadded.
+std::vector<float> reference(const std::string& path, const at::Tensor& input) {
+  torch::jit::Module m = torch::jit::load(path);
+  m.eval();
+  c10::InferenceMode guard;
+  const at::Tensor out = m.forward({input.unsqueeze(0)}).toTensor().contiguous();
+  return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
+}
+
+void check_result(const JobRow& row, const std::string& model, const std::string& output,
+                  const std::vector<float>& want) {
+  CAPTURE(row.id);
+  CAPTURE(row.errors);
+  REQUIRE(row.state == "succeeded");
+  REQUIRE(row.result);
+  const json r = json::parse(*row.result);
+  CHECK(r.at("model_name") == model);
+  REQUIRE(r.at("outputs").size() == 1);
+  const json& o = r.at("outputs").at(0);
+  CHECK(o.at("name") == output);
+  CHECK(o.at("datatype") == "FP32");
+  CHECK(o.at("shape") == json::array({384}));
+  const auto got = o.at("data").get<std::vector<float>>();
+  REQUIRE(got.size() == want.size());
+  int bad = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    if (!(got[i] == doctest::Approx(want[i]).epsilon(1e-4)) && bad++ < 3) {
+      CHECK_MESSAGE(false, "element " << i << ": " << got[i] << " != " << want[i]);
+    }
+  }
+  CHECK(bad == 0);
+}
+
+std::string environ_of(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/environ");
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+TEST_CASE(
+    "the example models are served from SQL: results equal the raw forward pass; bad payloads die alone") {
+  const std::string url = fresh_inferq_database();
+  // Enqueued before the daemon starts, so full units mix good and bad jobs
+  // and encoder units mix sequence lengths.
+  std::vector<std::int64_t> mlp_ids;
+  std::vector<std::int64_t> encoder_ids;
+  std::vector<std::size_t> lengths;
+  struct Bad {
+    std::int64_t id;
+    std::string message;
+  };
+  std::vector<Bad> bad;
+  const auto add_bad = [&](const std::string& p, const std::string& message) {
+    bad.push_back({enqueue(url, "mlp", p), message});
+  };
+  for (int j = 0; j < 12; ++j) {
+    json data = features(j);
+    mlp_ids.push_back(enqueue(url, "mlp", payload({x_input(data, j % 2 ? json{384} : json{1, 384})})));
+    const std::size_t n = 1 + static_cast<std::size_t>(j * 7) % 40;
+    lengths.push_back(n);
+    encoder_ids.push_back(enqueue(
+        url, "encoder",
+        payload(
+            {{{"name", "input_ids"}, {"datatype", "INT64"}, {"shape", {n}}, {"data", token_ids(n, j)}}})));
+    if (j == 2) add_bad(payload({}), "input \"x\" is missing (expected FP32 [384])");
+    if (j == 3) {
+      add_bad(payload({x_input(features(0)),
+                       {{"name", "z"}, {"datatype", "FP32"}, {"shape", {1}}, {"data", {1}}}}),
+              "unknown input \"z\" (this model takes \"x\")");
+    }
+    if (j == 4) {
+      add_bad(payload({x_input(std::vector<int>(384, 1), {384}, "INT64")}),
+              "input \"x\": expected datatype FP32, got \"INT64\"");
+    }
+    if (j == 5) {
+      add_bad(payload({x_input(std::vector<float>(383, 0.5f), {383})}),
+              "input \"x\": expected shape [384] or [1, 384] (-1: any length from 1), got [383]");
+    }
+    if (j == 6) {
+      add_bad(payload({x_input(std::vector<float>(383, 0.5f))}),
+              "input \"x\": data has 383 values, expected 384 (the product of its shape)");
+    }
+    if (j == 7) {
+      json data = features(1);
+      data[5] = "abc";
+      add_bad(payload({x_input(data)}), "input \"x\": data[5]: expected a number (FP32), got \"abc\"");
+    }
+    if (j == 8) {
+      json data = features(1);
+      data[7] = "NaN";
+      add_bad(payload({x_input(data)}),
+              "input \"x\": data[7]: \"NaN\" is not a finite FP32 value, and this input does not allow "
+              "non-finite "
+              "values (allow_non_finite: false)");
+    }
+  }
+
+  Daemon d(daemon_config(url, {mlp_queue(), encoder_queue()}), "models");
+  INFO("daemon log:\n", d.log());
+  REQUIRE(d.wait_ready(60s));
+  REQUIRE(wait_all_final(url, 60s));
+
+  for (std::size_t j = 0; j < mlp_ids.size(); ++j) {
+    const auto row = job(url, mlp_ids[j]);
+    REQUIRE(row);
+    check_result(*row, "mlp", "y",
+                 reference(models().file("mlp.pt"), at::tensor(features(static_cast<int>(j)))));
+  }
+  for (std::size_t j = 0; j < encoder_ids.size(); ++j) {
+    const auto row = job(url, encoder_ids[j]);
+    REQUIRE(row);
+    CAPTURE(lengths[j]);
+    check_result(
+        *row, "encoder", "embedding",
+        reference(models().file("encoder.pt"), at::tensor(token_ids(lengths[j], static_cast<int>(j)))));
+  }
+  for (const Bad& b : bad) {
+    const auto row = job(url, b.id);
+    REQUIRE(row);
+    CAPTURE(row->errors);
+    CHECK(row->state == "dead");
+    CHECK(row->attempts == 1);
+    CHECK(row->last_error.value_or("") == b.message);
+  }
+  // The supervisor set the thread environment of each executor before exec.
+  for (const pid_t pid : d.executor_pids()) {
+    const std::string env = environ_of(pid);
+    if (env.empty()) continue;  // already gone
+    CHECK(env.find(std::string("OMP_NUM_THREADS=1") + '\0') != std::string::npos);
+    CHECK(env.find(std::string("OPENBLAS_NUM_THREADS=1") + '\0') != std::string::npos);
+  }
+}
+
+TEST_CASE("an idle executor exits on purpose and a new one starts when work arrives") {
+  const std::string url = fresh_inferq_database();
+  TestQueue q = mlp_queue();
+  q.extra_yaml += "idle_exit_after: 500ms\n";
+  Daemon d(daemon_config(url, {q}), "idle");
+  INFO("daemon log:\n", d.log());
+  REQUIRE(d.wait_ready(60s));
+  REQUIRE(d.process().wait_log("exited after being idle for 500ms", 30s));
+  CHECK(d.count_log("while idle") == 0);  // not reported as a crash
+  CHECK(d.executor_pids().size() == 1);
+  CHECK(d.process().running());
+
+  const auto id = enqueue(url, "mlp", payload({x_input(features(3))}));
+  REQUIRE(wait_all_final(url, 60s));
+  const auto row = job(url, id);
+  REQUIRE(row);
+  check_result(*row, "mlp", "y", reference(models().file("mlp.pt"), at::tensor(features(3))));
+  CHECK(row->attempts == 1);
+  CHECK(d.executor_pids().size() == 2);  // a second executor said ready
+  CHECK(d.count_log("has work; starting an executor") == 1);
+}
+
+TEST_CASE("a model queue that cannot start stops inferq run with a message naming the queue and key") {
+  const std::string url = fresh_inferq_database();
+  struct Case {
+    std::string name;
+    TestQueue queue;
+    std::string message;
+  };
+  std::vector<Case> cases;
+  {
+    TestQueue q = mlp_queue();
+    q.model = models().file("absent.pt");
+    cases.push_back(
+        {"missing model file", q, "start-up failed: queue \"mlp\": model: no such file: " + q.model});
+  }
+  {
+    TestQueue q = mlp_queue();
+    q.model = models().file("mlp.queue.yaml");
+    cases.push_back({"not a TorchScript file", q,
+                     "start-up failed: queue \"mlp\": model: cannot load " + q.model + " as TorchScript: "});
+  }
+  {
+    TestQueue q = mlp_queue();
+    q.extra_yaml =
+        "device: cpu\n"
+        "inputs: [{name: x, datatype: FP32, shape: [384]}, {name: z, datatype: FP32, shape: [2]}]\n"
+        "outputs: [{name: y}]\n";
+    cases.push_back(
+        {"inputs that do not match forward()", q,
+         "start-up failed: queue \"mlp\": inputs: declares 2 input(s) (x, z) but the model's forward() "
+         "takes 1"});
+  }
+  {
+    TestQueue q = mlp_queue();
+    q.extra_yaml =
+        "device: cuda:0\n"
+        "inputs: [{name: x, datatype: FP32, shape: [384]}]\n"
+        "outputs: [{name: y}]\n";
+    cases.push_back(
+        {"cuda:N on a CPU-only libtorch", q,
+         "start-up failed: queue \"mlp\": device: cuda:0 needs CUDA, but this libtorch has no CUDA "
+         "support or sees no GPU"});
+  }
+  for (const Case& c : cases) {
+    SUBCASE(c.name.c_str()) {
+      Daemon d(daemon_config(url, {c.queue}), "startup");
+      INFO("daemon log:\n", d.log());
+      const auto status = d.process().wait_exit(60s);
+      REQUIRE(status);
+      CHECK(exited_with(*status, 1));
+      CHECK(d.log().find(c.message) != std::string::npos);
+    }
+  }
+}
