@@ -24,7 +24,7 @@ using protocol::Outcome;
 // Errors after which the CUDA context is unusable (the sticky errors of the
 // CUDA runtime), as their messages read.
 constexpr std::string_view kStickyMessages[] = {
-    "illegal memory access", "device-side assert", "unspecified launch failure", "misaligned address",
+    "illegal memory access", "device-side assert",   "unspecified launch failure", "misaligned address",
     "illegal instruction",   "hardware stack error", "the launch timed out",
 };
 
@@ -147,9 +147,12 @@ void run_range(std::size_t begin, std::size_t end,
 
 std::string_view fault_class_name(FaultClass c) {
   switch (c) {
-    case FaultClass::kSticky: return "sticky";
-    case FaultClass::kOutOfMemory: return "out of memory";
-    case FaultClass::kOther: return "other";
+    case FaultClass::kSticky:
+      return "sticky";
+    case FaultClass::kOutOfMemory:
+      return "out of memory";
+    case FaultClass::kOther:
+      return "other";
   }
   return "other";
 }

@@ -82,7 +82,8 @@ void release_cached_memory();
 // caller sets them). Throws std::logic_error when `forward` returns the wrong
 // number of outputs (a bug). Blocks in `forward`.
 std::vector<protocol::JobOutput> run_with_fault_policy(
-    std::size_t n, const std::function<std::vector<protocol::JobOutput>(std::size_t begin, std::size_t end)>& forward,
+    std::size_t n,
+    const std::function<std::vector<protocol::JobOutput>(std::size_t begin, std::size_t end)>& forward,
     const std::function<void()>& release_memory);
 
 }  // namespace inferq::executor

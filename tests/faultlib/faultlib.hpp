@@ -11,12 +11,12 @@ extern "C" int inferq_faultlib_version();
 // an input element equal to one of them makes the model fail that way. The
 // warm-up feeds ones and padding is zero, so neither is a trigger.
 namespace inferq::test::faults {
-inline constexpr int kIllegalAddress = 11;  // "CUDA error: an illegal memory access was encountered"
-inline constexpr int kOutOfMemory = 12;     // "CUDA out of memory. Tried to allocate ..." (runtime_error)
-inline constexpr int kOutOfMemoryType = 13; // c10::OutOfMemoryError
-inline constexpr int kCublasAlloc = 14;     // "CUBLAS_STATUS_ALLOC_FAILED ..."
-inline constexpr int kOther = 15;           // "the model rejects this input (fault injection)"
-inline constexpr int kDeviceAssert = 16;    // "CUDA error: device-side assert triggered"
-inline constexpr int kHang = 17;            // never returns
-inline constexpr int kAbort = 18;           // std::abort()
+inline constexpr int kIllegalAddress = 11;   // "CUDA error: an illegal memory access was encountered"
+inline constexpr int kOutOfMemory = 12;      // "CUDA out of memory. Tried to allocate ..." (runtime_error)
+inline constexpr int kOutOfMemoryType = 13;  // c10::OutOfMemoryError
+inline constexpr int kCublasAlloc = 14;      // "CUBLAS_STATUS_ALLOC_FAILED ..."
+inline constexpr int kOther = 15;            // "the model rejects this input (fault injection)"
+inline constexpr int kDeviceAssert = 16;     // "CUDA error: device-side assert triggered"
+inline constexpr int kHang = 17;             // never returns
+inline constexpr int kAbort = 18;            // std::abort()
 }  // namespace inferq::test::faults

@@ -37,28 +37,27 @@ int main(int argc, char** argv) {
   // The ops must be registered before define() compiles calls to them.
   if (inferq_faultlib_version() != 1) return 1;
   namespace f = inferq::test::faults;
-  using std::to_string;
   try {
     std::filesystem::create_directories(argv[1]);
     torch::jit::Module m("InferqFaults");
-    m.define(
-        "def forward(self, x):\n"
-        "    x = inferq_test.raise_if(x, " + to_string(f::kIllegalAddress) +
-        ", 'CUDA error: an illegal memory access was encountered')\n"
-        "    x = inferq_test.raise_if(x, " + to_string(f::kOutOfMemory) +
-        ", 'CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 15.78 GiB total capacity)')\n"
-        "    x = inferq_test.oom_if(x, " + to_string(f::kOutOfMemoryType) +
-        ", 'CUDA out of memory. Tried to allocate 1.00 GiB (raised as c10::OutOfMemoryError)')\n"
-        "    x = inferq_test.raise_if(x, " + to_string(f::kCublasAlloc) +
-        ", 'CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`')\n"
-        "    x = inferq_test.raise_if(x, " + to_string(f::kOther) +
-        ", 'the model rejects this input (fault injection)')\n"
-        "    x = inferq_test.raise_if(x, " + to_string(f::kDeviceAssert) +
-        ", 'CUDA error: device-side assert triggered')\n"
-        "    x = inferq_test.hang_if(x, " + to_string(f::kHang) + ")\n"
-        "    x = inferq_test.abort_if(x, " + to_string(f::kAbort) + ")\n"
-        "    return x * 2\n",
-        std::make_shared<FaultOpsResolver>());
+    // One statement per fault: `x = inferq_test.OP(x, TRIGGER[, 'MESSAGE'])`.
+    const auto call = [](const std::string& op, int trigger, const std::string& message = {}) {
+      return "    x = inferq_test." + op + "(x, " + std::to_string(trigger) +
+             (message.empty() ? "" : ", '" + message + "'") + ")\n";
+    };
+    const std::string source =
+        "def forward(self, x):\n" +
+        call("raise_if", f::kIllegalAddress, "CUDA error: an illegal memory access was encountered") +
+        call("raise_if", f::kOutOfMemory,
+             "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 15.78 GiB total capacity)") +
+        call("oom_if", f::kOutOfMemoryType,
+             "CUDA out of memory. Tried to allocate 1.00 GiB (raised as c10::OutOfMemoryError)") +
+        call("raise_if", f::kCublasAlloc,
+             "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`") +
+        call("raise_if", f::kOther, "the model rejects this input (fault injection)") +
+        call("raise_if", f::kDeviceAssert, "CUDA error: device-side assert triggered") +
+        call("hang_if", f::kHang) + call("abort_if", f::kAbort) + "    return x * 2\n";
+    m.define(source, std::make_shared<FaultOpsResolver>());
     const std::string path = std::string(argv[1]) + "/faults.pt";
     m.save(path);
     std::cout << path << "\n";

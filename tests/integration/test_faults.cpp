@@ -32,7 +32,8 @@ const TempDir& fault_models() {
   static const bool made = [] {
     ChildProcess make({INFERQ_MAKE_FAULT_MODELS, dir.path()});
     const auto status = make.wait_exit(120s);
-    if (!status || !exited_with(*status, 0)) throw std::runtime_error("inferq-make-fault-models failed:\n" + make.log());
+    if (!status || !exited_with(*status, 0))
+      throw std::runtime_error("inferq-make-fault-models failed:\n" + make.log());
     return true;
   }();
   (void)made;
@@ -40,7 +41,8 @@ const TempDir& fault_models() {
 }
 
 // A queue serving faults.pt: x FP32 [4] -> y = 2x, or the fault its trigger names.
-TestQueue fault_queue(const std::string& name, int instances, int max_jobs, const std::string& deadline = "30s") {
+TestQueue fault_queue(const std::string& name, int instances, int max_jobs,
+                      const std::string& deadline = "30s") {
   TestQueue q;
   q.name = name;
   q.model = fault_models().file("faults.pt");
@@ -59,7 +61,8 @@ TestQueue fault_queue(const std::string& name, int instances, int max_jobs, cons
 }
 
 std::string x_payload(float v) {
-  return json{{"inputs", {{{"name", "x"}, {"datatype", "FP32"}, {"shape", {4}}, {"data", {v, v, v, v}}}}}}.dump();
+  return json{{"inputs", {{{"name", "x"}, {"datatype", "FP32"}, {"shape", {4}}, {"data", {v, v, v, v}}}}}}
+      .dump();
 }
 
 void check_doubled(const JobRow& row, float v) {
@@ -80,7 +83,9 @@ std::vector<std::pair<std::string, std::string>> errors_of(const JobRow& row) {
   return out;
 }
 
-bool contains(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
+bool contains(const std::string& text, const std::string& needle) {
+  return text.find(needle) != std::string::npos;
+}
 
 // `inferq status` against `url`: its exit status and stdout.
 std::pair<int, std::string> inferq_status(const std::string& url) {
@@ -112,8 +117,8 @@ void echo_flows_while(const std::string& url, const std::function<bool()>& busy)
   const auto ids = enqueue_many(url, "echo", {R"({"n": 1})", R"({"n": 2})", R"({"n": 3})", R"({"n": 4})"});
   REQUIRE(wait_until(
       [&] {
-        return scalar(url, "SELECT count(*) FROM inferq.jobs WHERE state = 'succeeded' AND id IN (" + id_list(ids) +
-                               ")") == 4;
+        return scalar(url, "SELECT count(*) FROM inferq.jobs WHERE state = 'succeeded' AND id IN (" +
+                               id_list(ids) + ")") == 4;
       },
       15s, 20ms));
   CHECK(busy());
@@ -121,7 +126,9 @@ void echo_flows_while(const std::string& url, const std::function<bool()>& busy)
 
 }  // namespace
 
-TEST_CASE("a sticky CUDA error replaces the executor; the job retries with its attempts counted; others unaffected") {
+TEST_CASE(
+    "a sticky CUDA error replaces the executor; the job retries with its attempts counted; others "
+    "unaffected") {
   const std::string url = fresh_inferq_database();
   TestQueue sticky = fault_queue("sticky", 1, 1);
   TestQueue good = fault_queue("good", 1, 8);
@@ -153,7 +160,8 @@ TEST_CASE("a sticky CUDA error replaces the executor; the job retries with its a
   for (const auto& [cls, message] : errors) {
     CHECK(cls == "fatal");
     CHECK(message ==
-          "sticky CUDA error, the executor must be replaced: CUDA error: an illegal memory access was encountered "
+          "sticky CUDA error, the executor must be replaced: CUDA error: an illegal memory access was "
+          "encountered "
           "(executor exited with code 4)");
   }
   CHECK(contains(bad->last_error.value_or(""), "an illegal memory access was encountered"));
@@ -167,7 +175,8 @@ TEST_CASE("a sticky CUDA error replaces the executor; the job retries with its a
 
   // The replacement serves its queue; the other queues never noticed.
   check_doubled(*job(url, sticky_ok), 0.5f);
-  for (std::size_t i = 0; i < good_ids.size(); ++i) check_doubled(*job(url, good_ids[i]), static_cast<float>(i));
+  for (std::size_t i = 0; i < good_ids.size(); ++i)
+    check_doubled(*job(url, good_ids[i]), static_cast<float>(i));
   for (const auto id : echo_ids) {
     const auto e = job(url, id);
     CHECK(e->state == "succeeded");
@@ -197,7 +206,8 @@ TEST_CASE("out of memory on one job of a batch of 16: the 15 others succeed, tha
   for (const int trigger : {faults::kOutOfMemory, faults::kOutOfMemoryType, faults::kCublasAlloc}) {
     CAPTURE(trigger);
     std::vector<std::string> payloads;
-    for (int i = 0; i < 16; ++i) payloads.push_back(x_payload(i == 6 ? static_cast<float>(trigger) : 100.0f + i));
+    for (int i = 0; i < 16; ++i)
+      payloads.push_back(x_payload(i == 6 ? static_cast<float>(trigger) : 100.0f + i));
     const auto ids = enqueue_many(url, "oom", payloads);
     REQUIRE(wait_all_final(url, 30s));
     for (int i = 0; i < 16; ++i) {

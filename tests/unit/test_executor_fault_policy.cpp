@@ -50,7 +50,8 @@ std::string interpreter_wrapped(const std::string& message) {
          "    x = inferq_test.raise_if(x, 11, 'CUDA error: an illegal memory access was encountered')\n"
          "    x = inferq_test.raise_if(x, 12, 'CUDA out of memory. Tried to allocate 2.00 GiB')\n"
          "        ~~~~~~~~~~~~~~~~~~~~ <--- HERE\n"
-         "RuntimeError: " + message + "\n";
+         "RuntimeError: " +
+         message + "\n";
 }
 
 // A fake batch runner over jobs whose ids are their indexes. `fails(b, e)`
@@ -71,7 +72,8 @@ struct FakeModel {
           std::vector<JobOutput> outs;
           for (std::size_t i = b; i < e; ++i) {
             ++succeeded[i];
-            outs.push_back(JobOutput{static_cast<std::int64_t>(i), Outcome::kSucceeded, "ok " + std::to_string(i)});
+            outs.push_back(
+                JobOutput{static_cast<std::int64_t>(i), Outcome::kSucceeded, "ok " + std::to_string(i)});
           }
           return outs;
         },
@@ -84,10 +86,11 @@ bool contains(std::size_t b, std::size_t e, std::size_t job) { return b <= job &
 }  // namespace
 
 TEST_CASE("classify_message: sticky CUDA errors, out of memory, and everything else") {
-  for (const char* m : {"CUDA error: an illegal memory access was encountered", "CUDA error: device-side assert triggered",
-                        "CUDA error: unspecified launch failure", "CUDA error: misaligned address",
-                        "CUDA error: an illegal instruction was encountered", "CUDA error: hardware stack error",
-                        "CUDA error: the launch timed out and was terminated"}) {
+  for (const char* m :
+       {"CUDA error: an illegal memory access was encountered", "CUDA error: device-side assert triggered",
+        "CUDA error: unspecified launch failure", "CUDA error: misaligned address",
+        "CUDA error: an illegal instruction was encountered", "CUDA error: hardware stack error",
+        "CUDA error: the launch timed out and was terminated"}) {
     CAPTURE(m);
     CHECK(classify_message(m) == FaultClass::kSticky);
     CHECK(classify_exception(std::runtime_error(interpreter_wrapped(m))) == FaultClass::kSticky);
@@ -106,13 +109,16 @@ TEST_CASE("classify_message: sticky CUDA errors, out of memory, and everything e
   }
 }
 
-TEST_CASE("an interpreter error is classified by its original error, not by the source its traceback quotes") {
-  CHECK(classify_exception(std::runtime_error(interpreter_wrapped("CUDA out of memory. Tried to allocate 2 GiB"))) ==
-        FaultClass::kOutOfMemory);
-  CHECK(classify_exception(std::runtime_error(interpreter_wrapped("index 7 is out of bounds"))) == FaultClass::kOther);
+TEST_CASE(
+    "an interpreter error is classified by its original error, not by the source its traceback quotes") {
+  CHECK(classify_exception(std::runtime_error(
+            interpreter_wrapped("CUDA out of memory. Tried to allocate 2 GiB"))) == FaultClass::kOutOfMemory);
+  CHECK(classify_exception(std::runtime_error(interpreter_wrapped("index 7 is out of bounds"))) ==
+        FaultClass::kOther);
   // A multi-line original error (as c10's CUDA checks write them).
   const std::string assert_text =
-      "CUDA error: device-side assert triggered\nCUDA kernel errors might be asynchronously reported at some other "
+      "CUDA error: device-side assert triggered\nCUDA kernel errors might be asynchronously reported at some "
+      "other "
       "API call\nFor debugging consider passing CUDA_LAUNCH_BLOCKING=1.";
   CHECK(classify_exception(std::runtime_error(interpreter_wrapped(assert_text))) == FaultClass::kSticky);
   CHECK(error_message(std::runtime_error(interpreter_wrapped(assert_text))) ==
@@ -150,9 +156,9 @@ TEST_CASE("error_message: the original error, without backtrace or TorchScript t
 #ifdef INFERQ_WITH_CUDA
 TEST_CASE("classify_cuda_error maps the CUDA runtime's codes") {
   using inferq::executor::classify_cuda_error;
-  for (const cudaError_t code : {cudaErrorIllegalAddress, cudaErrorAssert, cudaErrorLaunchFailure,
-                                 cudaErrorMisalignedAddress, cudaErrorIllegalInstruction,
-                                 cudaErrorHardwareStackError, cudaErrorLaunchTimeout}) {
+  for (const cudaError_t code :
+       {cudaErrorIllegalAddress, cudaErrorAssert, cudaErrorLaunchFailure, cudaErrorMisalignedAddress,
+        cudaErrorIllegalInstruction, cudaErrorHardwareStackError, cudaErrorLaunchTimeout}) {
     CAPTURE(static_cast<int>(code));
     CHECK(classify_cuda_error(code) == FaultClass::kSticky);
   }
@@ -182,7 +188,8 @@ TEST_CASE("run_with_fault_policy: a batch that succeeds runs once") {
   CHECK(m.calls.size() == 1);
 }
 
-TEST_CASE("run_with_fault_policy: out of memory on one job of 16 fails it alone; the 15 others succeed once") {
+TEST_CASE(
+    "run_with_fault_policy: out of memory on one job of 16 fails it alone; the 15 others succeed once") {
   for (const bool typed : {false, true}) {
     for (const std::size_t bad : {std::size_t{0}, std::size_t{5}, std::size_t{15}}) {
       CAPTURE(typed);
@@ -197,7 +204,8 @@ TEST_CASE("run_with_fault_policy: out of memory on one job of 16 fails it alone;
             return std::current_exception();
           }
         }
-        return std::make_exception_ptr(std::runtime_error(interpreter_wrapped("CUDA out of memory. Tried to allocate 8.00 GiB")));
+        return std::make_exception_ptr(
+            std::runtime_error(interpreter_wrapped("CUDA out of memory. Tried to allocate 8.00 GiB")));
       };
       const auto outs = m.run(16);
       REQUIRE(outs.size() == 16);
@@ -217,7 +225,8 @@ TEST_CASE("run_with_fault_policy: out of memory on one job of 16 fails it alone;
       // 16 -> 8 -> 4 -> 2 -> 1: one failure per level down to the job alone.
       CHECK(m.releases == 5);
       CHECK(m.calls.size() == 9);
-      CHECK(std::count(m.calls.begin(), m.calls.end(), std::pair<std::size_t, std::size_t>{bad, bad + 1}) == 1);
+      CHECK(std::count(m.calls.begin(), m.calls.end(), std::pair<std::size_t, std::size_t>{bad, bad + 1}) ==
+            1);
     }
   }
 }
@@ -241,7 +250,8 @@ TEST_CASE("run_with_fault_policy: out of memory everywhere runs each job alone o
 TEST_CASE("run_with_fault_policy: a sticky error throws FatalError, even in a split half") {
   FakeModel m;
   m.fails = [](std::size_t b, std::size_t e) {
-    return std::make_exception_ptr(std::runtime_error("CUDA error: an illegal memory access was encountered"));
+    return std::make_exception_ptr(
+        std::runtime_error("CUDA error: an illegal memory access was encountered"));
     (void)b, (void)e;
   };
   CHECK_THROWS_WITH_AS(m.run(4), doctest::Contains("an illegal memory access was encountered"), FatalError);
@@ -251,7 +261,8 @@ TEST_CASE("run_with_fault_policy: a sticky error throws FatalError, even in a sp
   FakeModel split;
   split.fails = [](std::size_t b, std::size_t e) -> std::exception_ptr {
     if (b == 0 && e == 8) return std::make_exception_ptr(std::runtime_error("CUDA out of memory."));
-    if (contains(b, e, 6)) return std::make_exception_ptr(std::runtime_error("CUDA error: device-side assert triggered"));
+    if (contains(b, e, 6))
+      return std::make_exception_ptr(std::runtime_error("CUDA error: device-side assert triggered"));
     return nullptr;
   };
   CHECK_THROWS_WITH_AS(split.run(8), doctest::Contains("device-side assert"), FatalError);
@@ -315,7 +326,8 @@ inferq::config::QueueSettings fault_queue() {
 }
 
 std::string x_payload(float v) {
-  return json{{"inputs", {{{"name", "x"}, {"datatype", "FP32"}, {"shape", {4}}, {"data", {v, v, v, v}}}}}}.dump();
+  return json{{"inputs", {{{"name", "x"}, {"datatype", "FP32"}, {"shape", {4}}, {"data", {v, v, v, v}}}}}}
+      .dump();
 }
 
 inferq::protocol::RunUnit unit_of(std::size_t n, std::size_t bad, int trigger) {
