@@ -8,14 +8,19 @@
 //   inferq-bench-model [--seq-len L] [--jobs N] [--batches 1,8,32]
 //                      [--instances I] [--threads T] [--raw-seconds S]
 //
-// --threads is per executor (default: cores / instances, at least 1); the raw
-// pass uses instances x threads, the same cores the daemon's executors share.
+// --threads is per executor (default: cores / instances, at least 1). The raw
+// pass has the daemon's layout without the queue: --instances threads in one
+// process, each running its own copy of the model with --threads intra-op
+// threads, under the same OMP/MKL/OPENBLAS_NUM_THREADS the supervisor sets.
 #include <pqxx/pqxx>
 #include <torch/script.h>
 
 #include <ATen/Parallel.h>
 
+#include <unistd.h>
+
 #include <csignal>
+#include <cstdlib>
 
 #include <algorithm>
 #include <chrono>
@@ -44,6 +49,7 @@ struct Options {
   int instances = 2;
   int threads = 0;  // 0: cores / instances
   double raw_seconds = 3;
+  bool e2e = true;
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -55,24 +61,40 @@ std::vector<std::int64_t> token_ids(int n, long j) {
   return ids;
 }
 
-double raw_throughput(const std::string& model_path, int batch, int seq_len, double seconds) {
-  torch::jit::Module m = torch::jit::load(model_path);
-  m.eval();
-  c10::InferenceMode guard;
+// `instances` threads, each with its own copy of the model, loop over the
+// forward pass of one batch for `seconds`: the daemon's layout (I executors
+// x T intra-op threads) without the queue. Returns jobs per second.
+double raw_throughput(const std::string& model_path, int batch, int seq_len, double seconds, int instances) {
   std::vector<std::int64_t> ids;
   for (int b = 0; b < batch; ++b) {
     const auto row = token_ids(seq_len, b);
     ids.insert(ids.end(), row.begin(), row.end());
   }
   const at::Tensor input = at::tensor(ids).reshape({batch, seq_len});
-  for (int i = 0; i < 3; ++i) m.forward({input});  // warm-up, as the executor does
-  long runs = 0;
-  const auto t0 = Clock::now();
-  while (seconds_since(t0) < seconds || runs < 3) {
-    m.forward({input});
-    ++runs;
+  std::vector<torch::jit::Module> modules;
+  for (int i = 0; i < instances; ++i) {
+    modules.push_back(torch::jit::load(model_path));
+    modules.back().eval();
+    c10::InferenceMode guard;
+    for (int w = 0; w < 3; ++w) modules.back().forward({input});  // warm-up, as the executor does
   }
-  return static_cast<double>(runs * batch) / seconds_since(t0);
+  std::vector<long> runs(static_cast<std::size_t>(instances), 0);
+  std::vector<std::thread> threads;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < instances; ++i) {
+    threads.emplace_back([&, i] {
+      c10::InferenceMode guard;
+      while (seconds_since(t0) < seconds) {
+        modules[static_cast<std::size_t>(i)].forward({input});
+        ++runs[static_cast<std::size_t>(i)];
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double elapsed = seconds_since(t0);
+  long total = 0;
+  for (const long r : runs) total += r;
+  return static_cast<double>(total * batch) / elapsed;
 }
 
 void fill_backlog(const std::string& url, long n, int seq_len) {
@@ -156,6 +178,8 @@ int main(int argc, char** argv) {
       o.instances = std::stoi(next());
     } else if (a == "--threads") {
       o.threads = std::stoi(next());
+    } else if (a == "--skip-e2e") {
+      o.e2e = false;
     } else if (a == "--raw-seconds") {
       o.raw_seconds = std::stod(next());
     } else {
@@ -166,6 +190,18 @@ int main(int argc, char** argv) {
   }
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = o.threads > 0 ? o.threads : std::max(1, cores / o.instances);
+  // The thread environment the supervisor gives each executor, for the raw
+  // pass too; OpenBLAS reads it when it loads, so set it and start again.
+  if (std::getenv("INFERQ_BENCH_REEXEC") == nullptr) {
+    const std::string t = std::to_string(threads);
+    for (const char* name : {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"}) {
+      ::setenv(name, t.c_str(), 1);
+    }
+    ::setenv("INFERQ_BENCH_REEXEC", "1", 1);
+    ::execv("/proc/self/exe", argv);
+    std::perror("inferq-bench-model: re-exec");
+    return 1;
+  }
 
   TempDir models("inferq-bench-models");
   {
@@ -180,14 +216,16 @@ int main(int argc, char** argv) {
   std::printf("inferq model benchmark: encoder.pt (4 layers, 6 heads, width 384), %d tokens per job, %u cores\n",
               o.seq_len, std::thread::hardware_concurrency());
 
-  at::set_num_threads(o.instances * threads);
+  at::set_num_threads(threads);
   at::set_num_interop_threads(1);
   std::map<int, double> raw;
   for (const int b : o.batches) {
-    raw[b] = raw_throughput(model, b, o.seq_len, o.raw_seconds);
-    std::printf("raw in-process forward, batch %2d, %d thread(s): %8.1f jobs/s\n", b, o.instances * threads, raw[b]);
+    raw[b] = raw_throughput(model, b, o.seq_len, o.raw_seconds, o.instances);
+    std::printf("raw in-process forward, batch %2d, %d loop(s) x %d thread(s): %8.1f jobs/s\n", b, o.instances,
+                threads, raw[b]);
   }
 
+  if (!o.e2e) return 0;
   PgCluster pg;
   pg.start();
   const std::string url = pg.create_database();

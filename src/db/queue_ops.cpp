@@ -78,6 +78,27 @@ std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int6
   return unit;
 }
 
+std::vector<ClaimedJob> claim_more(Session& s, std::int64_t lease_id, const std::string& queue, int max_jobs,
+                                   int default_max_attempts) {
+  std::vector<ClaimedJob> jobs;
+  s.run([&](Raw& raw) {
+    raw.prepare_once("inferq_claim_more",
+                     "SELECT job_id, payload, attempts, max_attempts FROM inferq.claim_more($1, $2, $3, $4)");
+    pqxx::nontransaction tx(raw.conn);
+    const auto r = tx.exec_prepared("inferq_claim_more", lease_id, queue, max_jobs, default_max_attempts);
+    jobs.reserve(r.size());
+    for (const auto& row : r) {
+      ClaimedJob job;
+      job.id = row[0].as<std::int64_t>();
+      job.payload.assign(row[1].c_str(), row[1].size());
+      job.attempts = row[2].as<int>();
+      job.max_attempts = row[3].as<int>();
+      jobs.push_back(std::move(job));
+    }
+  });
+  return jobs;
+}
+
 bool has_available_work(Session& s, const std::string& queue) {
   bool found = false;
   s.run([&](Raw& raw) {

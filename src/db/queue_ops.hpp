@@ -65,6 +65,12 @@ int reap(Session& s, std::chrono::milliseconds stale_after, const std::vector<st
 std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int64_t worker_id,
                                  int max_jobs, int default_max_attempts);
 
+// Adds up to `max_jobs` more unkeyed jobs of `queue` to the live unkeyed
+// lease `lease_id` (see inferq.claim_more); returns the jobs added, none when
+// nothing is claimable or the lease is gone. For units that wait to fill up.
+std::vector<ClaimedJob> claim_more(Session& s, std::int64_t lease_id, const std::string& queue, int max_jobs,
+                                   int default_max_attempts);
+
 // Whether `queue` has a job a claim could take now: an unkeyed job that is
 // available and due, or a claimable key (inferq.key_heads). Cheap: two index
 // probes.

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "executor/fault_policy.hpp"
+#include "executor/model_plugin.hpp"
 #include "executor/payload.hpp"
 
 namespace inferq::executor {
@@ -344,3 +345,13 @@ std::unique_ptr<Handler> make_model_handler(const config::QueueSettings& queue) 
 }
 
 }  // namespace inferq::executor
+
+extern "C" const inferq::executor::ModelPlugin* inferq_model_plugin_v1() {
+  using namespace inferq::executor;
+  static const ModelPlugin plugin{
+      &set_torch_threads,
+      [](const inferq::config::QueueSettings& queue) -> Handler* { return make_model_handler(queue).release(); },
+      &make_example_models,
+  };
+  return &plugin;
+}

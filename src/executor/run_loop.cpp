@@ -18,7 +18,7 @@
 #include <variant>
 
 #include "config/settings.hpp"
-#include "executor/model_handler.hpp"
+#include "executor/model_plugin.hpp"
 #include "protocol/channel.hpp"
 #include "util/duration.hpp"
 
@@ -218,16 +218,17 @@ int serve_configured(const Options& o) {
     const config::Settings settings = config::load_settings(o.config);
     const auto queue = std::find_if(settings.queues.begin(), settings.queues.end(),
                                     [&](const config::QueueSettings& q) { return q.name == o.queue; });
-    if (queue == settings.queues.end()) throw StartupError("queue \"" + o.queue + "\" is not in " + o.config);
+    if (queue == settings.queues.end()) throw std::runtime_error("queue \"" + o.queue + "\" is not in " + o.config);
     if (queue->is_model()) {
-      set_torch_threads(config::executor_threads(settings, *queue));
-      handler = make_model_handler(*queue);
+      const ModelPlugin& plugin = model_plugin();
+      plugin.set_torch_threads(config::executor_threads(settings, *queue));
+      handler.reset(plugin.make_model_handler(*queue));
       handler_name = "model:" + queue->model;
       idle = queue->idle_exit_after;
     } else {
       handler = make_handler(queue->handler);
       handler_name = queue->handler;
-      if (!handler) throw StartupError("queue \"" + o.queue + "\": handler: unknown handler " + queue->handler);
+      if (!handler) throw std::runtime_error("queue \"" + o.queue + "\": handler: unknown handler " + queue->handler);
     }
   } catch (const std::exception& e) {
     // StartupError, ConfigError (the file changed since the daemon read it).
@@ -248,7 +249,7 @@ int executor_main(int argc, char** argv) noexcept {
   try {
     if (argc >= 2 && std::string_view(argv[1]) == "make-models") {
       if (argc != 3) return usage_error("usage: inferq-executor make-models DIR");
-      make_example_models(argv[2]);
+      model_plugin().make_example_models(argv[2]);
       std::printf("wrote %s/{mlp,encoder}.pt and {mlp,encoder}.queue.yaml\n", argv[2]);
       return kExitOk;
     }

@@ -43,6 +43,7 @@ struct Supervisor::Slot {
     kBusy,         // running `unit` until `deadline`
     kExiting,      // killed or closed; waiting for the process to end
     kStopped,      // its executor exited idle; started again when the queue has work
+    kFilling,      // holds a partial `unit` (lease live) until it is full or `timer` (max_wait) passes
   };
   const config::QueueSettings* queue = nullptr;
   int index = 0;
@@ -51,8 +52,9 @@ struct Supervisor::Slot {
   bool was_ready = false;         // the current process said Ready
   int start_failures = 0;         // consecutive deaths before Ready
   TimePoint restart_at{};         // kWaitRestart
-  TimePoint timer{};              // kStarting: ready deadline; kBusy: unit deadline; kExiting: kill time
-  std::optional<db::ClaimedUnit> unit;  // kBusy
+  // kStarting: ready deadline; kBusy: unit deadline; kExiting: kill time; kFilling: end of max_wait
+  TimePoint timer{};
+  std::optional<db::ClaimedUnit> unit;  // kBusy, kFilling
   std::string fatal_message;      // from a Fatal frame, until the process ends
 };
 
@@ -127,8 +129,34 @@ void Supervisor::tick() {
   // Invariant 1: reap first, every tick, whatever the slots say.
   reap_stale(now);
   stop_lost_units(now);
+  top_up_filling_units(now);
   if (!draining_) start_stopped_queues(now);
   if (!draining_) claim_for_idle_slots(now);
+}
+
+void Supervisor::top_up_filling_units(TimePoint now) {
+  for (auto& slot_ptr : slots_) {
+    Slot& slot = *slot_ptr;
+    if (slot.state != Slot::State::kFilling || !slot.unit) continue;
+    const int max_jobs = slot.queue->batch.max_jobs;
+    auto& jobs = slot.unit->jobs;
+    if (db_usable(now) && static_cast<int>(jobs.size()) < max_jobs) {
+      try {
+        auto more = db::claim_more(session_, slot.unit->lease_id, slot.queue->name, max_jobs - static_cast<int>(jobs.size()),
+                                   slot.queue->retry.max_attempts);
+        db_succeeded();
+        for (auto& job : more) jobs.push_back(std::move(job));
+      } catch (const db::DbError& e) {
+        // The unit still runs with what it has when its wait ends.
+        db_failed(e, now);
+      }
+    }
+    if (draining_ || static_cast<int>(jobs.size()) >= max_jobs || now >= slot.timer) {
+      db::ClaimedUnit unit = std::move(*slot.unit);
+      slot.unit.reset();
+      dispatch(slot, std::move(unit), now);
+    }
+  }
 }
 
 void Supervisor::start_stopped_queues(TimePoint now) {
@@ -169,6 +197,12 @@ void Supervisor::reap_stale(TimePoint now) {
 void Supervisor::stop_lost_units(TimePoint now) {
   for (const auto lease : leases_.take_lost()) {
     for (auto& slot : slots_) {
+      if (slot->state == Slot::State::kFilling && slot->unit && slot->unit->lease_id == lease) {
+        spdlog::warn("{}: lease {} was reaped while its unit was filling; dropping it", slot_name(*slot), lease);
+        slot->unit.reset();
+        slot->state = Slot::State::kIdle;
+        continue;
+      }
       if (slot->state != Slot::State::kBusy || !slot->unit || slot->unit->lease_id != lease) continue;
       // Another daemon owns these jobs now; running on would only waste the
       // slot (and a GPU) until the deadline, and the result is fenced out.
@@ -193,6 +227,18 @@ void Supervisor::claim_for_idle_slots(TimePoint now) {
       if (!unit) {
         exhausted.push_back(slot.queue);
         continue;
+      }
+      if (static_cast<int>(unit->jobs.size()) < slot.queue->batch.max_jobs) {
+        exhausted.push_back(slot.queue);
+        if (slot.queue->batch.max_wait.count() > 0 && !unit->work_unit_key) {
+          // Wait up to max_wait for more jobs: the lease is held (and
+          // heartbeated) meanwhile; ticks top it up, the poll wakes at timer.
+          leases_.add(unit->lease_id);
+          slot.state = Slot::State::kFilling;
+          slot.timer = now + slot.queue->batch.max_wait;
+          slot.unit = std::move(*unit);
+          continue;
+        }
       }
       dispatch(slot, std::move(*unit), now);
     } catch (const db::DbError& e) {
@@ -227,7 +273,7 @@ void Supervisor::wait_for_events(TimePoint now) {
   for (const auto& s : slots_) {
     if (s->state == Slot::State::kWaitRestart) until = std::min(until, s->restart_at);
     if (s->state == Slot::State::kStarting || s->state == Slot::State::kBusy ||
-        s->state == Slot::State::kExiting)
+        s->state == Slot::State::kExiting || s->state == Slot::State::kFilling)
       until = std::min(until, s->timer);
   }
   if (db_failing_) until = std::min(until, std::max(db_retry_at_, now));
@@ -318,6 +364,10 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
       return;
     }
   }
+  if (!open && slot.state == Slot::State::kFilling) {
+    // The unit never reached it: back to available, attempt refunded.
+    fail_unit(slot, "requeue", "the executor exited before the unit was sent; not run");
+  }
   if (!open) {
     // It closed its end, so it is exiting: stop reading, give it a moment to
     // end by itself (its exit status names the cause), then kill it. A unit
@@ -362,7 +412,10 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
     slot.state = Slot::State::kWaitRestart;
     return;
   }
-  if (slot.unit) {
+  if (slot.unit && slot.state == Slot::State::kFilling) {
+    fail_unit(slot, "requeue", "the executor exited before the unit was sent; not run");
+    spdlog::error("{} {} while its unit was filling", slot_name(slot), how);
+  } else if (slot.unit) {
     if (!slot.fatal_message.empty()) {
       fail_unit(slot, "fatal", slot.fatal_message + " (executor " + how + ")");
     } else {
@@ -421,6 +474,7 @@ void Supervisor::check_timers(TimePoint now) {
         break;
       case Slot::State::kIdle:
       case Slot::State::kStopped:
+      case Slot::State::kFilling:  // the tick dispatches it
         break;
     }
   }
@@ -553,7 +607,7 @@ void Supervisor::shutdown() {
   const auto now = clock_.now();
   std::vector<std::int64_t> unfinished;
   for (auto& s : slots_) {
-    if (s->state == Slot::State::kBusy && s->unit) {
+    if ((s->state == Slot::State::kBusy || s->state == Slot::State::kFilling) && s->unit) {
       spdlog::warn("{}: unit {} did not finish in time; releasing its {} job(s)", slot_name(*s),
                    s->unit->lease_id, s->unit->jobs.size());
       unfinished.push_back(s->unit->lease_id);

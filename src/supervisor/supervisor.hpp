@@ -67,6 +67,9 @@ class Supervisor {
   // Starts an executor for each queue whose executors all exited idle (none
   // ready or starting) once the queue has work again.
   void start_stopped_queues(TimePoint now);
+  // Tops up each filling unit (batch.max_wait) from the queue and sends it to
+  // its executor once it is full, its wait is over, or the daemon drains.
+  void top_up_filling_units(TimePoint now);
   void dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now);
   void wait_for_events(TimePoint now);
   void on_socket(Slot& slot, TimePoint now);

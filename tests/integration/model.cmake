@@ -6,3 +6,7 @@ find_package(nlohmann_json 3.9 REQUIRED)
 inferq_test(test_model_queues SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_model_queues.cpp
   LIBS inferq_test_support nlohmann_json::nlohmann_json ${TORCH_LIBRARIES} LABELS integration TIMEOUT 300)
 add_dependencies(test_model_queues inferq inferq-executor)
+# batch.max_wait: partial units topped up under their lease (migration 0002).
+inferq_test(test_max_wait SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_max_wait.cpp
+  LIBS inferq_test_support LABELS integration TIMEOUT 90)
+add_dependencies(test_max_wait inferq inferq-executor)
