@@ -12,8 +12,8 @@
 // pass has the daemon's layout without the queue: --instances threads in one
 // process, each running its own copy of the model with --threads intra-op
 // threads, under the same OMP/MKL/OPENBLAS_NUM_THREADS the supervisor sets.
-#include <pqxx/pqxx>
 #include <torch/script.h>
+#include <pqxx/pqxx>
 
 #include <ATen/Parallel.h>
 
@@ -101,17 +101,23 @@ void fill_backlog(const std::string& url, long n, int seq_len) {
   pqxx::connection c(url);
   pqxx::work tx(c);
   tx.exec("TRUNCATE inferq.jobs, inferq.active_sessions");
-  tx.exec("SELECT inferq.enqueue('encoder', jsonb_build_object('inputs', jsonb_build_array(jsonb_build_object("
-          "'name', 'input_ids', 'datatype', 'INT64', 'shape', jsonb_build_array(" + std::to_string(seq_len) + "),"
-          "'data', (SELECT jsonb_agg(1 + (g * 131 + i * 71) % 8000 ORDER BY i) FROM generate_series(0, " +
-          std::to_string(seq_len - 1) + ") i)))))"
-          " FROM generate_series(1, " + std::to_string(n) + ") g");
+  tx.exec(
+      "SELECT inferq.enqueue('encoder', jsonb_build_object('inputs', jsonb_build_array(jsonb_build_object("
+      "'name', 'input_ids', 'datatype', 'INT64', 'shape', jsonb_build_array(" +
+      std::to_string(seq_len) +
+      "),"
+      "'data', (SELECT jsonb_agg(1 + (g * 131 + i * 71) % 8000 ORDER BY i) FROM generate_series(0, " +
+      std::to_string(seq_len - 1) +
+      ") i)))))"
+      " FROM generate_series(1, " +
+      std::to_string(n) + ") g");
   tx.commit();
   pqxx::nontransaction nt(c);
   nt.exec("VACUUM ANALYZE inferq.jobs");
 }
 
-double end_to_end(const Options& o, const std::string& url, const std::string& model, int max_jobs, int threads) {
+double end_to_end(const Options& o, const std::string& url, const std::string& model, int max_jobs,
+                  int threads) {
   fill_backlog(url, o.jobs, o.seq_len);
   TempDir dir("inferq-bench-model");
   const std::string config = dir.file("bench.yaml");
@@ -213,16 +219,17 @@ int main(int argc, char** argv) {
     }
   }
   const std::string model = models.file("encoder.pt");
-  std::printf("inferq model benchmark: encoder.pt (4 layers, 6 heads, width 384), %d tokens per job, %u cores\n",
-              o.seq_len, std::thread::hardware_concurrency());
+  std::printf(
+      "inferq model benchmark: encoder.pt (4 layers, 6 heads, width 384), %d tokens per job, %u cores\n",
+      o.seq_len, std::thread::hardware_concurrency());
 
   at::set_num_threads(threads);
   at::set_num_interop_threads(1);
   std::map<int, double> raw;
   for (const int b : o.batches) {
     raw[b] = raw_throughput(model, b, o.seq_len, o.raw_seconds, o.instances);
-    std::printf("raw in-process forward, batch %2d, %d loop(s) x %d thread(s): %8.1f jobs/s\n", b, o.instances,
-                threads, raw[b]);
+    std::printf("raw in-process forward, batch %2d, %d loop(s) x %d thread(s): %8.1f jobs/s\n", b,
+                o.instances, threads, raw[b]);
   }
 
   if (!o.e2e) return 0;
@@ -233,9 +240,10 @@ int main(int argc, char** argv) {
   migrate.wait_exit(std::chrono::seconds(60));
   for (const int b : o.batches) {
     const double e2e = end_to_end(o, url, model, b, threads);
-    std::printf("end to end, max_jobs %2d, %d instance(s) x %d thread(s), %ld jobs: %8.1f jobs/s = %5.1f%% of raw "
-                "at batch %d\n",
-                b, o.instances, threads, o.jobs, e2e, 100.0 * e2e / raw[b], b);
+    std::printf(
+        "end to end, max_jobs %2d, %d instance(s) x %d thread(s), %ld jobs: %8.1f jobs/s = %5.1f%% of raw "
+        "at batch %d\n",
+        b, o.instances, threads, o.jobs, e2e, 100.0 * e2e / raw[b], b);
   }
   return 0;
 }

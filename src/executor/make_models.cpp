@@ -3,15 +3,15 @@
 #include <torch/script.h>
 
 #include <cerrno>
-#include <cstring>
 #include <climits>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <system_error>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 
 #include "executor/model_handler.hpp"
 
@@ -93,11 +93,11 @@ def forward(self, input_ids):
     src += "    v = qkv.narrow(2, 2 * W, W).reshape(B, T, H, D).transpose(1, 2)\n";
     src += "    att = torch.softmax(torch.matmul(q, k.transpose(2, 3)) * SCALE + bias, -1)\n";
     src += "    a = torch.matmul(att, v).transpose(1, 2).reshape(B, T, W)\n";
-    src += "    x = torch.layer_norm(x + torch.matmul(a, " + p + "wo) + " + p + "bo, [W], " + p + "ln1w, " + p +
-           "ln1b, 1e-5)\n";
+    src += "    x = torch.layer_norm(x + torch.matmul(a, " + p + "wo) + " + p + "bo, [W], " + p + "ln1w, " +
+           p + "ln1b, 1e-5)\n";
     src += "    h = torch.gelu(torch.matmul(x, " + p + "w1) + " + p + "b1)\n";
-    src += "    x = torch.layer_norm(x + torch.matmul(h, " + p + "w2) + " + p + "b2, [W], " + p + "ln2w, " + p +
-           "ln2b, 1e-5)\n";
+    src += "    x = torch.layer_norm(x + torch.matmul(h, " + p + "w2) + " + p + "b2, [W], " + p + "ln2w, " +
+           p + "ln2b, 1e-5)\n";
   }
   src += R"(
     m = mask.to(x.dtype).unsqueeze(2)
@@ -133,31 +133,38 @@ void make_example_models(const std::string& dir) {
     make_mlp(abs);
     make_encoder(abs);
   } catch (const c10::Error& e) {
-    throw std::runtime_error(std::string("building the example models failed: ") + e.what_without_backtrace());
+    throw std::runtime_error(std::string("building the example models failed: ") +
+                             e.what_without_backtrace());
   }
-  write_file(abs + "/mlp.queue.yaml",
-             "# The queue entry serving mlp.pt (written by inferq-executor make-models): an item of `queues:`.\n"
-             "- name: mlp\n"
-             "  model: " + abs + "/mlp.pt\n"
-             "  device: auto\n"
-             "  instances: 1\n"
-             "  threads: 0\n"
-             "  batch: {max_jobs: 32, max_wait: 0ms}\n"
-             "  inputs: [{name: x, datatype: FP32, shape: [384]}]\n"
-             "  outputs: [{name: y}]\n"
-             "  idle_exit_after: 10m\n");
-  write_file(abs + "/encoder.queue.yaml",
-             "# The queue entry serving encoder.pt (written by inferq-executor make-models): an item of `queues:`.\n"
-             "# input_ids are token ids in [1, 8191]; 0 is padding.\n"
-             "- name: encoder\n"
-             "  model: " + abs + "/encoder.pt\n"
-             "  device: auto\n"
-             "  instances: 1\n"
-             "  threads: 0\n"
-             "  batch: {max_jobs: 32, max_wait: 0ms}\n"
-             "  inputs: [{name: input_ids, datatype: INT64, shape: [-1], pad: 0}]\n"
-             "  outputs: [{name: embedding}]\n"
-             "  idle_exit_after: 10m\n");
+  write_file(
+      abs + "/mlp.queue.yaml",
+      "# The queue entry serving mlp.pt (written by inferq-executor make-models): an item of `queues:`.\n"
+      "- name: mlp\n"
+      "  model: " +
+          abs +
+          "/mlp.pt\n"
+          "  device: auto\n"
+          "  instances: 1\n"
+          "  threads: 0\n"
+          "  batch: {max_jobs: 32, max_wait: 0ms}\n"
+          "  inputs: [{name: x, datatype: FP32, shape: [384]}]\n"
+          "  outputs: [{name: y}]\n"
+          "  idle_exit_after: 10m\n");
+  write_file(
+      abs + "/encoder.queue.yaml",
+      "# The queue entry serving encoder.pt (written by inferq-executor make-models): an item of `queues:`.\n"
+      "# input_ids are token ids in [1, 8191]; 0 is padding.\n"
+      "- name: encoder\n"
+      "  model: " +
+          abs +
+          "/encoder.pt\n"
+          "  device: auto\n"
+          "  instances: 1\n"
+          "  threads: 0\n"
+          "  batch: {max_jobs: 32, max_wait: 0ms}\n"
+          "  inputs: [{name: input_ids, datatype: INT64, shape: [-1], pad: 0}]\n"
+          "  outputs: [{name: embedding}]\n"
+          "  idle_exit_after: 10m\n");
 }
 
 }  // namespace inferq::executor

@@ -29,14 +29,22 @@ constexpr std::int64_t kWarmupLength = 16;
 
 at::ScalarType scalar_type(DataType type) {
   switch (type) {
-    case DataType::kFP32: return at::kFloat;
-    case DataType::kFP16: return at::kHalf;
-    case DataType::kFP64: return at::kDouble;
-    case DataType::kINT64: return at::kLong;
-    case DataType::kINT32: return at::kInt;
-    case DataType::kINT8: return at::kChar;
-    case DataType::kUINT8: return at::kByte;
-    case DataType::kBOOL: return at::kBool;
+    case DataType::kFP32:
+      return at::kFloat;
+    case DataType::kFP16:
+      return at::kHalf;
+    case DataType::kFP64:
+      return at::kDouble;
+    case DataType::kINT64:
+      return at::kLong;
+    case DataType::kINT32:
+      return at::kInt;
+    case DataType::kINT8:
+      return at::kChar;
+    case DataType::kUINT8:
+      return at::kByte;
+    case DataType::kBOOL:
+      return at::kBool;
   }
   return at::kFloat;
 }
@@ -44,14 +52,22 @@ at::ScalarType scalar_type(DataType type) {
 // The datatype a result tensor is written as; other types are converted.
 std::pair<DataType, at::ScalarType> result_type(at::ScalarType t) {
   switch (t) {
-    case at::kHalf: return {DataType::kFP16, t};
-    case at::kDouble: return {DataType::kFP64, t};
-    case at::kLong: return {DataType::kINT64, t};
-    case at::kInt: return {DataType::kINT32, t};
-    case at::kChar: return {DataType::kINT8, t};
-    case at::kByte: return {DataType::kUINT8, t};
-    case at::kBool: return {DataType::kBOOL, t};
-    default: return {DataType::kFP32, at::kFloat};
+    case at::kHalf:
+      return {DataType::kFP16, t};
+    case at::kDouble:
+      return {DataType::kFP64, t};
+    case at::kLong:
+      return {DataType::kINT64, t};
+    case at::kInt:
+      return {DataType::kINT32, t};
+    case at::kChar:
+      return {DataType::kINT8, t};
+    case at::kByte:
+      return {DataType::kUINT8, t};
+    case at::kBool:
+      return {DataType::kBOOL, t};
+    default:
+      return {DataType::kFP32, at::kFloat};
   }
 }
 
@@ -96,14 +112,15 @@ class ModelHandler final : public Handler {
       module_ = torch::jit::load(queue.model, device_);
       module_.eval();
     } catch (const std::exception& e) {
-      throw StartupError(where + "model: cannot load " + queue.model + " as TorchScript: " +
-                         first_line(message_of(e)));
+      throw StartupError(where + "model: cannot load " + queue.model +
+                         " as TorchScript: " + first_line(message_of(e)));
     }
     std::size_t arity = 0;
     try {
       arity = module_.get_method("forward").function().getSchema().arguments().size() - 1;  // minus self
     } catch (const std::exception& e) {
-      throw StartupError(where + "model: " + queue.model + " has no forward method: " + first_line(message_of(e)));
+      throw StartupError(where + "model: " + queue.model +
+                         " has no forward method: " + first_line(message_of(e)));
     }
     if (arity != specs_.size()) {
       std::string names;
@@ -180,20 +197,22 @@ class ModelHandler final : public Handler {
     if (device == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::kCPU;
     const int index = std::stoi(device.substr(5));  // "cuda:N", checked by the config
     if (!torch::cuda::is_available()) {
-      throw StartupError(where + "device: " + device +
-                         " needs CUDA, but this libtorch has no CUDA support or sees no GPU (use cpu or auto)");
+      throw StartupError(
+          where + "device: " + device +
+          " needs CUDA, but this libtorch has no CUDA support or sees no GPU (use cpu or auto)");
     }
     const auto count = static_cast<int>(torch::cuda::device_count());
     if (index >= count) {
-      throw StartupError(where + "device: " + device + " does not exist (" + std::to_string(count) + " GPU(s))");
+      throw StartupError(where + "device: " + device + " does not exist (" + std::to_string(count) +
+                         " GPU(s))");
     }
     return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
 
   // Stacks jobs [begin, end) of `decoded` into one batch per input, padding
   // variable-length dimensions to the longest.
-  std::vector<c10::IValue> make_batch(const std::vector<std::vector<DecodedTensor>>& decoded, std::size_t begin,
-                                      std::size_t end) const {
+  std::vector<c10::IValue> make_batch(const std::vector<std::vector<DecodedTensor>>& decoded,
+                                      std::size_t begin, std::size_t end) const {
     const auto m = static_cast<std::int64_t>(end - begin);
     std::vector<c10::IValue> args;
     args.reserve(specs_.size());
@@ -220,7 +239,8 @@ class ModelHandler final : public Handler {
           continue;
         }
         at::Tensor dst = batch[i];
-        for (std::size_t d = 0; d < dims.size(); ++d) dst = dst.narrow(static_cast<std::int64_t>(d), 0, t.shape[d]);
+        for (std::size_t d = 0; d < dims.size(); ++d)
+          dst = dst.narrow(static_cast<std::int64_t>(d), 0, t.shape[d]);
         dst.copy_(at::from_blob(const_cast<unsigned char*>(t.bytes.data()), t.shape, options));
       }
       args.emplace_back(device_.is_cpu() ? std::move(batch) : batch.to(device_));
@@ -238,7 +258,8 @@ class ModelHandler final : public Handler {
       }
     };
     const auto tensor_of = [&](const c10::IValue& v, const std::string& name) {
-      if (!v.isTensor()) throw OutputMismatch("output \"" + name + "\" is a " + v.tagKind() + ", not a tensor");
+      if (!v.isTensor())
+        throw OutputMismatch("output \"" + name + "\" is a " + v.tagKind() + ", not a tensor");
       return v.toTensor();
     };
     if (out.isTensor()) {
@@ -247,7 +268,8 @@ class ModelHandler final : public Handler {
     } else if (out.isTuple()) {
       const auto& elements = out.toTuple()->elements();
       want(elements.size(), "tuple");
-      for (std::size_t i = 0; i < elements.size(); ++i) tensors.push_back(tensor_of(elements[i], outputs_[i]));
+      for (std::size_t i = 0; i < elements.size(); ++i)
+        tensors.push_back(tensor_of(elements[i], outputs_[i]));
     } else if (out.isList()) {
       const auto list = out.toList();
       want(list.size(), "list");
@@ -260,7 +282,8 @@ class ModelHandler final : public Handler {
         tensors.push_back(tensor_of(it->value(), name));
       }
     } else {
-      throw OutputMismatch("the model returns a " + out.tagKind() + ", expected a tensor, tuple, list or dict");
+      throw OutputMismatch("the model returns a " + out.tagKind() +
+                           ", expected a tensor, tuple, list or dict");
     }
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       if (tensors[i].dim() < 1 || tensors[i].size(0) != m) {
@@ -350,7 +373,9 @@ extern "C" const inferq::executor::ModelPlugin* inferq_model_plugin_v1() {
   using namespace inferq::executor;
   static const ModelPlugin plugin{
       &set_torch_threads,
-      [](const inferq::config::QueueSettings& queue) -> Handler* { return make_model_handler(queue).release(); },
+      [](const inferq::config::QueueSettings& queue) -> Handler* {
+        return make_model_handler(queue).release();
+      },
       &make_example_models,
   };
   return &plugin;

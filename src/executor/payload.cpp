@@ -2,12 +2,12 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
-#include <cstdio>
 
 namespace inferq::executor {
 namespace {
@@ -39,7 +39,8 @@ std::string shape_text(const std::vector<std::int64_t>& shape) {
 // A forward-only reader over JSON text. Each method skips leading whitespace.
 class Scanner {
  public:
-  explicit Scanner(std::string_view text) : p_(text.data()), begin_(text.data()), end_(text.data() + text.size()) {}
+  explicit Scanner(std::string_view text)
+      : p_(text.data()), begin_(text.data()), end_(text.data() + text.size()) {}
 
   [[noreturn]] void fail(const std::string& what) const {
     throw BadPayload("payload is not valid JSON at byte " + std::to_string(p_ - begin_) + ": " + what);
@@ -85,14 +86,30 @@ class Scanner {
       if (p_ >= end_) fail("unterminated string");
       const char e = *p_++;
       switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
         case 'u': {
           if (end_ - p_ < 4) fail("bad \\u escape");
           unsigned code = 0;
@@ -249,7 +266,8 @@ void store_float(std::string_view t, const InputSpec& spec, std::size_t i, unsig
                        (t.size() > 1 && c0 == '-' && (t[1] == 'I' || t[1] == 'i'));
   if (literal) {
     const auto lit = non_finite_literal(t);
-    if (!lit) throw BadPayload(at() + "expected a number (" + datatype_name(type) + "), got " + std::string(t));
+    if (!lit)
+      throw BadPayload(at() + "expected a number (" + datatype_name(type) + "), got " + std::string(t));
     v = *lit;
     f = static_cast<float>(v);
   } else {
@@ -311,7 +329,8 @@ void parse_data(Scanner& s, const InputSpec& spec, std::size_t count, unsigned c
   for (;;) {
     const char c = s.peek();
     if (c == '[' || c == '{') {
-      throw BadPayload(where + "data[" + std::to_string(i) + "]: data must be a flat list of numbers (row-major)");
+      throw BadPayload(where + "data[" + std::to_string(i) +
+                       "]: data must be a flat list of numbers (row-major)");
     }
     std::string_view t;
     if (c == '"') {
@@ -329,8 +348,8 @@ void parse_data(Scanner& s, const InputSpec& spec, std::size_t count, unsigned c
         s.skip_value();
         ++n;
       }
-      throw BadPayload(where + "data has " + std::to_string(n) + " values, expected " + std::to_string(count) +
-                       " (the product of its shape)");
+      throw BadPayload(where + "data has " + std::to_string(n) + " values, expected " +
+                       std::to_string(count) + " (the product of its shape)");
     }
     switch (type) {
       case DataType::kFP32:
@@ -426,7 +445,8 @@ DecodedPayload decode_payload(std::string_view json, const std::vector<InputSpec
         const std::string key = s.read_string();
         s.expect(':');
         if (key == "inputs") {
-          if (s.peek() != '[') throw BadPayload("payload: \"inputs\" must be a list of {name, shape, datatype, data}");
+          if (s.peek() != '[')
+            throw BadPayload("payload: \"inputs\" must be a list of {name, shape, datatype, data}");
           has_inputs = true;
           s.expect('[');
           if (!s.accept(']')) {
@@ -465,16 +485,18 @@ DecodedPayload decode_payload(std::string_view json, const std::vector<InputSpec
       const InputSpec& spec = specs[k];
       const RawInput* in = by_spec[k];
       const std::string declared = std::string(datatype_name(spec.datatype)) + " " + shape_text(spec.shape);
-      if (in == nullptr) throw BadPayload("input " + quoted(spec.name) + " is missing (expected " + declared + ")");
+      if (in == nullptr)
+        throw BadPayload("input " + quoted(spec.name) + " is missing (expected " + declared + ")");
       if (in->datatype.empty()) {
         throw BadPayload("input " + quoted(spec.name) + ": missing datatype (expected " +
                          datatype_name(spec.datatype) + ")");
       }
       if (in->datatype != datatype_name(spec.datatype)) {
-        throw BadPayload("input " + quoted(spec.name) + ": expected datatype " + datatype_name(spec.datatype) +
-                         ", got " + quoted(in->datatype));
+        throw BadPayload("input " + quoted(spec.name) + ": expected datatype " +
+                         datatype_name(spec.datatype) + ", got " + quoted(in->datatype));
       }
-      if (!in->has_shape) throw BadPayload("input " + quoted(spec.name) + ": missing shape (expected " + declared + ")");
+      if (!in->has_shape)
+        throw BadPayload("input " + quoted(spec.name) + ": missing shape (expected " + declared + ")");
       if (in->data_begin == nullptr) throw BadPayload("input " + quoted(spec.name) + ": missing data");
       DecodedTensor& tensor = result.tensors[k];
       tensor.shape = check_shape(spec, in->shape);
@@ -564,12 +586,24 @@ void encode_result(std::string& out, std::string_view model_name, const std::vec
     out += datatype_name(o.datatype);
     out += "\",\"data\":[";
     switch (o.datatype) {
-      case DataType::kFP32: append_data<float>(out, o.data, count); break;
-      case DataType::kFP64: append_data<double>(out, o.data, count); break;
-      case DataType::kINT64: append_data<std::int64_t>(out, o.data, count); break;
-      case DataType::kINT32: append_data<std::int32_t>(out, o.data, count); break;
-      case DataType::kINT8: append_data<std::int8_t>(out, o.data, count); break;
-      case DataType::kUINT8: append_data<std::uint8_t>(out, o.data, count); break;
+      case DataType::kFP32:
+        append_data<float>(out, o.data, count);
+        break;
+      case DataType::kFP64:
+        append_data<double>(out, o.data, count);
+        break;
+      case DataType::kINT64:
+        append_data<std::int64_t>(out, o.data, count);
+        break;
+      case DataType::kINT32:
+        append_data<std::int32_t>(out, o.data, count);
+        break;
+      case DataType::kINT8:
+        append_data<std::int8_t>(out, o.data, count);
+        break;
+      case DataType::kUINT8:
+        append_data<std::uint8_t>(out, o.data, count);
+        break;
       case DataType::kFP16: {
         const auto* p = static_cast<const unsigned char*>(o.data);
         for (std::size_t i = 0; i < count; ++i) {
@@ -629,7 +663,7 @@ std::uint16_t float_to_half(float f) noexcept {
   const std::uint32_t abs = x & 0x7FFFFFFFu;
   if (abs >= 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7C00 | (abs > 0x7F800000u ? 0x200 : 0));
   if (abs >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00);  // rounds past 65504
-  if (abs < 0x33000001u) return sign;                                        // below half the smallest subnormal
+  if (abs < 0x33000001u) return sign;  // below half the smallest subnormal
   const int exp = static_cast<int>(abs >> 23);
   std::uint32_t mant = (abs & 0x7FFFFF) | 0x800000;
   if (exp < 113) {

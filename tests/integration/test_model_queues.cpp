@@ -5,8 +5,8 @@
 // jobs in their units succeed; idle executors exit and come back on demand;
 // a queue that cannot start stops `inferq run`.
 #include <doctest.h>
-#include <nlohmann/json.hpp>
 #include <torch/script.h>
+#include <nlohmann/json.hpp>
 
 #include <sys/wait.h>
 
@@ -66,13 +66,15 @@ TestQueue encoder_queue(int max_jobs = 8) {
 
 std::vector<float> features(int seed) {
   std::vector<float> x(384);
-  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((seed * 37 + static_cast<int>(i) * 11) % 101) / 50.0f - 1.0f;
+  for (std::size_t i = 0; i < x.size(); ++i)
+    x[i] = static_cast<float>((seed * 37 + static_cast<int>(i) * 11) % 101) / 50.0f - 1.0f;
   return x;
 }
 
 std::vector<std::int64_t> token_ids(std::size_t n, int seed) {
   std::vector<std::int64_t> ids;
-  for (std::size_t i = 0; i < n; ++i) ids.push_back(1 + (seed * 131 + static_cast<std::int64_t>(i) * 71) % 8000);
+  for (std::size_t i = 0; i < n; ++i)
+    ids.push_back(1 + (seed * 131 + static_cast<std::int64_t>(i) * 71) % 8000);
   return ids;
 }
 
@@ -124,7 +126,8 @@ std::string environ_of(pid_t pid) {
 
 }  // namespace
 
-TEST_CASE("the example models are served from SQL: results equal the raw forward pass; bad payloads die alone") {
+TEST_CASE(
+    "the example models are served from SQL: results equal the raw forward pass; bad payloads die alone") {
   const std::string url = fresh_inferq_database();
   // Enqueued before the daemon starts, so full units mix good and bad jobs
   // and encoder units mix sequence lengths.
@@ -146,10 +149,12 @@ TEST_CASE("the example models are served from SQL: results equal the raw forward
     lengths.push_back(n);
     encoder_ids.push_back(enqueue(
         url, "encoder",
-        payload({{{"name", "input_ids"}, {"datatype", "INT64"}, {"shape", {n}}, {"data", token_ids(n, j)}}})));
+        payload(
+            {{{"name", "input_ids"}, {"datatype", "INT64"}, {"shape", {n}}, {"data", token_ids(n, j)}}})));
     if (j == 2) add_bad(payload({}), "input \"x\" is missing (expected FP32 [384])");
     if (j == 3) {
-      add_bad(payload({x_input(features(0)), {{"name", "z"}, {"datatype", "FP32"}, {"shape", {1}}, {"data", {1}}}}),
+      add_bad(payload({x_input(features(0)),
+                       {{"name", "z"}, {"datatype", "FP32"}, {"shape", {1}}, {"data", {1}}}}),
               "unknown input \"z\" (this model takes \"x\")");
     }
     if (j == 4) {
@@ -173,7 +178,8 @@ TEST_CASE("the example models are served from SQL: results equal the raw forward
       json data = features(1);
       data[7] = "NaN";
       add_bad(payload({x_input(data)}),
-              "input \"x\": data[7]: \"NaN\" is not a finite FP32 value, and this input does not allow non-finite "
+              "input \"x\": data[7]: \"NaN\" is not a finite FP32 value, and this input does not allow "
+              "non-finite "
               "values (allow_non_finite: false)");
     }
   }
@@ -186,14 +192,16 @@ TEST_CASE("the example models are served from SQL: results equal the raw forward
   for (std::size_t j = 0; j < mlp_ids.size(); ++j) {
     const auto row = job(url, mlp_ids[j]);
     REQUIRE(row);
-    check_result(*row, "mlp", "y", reference(models().file("mlp.pt"), at::tensor(features(static_cast<int>(j)))));
+    check_result(*row, "mlp", "y",
+                 reference(models().file("mlp.pt"), at::tensor(features(static_cast<int>(j)))));
   }
   for (std::size_t j = 0; j < encoder_ids.size(); ++j) {
     const auto row = job(url, encoder_ids[j]);
     REQUIRE(row);
     CAPTURE(lengths[j]);
-    check_result(*row, "encoder", "embedding",
-                 reference(models().file("encoder.pt"), at::tensor(token_ids(lengths[j], static_cast<int>(j)))));
+    check_result(
+        *row, "encoder", "embedding",
+        reference(models().file("encoder.pt"), at::tensor(token_ids(lengths[j], static_cast<int>(j)))));
   }
   for (const Bad& b : bad) {
     const auto row = job(url, b.id);
@@ -245,7 +253,8 @@ TEST_CASE("a model queue that cannot start stops inferq run with a message namin
   {
     TestQueue q = mlp_queue();
     q.model = models().file("absent.pt");
-    cases.push_back({"missing model file", q, "start-up failed: queue \"mlp\": model: no such file: " + q.model});
+    cases.push_back(
+        {"missing model file", q, "start-up failed: queue \"mlp\": model: no such file: " + q.model});
   }
   {
     TestQueue q = mlp_queue();
@@ -259,9 +268,10 @@ TEST_CASE("a model queue that cannot start stops inferq run with a message namin
         "device: cpu\n"
         "inputs: [{name: x, datatype: FP32, shape: [384]}, {name: z, datatype: FP32, shape: [2]}]\n"
         "outputs: [{name: y}]\n";
-    cases.push_back({"inputs that do not match forward()", q,
-                     "start-up failed: queue \"mlp\": inputs: declares 2 input(s) (x, z) but the model's forward() "
-                     "takes 1"});
+    cases.push_back(
+        {"inputs that do not match forward()", q,
+         "start-up failed: queue \"mlp\": inputs: declares 2 input(s) (x, z) but the model's forward() "
+         "takes 1"});
   }
   {
     TestQueue q = mlp_queue();
@@ -269,9 +279,10 @@ TEST_CASE("a model queue that cannot start stops inferq run with a message namin
         "device: cuda:0\n"
         "inputs: [{name: x, datatype: FP32, shape: [384]}]\n"
         "outputs: [{name: y}]\n";
-    cases.push_back({"cuda:N on a CPU-only libtorch", q,
-                     "start-up failed: queue \"mlp\": device: cuda:0 needs CUDA, but this libtorch has no CUDA "
-                     "support or sees no GPU"});
+    cases.push_back(
+        {"cuda:N on a CPU-only libtorch", q,
+         "start-up failed: queue \"mlp\": device: cuda:0 needs CUDA, but this libtorch has no CUDA "
+         "support or sees no GPU"});
   }
   for (const Case& c : cases) {
     SUBCASE(c.name.c_str()) {

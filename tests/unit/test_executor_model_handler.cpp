@@ -2,8 +2,8 @@
 // dir: batching and padding equal one-by-one runs and the raw forward pass,
 // bad payloads fail alone, and every start-up check names queue and key.
 #include <doctest.h>
-#include <nlohmann/json.hpp>
 #include <torch/script.h>
+#include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <string>
@@ -57,13 +57,15 @@ QueueSettings mlp_queue() {
 }
 
 std::string ids_payload(const std::vector<std::int64_t>& ids) {
-  return json{{"inputs", {{{"name", "input_ids"}, {"datatype", "INT64"}, {"shape", {ids.size()}}, {"data", ids}}}}}
+  return json{
+      {"inputs", {{{"name", "input_ids"}, {"datatype", "INT64"}, {"shape", {ids.size()}}, {"data", ids}}}}}
       .dump();
 }
 
 std::vector<std::int64_t> token_ids(std::size_t n, std::int64_t seed) {
   std::vector<std::int64_t> ids;
-  for (std::size_t i = 0; i < n; ++i) ids.push_back(1 + (seed * 131 + static_cast<std::int64_t>(i) * 71) % 8000);
+  for (std::size_t i = 0; i < n; ++i)
+    ids.push_back(1 + (seed * 131 + static_cast<std::int64_t>(i) * 71) % 8000);
   return ids;
 }
 
@@ -167,14 +169,17 @@ TEST_CASE("start-up checks name the queue and the key") {
   q = mlp_queue();
   q.device = "cuda:0";
   CHECK(error_of(q) ==
-        "queue \"mlp\": device: cuda:0 needs CUDA, but this libtorch has no CUDA support or sees no GPU (use cpu "
+        "queue \"mlp\": device: cuda:0 needs CUDA, but this libtorch has no CUDA support or sees no GPU (use "
+        "cpu "
         "or auto)");
 
   q = mlp_queue();
   q.outputs.push_back(ModelOutput{"extra"});
-  CHECK(error_of(q) == "queue \"mlp\": outputs: the model returns a single tensor of 1 but outputs declares 2");
+  CHECK(error_of(q) ==
+        "queue \"mlp\": outputs: the model returns a single tensor of 1 but outputs declares 2");
 
   q = mlp_queue();
   q.extra_libraries = {models().file("nope.so")};
-  CHECK(error_of(q).rfind("queue \"mlp\": extra_libraries[0]: cannot load " + models().file("nope.so"), 0) == 0);
+  CHECK(error_of(q).rfind("queue \"mlp\": extra_libraries[0]: cannot load " + models().file("nope.so"), 0) ==
+        0);
 }

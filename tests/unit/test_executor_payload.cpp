@@ -12,7 +12,8 @@ using namespace inferq::executor;
 
 namespace {
 
-InputSpec spec(const std::string& name, DataType type, std::vector<std::int64_t> shape, bool allow_non_finite = false) {
+InputSpec spec(const std::string& name, DataType type, std::vector<std::int64_t> shape,
+               bool allow_non_finite = false) {
   InputSpec s;
   s.name = name;
   s.datatype = type;
@@ -88,8 +89,8 @@ TEST_CASE("every bad payload is an error naming the input and what was expected"
                  kXy) == "input \"x\": expected shape [3] or [1, 3] (-1: any length from 1), got [2, 3]");
   CHECK(error_of(with_x(R"({"name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2]})"), kXy) ==
         "input \"x\": data has 2 values, expected 3 (the product of its shape)");
-  CHECK(error_of(with_x(R"({"name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2, 3, 4, 5]})"), kXy) ==
-        "input \"x\": data has 5 values, expected 3 (the product of its shape)");
+  CHECK(error_of(with_x(R"({"name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2, 3, 4, 5]})"),
+                 kXy) == "input \"x\": data has 5 values, expected 3 (the product of its shape)");
   CHECK(error_of(with_x(R"({"name": "x", "datatype": "FP32", "shape": [3], "data": [1, "two", 3]})"), kXy) ==
         "input \"x\": data[1]: expected a number (FP32), got \"two\"");
   CHECK(error_of(with_x(R"({"name": "x", "datatype": "FP32", "shape": [3], "data": [1, true, 3]})"), kXy) ==
@@ -97,10 +98,12 @@ TEST_CASE("every bad payload is an error naming the input and what was expected"
   CHECK(error_of(with_x(R"({"name": "x", "datatype": "FP32", "shape": [3], "data": [1, [2], 3]})"), kXy) ==
         "input \"x\": data[1]: data must be a flat list of numbers (row-major)");
   CHECK(error_of(with_x(R"({"name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2, 1e39]})"), kXy) ==
-        "input \"x\": data[2]: 1e39 is not a finite FP32 value, and this input does not allow non-finite values "
+        "input \"x\": data[2]: 1e39 is not a finite FP32 value, and this input does not allow non-finite "
+        "values "
         "(allow_non_finite: false)");
   CHECK(error_of(with_x(R"({"name": "x", "datatype": "FP32", "shape": [3], "data": [1, "NaN", 3]})"), kXy) ==
-        "input \"x\": data[1]: \"NaN\" is not a finite FP32 value, and this input does not allow non-finite values "
+        "input \"x\": data[1]: \"NaN\" is not a finite FP32 value, and this input does not allow non-finite "
+        "values "
         "(allow_non_finite: false)");
   CHECK(error_of(with_x(R"({"name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2, 3]},
                            {"name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2, 3]})"),
@@ -109,7 +112,8 @@ TEST_CASE("every bad payload is an error naming the input and what was expected"
         "input \"x\": missing datatype (expected FP32)");
   CHECK(error_of(with_x(R"({"name": "x", "datatype": "FP32", "data": [1, 2, 3]})"), kXy) ==
         "input \"x\": missing shape (expected FP32 [3])");
-  CHECK(error_of(with_x(R"({"name": "x", "datatype": "FP32", "shape": [3]})"), kXy) == "input \"x\": missing data");
+  CHECK(error_of(with_x(R"({"name": "x", "datatype": "FP32", "shape": [3]})"), kXy) ==
+        "input \"x\": missing data");
   CHECK(error_of(with_x(R"({"name": "x", "datatype": "FP32", "shape": [-3], "data": []})"), kXy) ==
         "input \"x\": shape must be a list of non-negative integers, got \"-3\"");
   CHECK(error_of(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2, 3]},
@@ -118,31 +122,36 @@ TEST_CASE("every bad payload is an error naming the input and what was expected"
   CHECK(error_of(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2, 3]},
                     {"name": "ids", "datatype": "INT64", "shape": [2], "data": [1, 2.5]}]})",
                  kXy) == "input \"ids\": data[1]: expected an integer (INT64), got 2.5");
-  CHECK(error_of(R"({"inputs": [{"name": "ids", "datatype": "INT64", "shape": [1], "data": [99999999999999999999]}]})",
-                 {spec("ids", DataType::kINT64, {1})}) ==
-        "input \"ids\": data[0]: expected an integer (INT64), got 99999999999999999999");
+  CHECK(
+      error_of(
+          R"({"inputs": [{"name": "ids", "datatype": "INT64", "shape": [1], "data": [99999999999999999999]}]})",
+          {spec("ids", DataType::kINT64, {1})}) ==
+      "input \"ids\": data[0]: expected an integer (INT64), got 99999999999999999999");
   CHECK(error_of(R"({"inputs": [{"name": "b", "datatype": "UINT8", "shape": [1], "data": [256]}]})",
                  {spec("b", DataType::kUINT8, {1})}) ==
         "input \"b\": data[0]: expected an integer in UINT8 range (0..255), got 256");
   CHECK(error_of(R"({"inputs": [{"name": "b", "datatype": "BOOL", "shape": [1], "data": ["yes"]}]})",
-                 {spec("b", DataType::kBOOL, {1})}) == "input \"b\": data[0]: expected true or false (BOOL), got \"yes\"");
+                 {spec("b", DataType::kBOOL, {1})}) ==
+        "input \"b\": data[0]: expected true or false (BOOL), got \"yes\"");
   CHECK(error_of(R"({"inputs": [{"name": "h", "datatype": "FP16", "shape": [1], "data": [70000]}]})",
                  {spec("h", DataType::kFP16, {1})}) ==
-        "input \"h\": data[0]: 70000 is not a finite FP16 value, and this input does not allow non-finite values "
+        "input \"h\": data[0]: 70000 is not a finite FP16 value, and this input does not allow non-finite "
+        "values "
         "(allow_non_finite: false)");
-  CHECK(error_of(R"({"other": 1})", kXy) == "payload has no \"inputs\" list (expected inputs \"x\", \"ids\")");
+  CHECK(error_of(R"({"other": 1})", kXy) ==
+        "payload has no \"inputs\" list (expected inputs \"x\", \"ids\")");
   CHECK(error_of(R"({"inputs": {"x": 1}})", kXy) ==
         "payload: \"inputs\" must be a list of {name, shape, datatype, data}");
   CHECK(error_of(R"({"inputs": [{"name": )", kXy).rfind("payload is not valid JSON at byte ", 0) == 0);
-  CHECK(error_of(R"({"inputs": []} x)", kXy) == "payload is not valid JSON at byte 15: text after the payload object");
+  CHECK(error_of(R"({"inputs": []} x)", kXy) ==
+        "payload is not valid JSON at byte 15: text after the payload object");
 }
 
 TEST_CASE("non-finite values pass where the input allows them; tiny values underflow to zero") {
   const std::vector<InputSpec> specs{spec("x", DataType::kFP32, {4}, /*allow_non_finite=*/true)};
-  const auto p =
-      decode_payload(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [4],
+  const auto p = decode_payload(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [4],
                                      "data": ["NaN", "Infinity", "-Infinity", 1e39]}]})",
-                     specs);
+                                specs);
   REQUIRE(p.ok());
   const auto v = values<float>(p.tensors[0]);
   CHECK(std::isnan(v[0]));
@@ -162,14 +171,16 @@ TEST_CASE("results are written in the protocol's form, floats shortest round-tri
   const unsigned char flags[] = {1, 0};
   const std::uint16_t halves[] = {float_to_half(1.5f)};
   std::string out;
-  encode_result(out, "enc\"oder",
-                {OutputView{"y", DataType::kFP32, {2, 2}, f}, OutputView{"ids", DataType::kINT64, {2}, ids},
-                 OutputView{"m", DataType::kBOOL, {2}, flags}, OutputView{"h", DataType::kFP16, {1}, halves}});
-  CHECK(out ==
-        R"({"model_name":"enc\"oder","outputs":[{"name":"y","shape":[2,2],"datatype":"FP32","data":[0.1,-2.5,null,1e+30]},)"
-        R"({"name":"ids","shape":[2],"datatype":"INT64","data":[7,-1]},)"
-        R"({"name":"m","shape":[2],"datatype":"BOOL","data":[true,false]},)"
-        R"({"name":"h","shape":[1],"datatype":"FP16","data":[1.5]}]})");
+  encode_result(
+      out, "enc\"oder",
+      {OutputView{"y", DataType::kFP32, {2, 2}, f}, OutputView{"ids", DataType::kINT64, {2}, ids},
+       OutputView{"m", DataType::kBOOL, {2}, flags}, OutputView{"h", DataType::kFP16, {1}, halves}});
+  CHECK(
+      out ==
+      R"({"model_name":"enc\"oder","outputs":[{"name":"y","shape":[2,2],"datatype":"FP32","data":[0.1,-2.5,null,1e+30]},)"
+      R"({"name":"ids","shape":[2],"datatype":"INT64","data":[7,-1]},)"
+      R"({"name":"m","shape":[2],"datatype":"BOOL","data":[true,false]},)"
+      R"({"name":"h","shape":[1],"datatype":"FP16","data":[1.5]}]})");
 }
 
 TEST_CASE("FP16 conversion rounds to nearest even and keeps subnormals, infinities and NaN") {
