@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "executor/fault_policy.hpp"
 #include "executor/model_plugin.hpp"
 #include "executor/payload.hpp"
 
@@ -94,6 +95,7 @@ class ModelHandler final : public Handler {
     for (const config::ModelOutput& out : queue.outputs) outputs_.push_back(out.name);
 
     device_ = pick_device(queue.device, where);
+    if (device_.is_cuda()) set_cuda_device(device_.index());
     for (std::size_t i = 0; i < queue.extra_libraries.size(); ++i) {
       const std::string& lib = queue.extra_libraries[i];
       // RTLD_GLOBAL: the ops a library registers must be visible to the model's loader.
@@ -168,13 +170,15 @@ class ModelHandler final : public Handler {
     }
     if (valid.empty()) return result;
 
-    // One forward over valid jobs [begin, end): the seam for the fault policy.
+    // One forward over valid jobs [begin, end). The fault policy splits the
+    // range on out-of-memory and ends the executor on a sticky CUDA error;
+    // synchronizing here blames an asynchronous GPU error on this batch.
     const auto forward = [&](std::size_t begin, std::size_t end) {
       std::vector<JobOutput> outs = run_batch(decoded, begin, end);
-      for (std::size_t k = begin; k < end; ++k) outs[k - begin].job_id = unit.jobs[valid[k]].job_id;
+      synchronize_device();
       return outs;
     };
-    std::vector<JobOutput> outs = run_guarded(valid.size(), forward);
+    std::vector<JobOutput> outs = run_with_fault_policy(valid.size(), forward, release_cached_memory);
     for (std::size_t k = 0; k < valid.size(); ++k) {
       outs[k].job_id = unit.jobs[valid[k]].job_id;
       result.jobs[valid[k]] = std::move(outs[k]);
@@ -203,23 +207,6 @@ class ModelHandler final : public Handler {
                          " GPU(s))");
     }
     return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
-  }
-
-  // Runs `forward` over [0, n) once; an exception fails the whole range
-  // transiently. (The fault policy of issue 3 part 5 replaces this.)
-  static std::vector<JobOutput> run_guarded(
-      std::size_t n, const std::function<std::vector<JobOutput>(std::size_t, std::size_t)>& forward) {
-    try {
-      return forward(0, n);
-    } catch (const std::exception& e) {
-      std::vector<JobOutput> outs(n);
-      const std::string message = "model failed: " + first_line(message_of(e));
-      for (JobOutput& out : outs) {
-        out.outcome = Outcome::kTransient;
-        out.body = message;
-      }
-      return outs;
-    }
   }
 
   // Stacks jobs [begin, end) of `decoded` into one batch per input, padding
