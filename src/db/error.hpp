@@ -15,6 +15,12 @@ class DbError : public std::runtime_error {
       : std::runtime_error(what), connection_lost_(connection_lost), sqlstate_(std::move(sqlstate)) {}
   bool connection_lost() const noexcept { return connection_lost_; }
   const std::string& sqlstate() const noexcept { return sqlstate_; }
+  // The statement lost a race, not its data: a deadlock, a serialization
+  // failure (SQLSTATE class 40) or a lock that could not be taken (55P03).
+  // Running it again as it is can succeed.
+  bool retryable() const noexcept {
+    return connection_lost_ || sqlstate_.rfind("40", 0) == 0 || sqlstate_ == "55P03";
+  }
 
  private:
   bool connection_lost_;

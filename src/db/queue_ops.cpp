@@ -51,13 +51,12 @@ std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int6
                                  int max_jobs, int default_max_attempts) {
   std::optional<ClaimedUnit> unit;
   s.run([&](Raw& raw) {
-    // The join reads each claimed row as it was before the claim (this
-    // statement's snapshot), which is what the wait needs: claiming changes
-    // neither created_at nor run_at. One primary-key probe per claimed job.
+    // Every column from the function itself: a join to inferq.jobs here would
+    // read this statement's older snapshot and miss jobs committed while the
+    // function ran, which it claimed all the same (migration 0005).
     raw.prepare_once("inferq_claim",
-                     "SELECT c.lease_id, c.job_id, c.payload, c.attempts, c.max_attempts, c.work_unit_key,"
-                     " extract(epoch FROM clock_timestamp() - greatest(j.created_at, j.run_at))::float8"
-                     " FROM inferq.claim($1, $2, $3, $4) c JOIN inferq.jobs j ON j.id = c.job_id");
+                     "SELECT lease_id, job_id, payload, attempts, max_attempts, work_unit_key, wait_seconds"
+                     " FROM inferq.claim($1, $2, $3, $4)");
     pqxx::nontransaction tx(raw.conn);
     const auto r = tx.exec_prepared("inferq_claim", queue, worker_id, max_jobs, default_max_attempts);
     if (r.empty()) return;
@@ -88,9 +87,8 @@ std::vector<ClaimedJob> claim_more(Session& s, std::int64_t lease_id, const std:
   std::vector<ClaimedJob> jobs;
   s.run([&](Raw& raw) {
     raw.prepare_once("inferq_claim_more",
-                     "SELECT c.job_id, c.payload, c.attempts, c.max_attempts,"
-                     " extract(epoch FROM clock_timestamp() - greatest(j.created_at, j.run_at))::float8"
-                     " FROM inferq.claim_more($1, $2, $3, $4) c JOIN inferq.jobs j ON j.id = c.job_id");
+                     "SELECT job_id, payload, attempts, max_attempts, wait_seconds"
+                     " FROM inferq.claim_more($1, $2, $3, $4)");
     pqxx::nontransaction tx(raw.conn);
     const auto r = tx.exec_prepared("inferq_claim_more", lease_id, queue, max_jobs, default_max_attempts);
     jobs.reserve(r.size());

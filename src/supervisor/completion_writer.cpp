@@ -91,8 +91,9 @@ void CompletionWriter::loop() {
       cv_.notify_all();
       if (on_written_) on_written_();
     } catch (const db::DbError& e) {
-      // Only a lost connection gets here (write_batch handles bad data), so
-      // keep the batch and try again once the database is back.
+      // Only a lost connection or a lost race (a deadlock with a producer's
+      // transaction, say) gets here; write_batch handles bad data. Keep the
+      // batch and write it again.
       const auto delay = backoff.next();
       if (on_db_error_) on_db_error_();
       spdlog::warn("completion writer: {}; retrying {} job(s) in {} ms", e.what(), job_count(batch),
@@ -123,20 +124,23 @@ void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch) {
     account(batch, db::complete(session_, batch, worker_name_, &outcomes));
     return;
   } catch (const db::DbError& e) {
-    if (e.connection_lost()) throw;
+    if (e.retryable()) throw;
     if (on_db_error_) on_db_error_();
     spdlog::error("completion writer: batch of {} unit(s) rejected ({}); writing them one by one",
                   batch.size(), e.what());
   }
   // Bad data in one unit (say, a result that is not valid JSON) must not hold
   // up the others: write each alone, and a unit that still fails as failed.
-  for (auto& unit : batch) {
-    std::vector<db::UnitFinish> one{unit};
+  // Written units leave `batch` at once, so a retry after a lost connection
+  // or race (the exception leaves the rest in `batch`) writes only the rest.
+  while (!batch.empty()) {
+    std::vector<db::UnitFinish> one{batch.front()};
     try {
       account(one, db::complete(session_, one, worker_name_, &outcomes));
+      batch.erase(batch.begin());
       continue;
     } catch (const db::DbError& e) {
-      if (e.connection_lost()) throw;
+      if (e.retryable()) throw;
       for (auto& job : one[0].jobs) {
         if (job.ok) {
           job.ok = false;
@@ -149,11 +153,12 @@ void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch) {
     try {
       account(one, db::complete(session_, one, worker_name_, &outcomes));
     } catch (const db::DbError& e) {
-      if (e.connection_lost()) throw;
+      if (e.retryable()) throw;
       spdlog::error("completion writer: giving up on lease {}: {}; its jobs will be reaped",
-                    unit.lease_id, e.what());
-      leases_.remove(unit.lease_id);
+                    one[0].lease_id, e.what());
+      leases_.remove(one[0].lease_id);
     }
+    batch.erase(batch.begin());
   }
 }
 

@@ -294,6 +294,11 @@ void Supervisor::reap_stale(TimePoint now) {
     db_succeeded();
   } catch (const db::DbError& e) {
     metrics_.db_error(metrics::DbOp::kReap);
+    if (e.retryable() && !e.connection_lost()) {
+      // A key lock it gave way on (see inferq.lock_keys): not an outage.
+      spdlog::warn("reap: {}; the next tick reaps again", e.what());
+      return;
+    }
     db_failed(e, now);
   }
 }

@@ -39,6 +39,19 @@ std::pair<std::int64_t, std::int64_t> logged_units_and_jobs(const std::string& l
   return {units, jobs_total};
 }
 
+// The running jobs and the live leases, for a failure message.
+std::string stuck_report(const std::string& url) {
+  pqxx::connection c(url);
+  pqxx::nontransaction tx(c);
+  const auto r = tx.exec1(
+      "SELECT (SELECT string_agg(format('job %s lease %s attempts %s key %s', id, lease_id, attempts,"
+      "                                 work_unit_key), '; ') FROM inferq.jobs WHERE state = 'running'),"
+      "       (SELECT string_agg(format('lease %s worker %s key %s age %s', id, worker_id, work_unit_key,"
+      "                                 clock_timestamp() - heartbeat_at), '; ') FROM inferq.active_sessions)");
+  return "running: " + std::string(r[0].is_null() ? "none" : r[0].c_str()) +
+         "\nleases: " + std::string(r[1].is_null() ? "none" : r[1].c_str()) + "\n";
+}
+
 }  // namespace
 
 TEST_CASE("two daemons, 5000 mixed jobs enqueued while they run: each done once, both work, key order holds") {
@@ -94,7 +107,8 @@ TEST_CASE("two daemons, 5000 mixed jobs enqueued while they run: each done once,
                     state_counts(url)["succeeded"], " succeeded\n", a.log(), b.log());
   }
   REQUIRE_MESSAGE(wait_until([&] { return sample() == kJobs; }, 60s, 5ms), "states: ",
-                  state_counts(url)["available"], " available, ", state_counts(url)["running"], " running");
+                  state_counts(url)["available"], " available, ", state_counts(url)["running"], " running\n",
+                  stuck_report(url), a.log(), b.log());
   const double drained = std::chrono::duration<double>(Clock::now() - t_start).count();
 
   CHECK(state_counts(url)["succeeded"] == kJobs);

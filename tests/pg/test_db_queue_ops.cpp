@@ -17,6 +17,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <future>
 #include <thread>
 #include <vector>
 
@@ -26,6 +27,7 @@
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
 #include "support/pg_cluster.hpp"
+#include "support/test_env.hpp"
 
 namespace {
 
@@ -1533,4 +1535,48 @@ TEST_CASE(
           static_cast<int>(unit->jobs.size()));
   CHECK(db.scalar("SELECT count(*) FROM inferq.jobs WHERE state IN ('available', 'running')") == "0");
   CHECK(db.scalar("SELECT count(*) FROM inferq.key_heads") == "0");
+}
+
+// A claim once read its jobs' wait by joining the claimed rows to
+// inferq.jobs in its own statement, whose snapshot predates the function's
+// inner statements: a job committed in between was claimed (running, under
+// the lease) but left out of the result, so no daemon ever ran it and it
+// stayed running for ever after its unit ended (seen in test_two_daemons).
+// Here the claim is held at its lease insert while a producer commits a job.
+TEST_CASE("claim returns every job it claimed, also one committed while the claim was running") {
+  QueueDb db;
+  const auto first = db.add(keyed("k"));
+
+  // An uncommitted lease for the key holds the claim's own lease insert.
+  pqxx::connection blocker_conn(db.url);
+  pqxx::work blocker(blocker_conn);
+  blocker.exec_params(
+      "INSERT INTO inferq.active_sessions (queue, work_unit_key, worker_id) VALUES ('q', 'k', $1)", db.worker);
+
+  auto claiming = std::async(std::launch::async, [&] { return db.claim(16); });
+  pqxx::connection watcher(db.url);
+  REQUIRE(inferq::test::wait_until(
+      [&] {
+        pqxx::nontransaction tx(watcher);
+        return tx.exec1("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'test-daemon'"
+                        " AND wait_event_type = 'Lock'")[0]
+                   .as<int>() == 1;
+      },
+      std::chrono::seconds(10), std::chrono::milliseconds(1)));
+  // Committed after the claim's statement began, before its jobs are read,
+  // by a producer whose transaction began earlier (so its run_at, the
+  // producer's now(), is due for the claim). Written by hand: enqueue would
+  // wait for the key's lock, which the claim holds by now.
+  const auto second = std::stoll(
+      db.scalar("INSERT INTO inferq.jobs (queue, work_unit_key, payload, run_at)"
+                " VALUES ('q', 'k', '{}', now() - interval '1 minute') RETURNING id"));
+  blocker.abort();
+
+  const auto unit = claiming.get();
+  REQUIRE(unit);
+  std::vector<std::int64_t> ids;
+  for (const auto &job : unit->jobs) ids.push_back(job.id);
+  CHECK(ids == std::vector<std::int64_t>{first, second});
+  CHECK(db.state(second) == "running");
+  for (const auto &job : unit->jobs) CHECK(job.wait_seconds >= 0.0);
 }
