@@ -10,6 +10,7 @@
 #include "db/maintenance_ops.hpp"
 #include "db/migrate.hpp"
 #include "db/session.hpp"
+#include "support/migrated_database.hpp"
 #include "support/pg_cluster.hpp"
 
 namespace {
@@ -52,9 +53,7 @@ struct Backlog {
   pqxx::connection conn;
 
   Backlog(int available, int succeeded, int keys = 0)
-      : url(PgCluster::shared().create_database()), conn(url) {
-    Session s(url, "test-setup");
-    inferq::db::migrate(s);
+      : url(inferq::test::migrated_database()), conn(url) {
     pqxx::nontransaction tx(conn);
     tx.exec_params(
         "INSERT INTO inferq.jobs (queue, work_unit_key, payload, "
@@ -134,9 +133,7 @@ const std::string kUnkeyedIndexScan =
 }  // namespace
 
 TEST_CASE("the queries this test explains are inferq.claim's own") {
-  const std::string url = PgCluster::shared().create_database();
-  Session s(url, "test-setup");
-  inferq::db::migrate(s);
+  const std::string url = inferq::test::migrated_database();
   pqxx::connection conn(url);
   pqxx::nontransaction tx(conn);
   const std::string source = tx.exec1(

@@ -16,6 +16,7 @@
 #include "db/producer_ops.hpp"
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
+#include "support/migrated_database.hpp"
 #include "support/pg_cluster.hpp"
 
 namespace {
@@ -31,12 +32,7 @@ using std::chrono::seconds;
 
 constexpr std::size_t kMiB = 1024 * 1024;
 
-std::string migrated_database() {
-  const std::string url = PgCluster::shared().create_database();
-  Session s(url, "test-setup");
-  inferq::db::migrate(s);
-  return url;
-}
+using inferq::test::migrated_database;
 
 // A migrated database of its own, a producer Session and a libpqxx
 // connection to set up and inspect rows.

@@ -13,6 +13,7 @@
 #include "db/migrate.hpp"
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
+#include "support/migrated_database.hpp"
 #include "support/pg_cluster.hpp"
 #include "support/test_env.hpp"
 
@@ -22,12 +23,7 @@ using inferq::db::Session;
 using inferq::test::PgCluster;
 using namespace std::chrono_literals;
 
-std::string migrated_database() {
-  const std::string url = PgCluster::shared().create_database();
-  Session s(url, "test-setup");
-  inferq::db::migrate(s);
-  return url;
-}
+using inferq::test::migrated_database;
 
 }  // namespace
 

@@ -9,22 +9,16 @@
 #include <string>
 
 #include "db/maintenance_ops.hpp"
-#include "db/migrate.hpp"
 #include "db/session.hpp"
-#include "support/pg_cluster.hpp"
+#include "support/migrated_database.hpp"
 
 namespace {
 
 using inferq::db::Session;
-using inferq::test::PgCluster;
 
 struct Migrated {
-  std::string url = PgCluster::shared().create_database();
+  std::string url = inferq::test::migrated_database();
   pqxx::connection conn{url};
-  Migrated() {
-    Session s(url, "test-setup");
-    inferq::db::migrate(s);
-  }
   void exec(const std::string& sql) {
     pqxx::nontransaction tx(conn);
     tx.exec(sql);

@@ -26,6 +26,7 @@
 #include "db/migrate.hpp"
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
+#include "support/migrated_database.hpp"
 #include "support/pg_cluster.hpp"
 #include "support/test_env.hpp"
 
@@ -45,12 +46,7 @@ using std::chrono::seconds;
 constexpr int kDefaultMaxAttempts = 3;
 const std::string kReplacement = "\xef\xbf\xbd";  // U+FFFD in UTF-8
 
-std::string migrated_database() {
-  const std::string url = PgCluster::shared().create_database();
-  Session s(url, "test-setup");
-  inferq::db::migrate(s);
-  return url;
-}
+using inferq::test::migrated_database;
 
 WorkerIdentity identity(const std::string &host, int pid) {
   WorkerIdentity who;

@@ -13,6 +13,7 @@
 #include "db/migrate.hpp"
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
+#include "support/migrated_database.hpp"
 #include "support/pg_cluster.hpp"
 
 namespace {
@@ -24,12 +25,7 @@ using inferq::db::UnitFinish;
 using inferq::test::PgCluster;
 
 struct Db {
-  std::string url = [] {
-    const std::string u = PgCluster::shared().create_database();
-    Session s(u, "test-setup");
-    inferq::db::migrate(s);
-    return u;
-  }();
+  std::string url = inferq::test::migrated_database();
   Session session{url, "test-daemon"};
   pqxx::connection conn{url};
   std::int64_t worker = [this] {

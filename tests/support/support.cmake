@@ -10,7 +10,7 @@ file(GLOB inferq_test_support_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR
 list(REMOVE_ITEM inferq_test_support_sources ${CMAKE_CURRENT_LIST_DIR}/doctest_main.cpp)
 add_library(inferq_test_support STATIC ${inferq_test_support_sources})
 target_include_directories(inferq_test_support PUBLIC ${PROJECT_SOURCE_DIR}/tests)
-target_link_libraries(inferq_test_support PUBLIC PkgConfig::PQXX Threads::Threads PRIVATE inferq_warnings)
+target_link_libraries(inferq_test_support PUBLIC inferq_db PkgConfig::PQXX Threads::Threads PRIVATE inferq_warnings)
 # Fallbacks for running a test binary by hand, outside ctest; the cached
 # template data directory lives in this build tree (<build>/tests/pg-template).
 target_compile_definitions(inferq_test_support PRIVATE
