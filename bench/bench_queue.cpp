@@ -3,7 +3,7 @@
 // latency on an idle daemon. Starts its own PostgreSQL (the test harness's
 // PgCluster) and the real binaries; prints figures, asserts nothing.
 //
-//   inferq-bench-queue [--jobs N[,N...]] [--max-jobs M] [--instances I]
+//   inferq-bench-queue [--jobs N[,N...]] [--max-jobs M] [--instances I] [--vacuum-dead-rows N]
 //                      [--latency-samples K] [--skip-throughput] [--skip-latency]
 #include <pqxx/pqxx>
 
@@ -32,6 +32,7 @@ struct Options {
   std::vector<long> backlogs = {100000, 1000000};
   int max_jobs = 512;
   int instances = 2;
+  int vacuum_dead_rows = -1;  // -1: the daemon's default
   int latency_samples = 1000;
   bool throughput = true;
   bool latency = true;
@@ -42,11 +43,13 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-std::string write_config(const TempDir& dir, const std::string& url, int instances, int max_jobs) {
+std::string write_config(const TempDir& dir, const std::string& url, int instances, int max_jobs,
+                         int vacuum_dead_rows) {
   const std::string path = dir.file("bench.yaml");
   std::ofstream f(path);
   f << "database: {url: \"" << url << "\"}\n"
-    << "worker: {poll_interval: 1s, heartbeat_interval: 2s, stale_after: 15s, shutdown_grace: 5s}\n"
+    << "worker: {poll_interval: 1s, heartbeat_interval: 2s, stale_after: 15s, shutdown_grace: 5s"
+    << (vacuum_dead_rows >= 0 ? ", vacuum_dead_rows: " + std::to_string(vacuum_dead_rows) : std::string()) << "}\n"
     << "metrics: {listen: \"127.0.0.1:0\"}\n"
     << "logging: {level: info}\n"
     << "queues:\n"
@@ -101,7 +104,7 @@ void throughput(const Options& o, const std::string& url, long n) {
   fill_backlog(url, n);
   std::printf("backlog of %ld echo jobs enqueued in %.1f s\n", n, seconds_since(fill0));
   TempDir dir("inferq-bench");
-  const auto config = write_config(dir, url, o.instances, o.max_jobs);
+  const auto config = write_config(dir, url, o.instances, o.max_jobs, o.vacuum_dead_rows);
   const auto t0 = Clock::now();
   ChildProcess daemon({bin_path("inferq"), "run", "--config", config}, {}, dir.file("daemon.log"));
   pqxx::connection c(url);
@@ -138,7 +141,7 @@ void throughput(const Options& o, const std::string& url, long n) {
 void latency(const Options& o, const std::string& url) {
   reset(url);
   TempDir dir("inferq-bench");
-  const auto config = write_config(dir, url, o.instances, 16);
+  const auto config = write_config(dir, url, o.instances, 16, o.vacuum_dead_rows);
   ChildProcess daemon({bin_path("inferq"), "run", "--config", config}, {}, dir.file("daemon.log"));
   daemon.wait_log("executor slot(s)", std::chrono::seconds(20));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // executors ready
@@ -202,6 +205,8 @@ int main(int argc, char** argv) {
       o.max_jobs = std::stoi(next());
     } else if (a == "--instances") {
       o.instances = std::stoi(next());
+    } else if (a == "--vacuum-dead-rows") {
+      o.vacuum_dead_rows = std::stoi(next());
     } else if (a == "--latency-samples") {
       o.latency_samples = std::stoi(next());
     } else if (a == "--skip-throughput") {
@@ -211,7 +216,7 @@ int main(int argc, char** argv) {
     } else if (a == "--skip-latency") {
       o.latency = false;
     } else {
-      std::cerr << "usage: inferq-bench-queue [--jobs N,N] [--max-jobs M] [--instances I] "
+      std::cerr << "usage: inferq-bench-queue [--jobs N,N] [--max-jobs M] [--instances I] [--vacuum-dead-rows N] "
                    "[--latency-samples K] [--skip-throughput] [--skip-latency]\n";
       return 2;
     }
