@@ -27,7 +27,7 @@ const char *const kHeadQuery =
     "NULL AND j.run_at <= now()"
     " ORDER BY j.priority DESC, j.run_at, j.id LIMIT 1";
 const char *const kBatchQuery =
-    "SELECT j.id FROM inferq.jobs j"
+    "SELECT j.ctid FROM inferq.jobs j"
     " WHERE j.queue = p_queue AND j.state = 'available' AND j.work_unit_key IS "
     "NULL AND j.run_at <= now()"
     " ORDER BY j.priority DESC, j.run_at, j.id LIMIT p_max_jobs FOR UPDATE "
