@@ -2,10 +2,17 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "db/error.hpp"
 #include "db/queue_ops.hpp"
 
 namespace inferq::supervisor {
+
+std::chrono::milliseconds next_sample_wait(std::chrono::milliseconds interval,
+                                           std::chrono::milliseconds took) {
+  return std::max(interval, kSampleDutyFactor * took);
+}
 
 QueueSampler::QueueSampler(std::string db_url, std::vector<std::string> queues,
                            std::chrono::milliseconds interval, metrics::Metrics& metrics)
@@ -35,6 +42,7 @@ void QueueSampler::stop() noexcept {
 void QueueSampler::loop() {
   bool was_failing = false;
   for (;;) {
+    const auto started = std::chrono::steady_clock::now();
     try {
       const auto backlog = db::sample_backlog(session_, queues_);
       std::vector<metrics::QueueSample> samples;
@@ -49,8 +57,10 @@ void QueueSampler::loop() {
       if (!was_failing) spdlog::warn("backlog sampler: {}; keeping the last sample", e.what());
       was_failing = true;
     }
+    const auto took =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     std::unique_lock<std::mutex> lock(mu_);
-    if (cv_.wait_for(lock, interval_, [&] { return stop_; })) return;
+    if (cv_.wait_for(lock, next_sample_wait(interval_, took), [&] { return stop_; })) return;
   }
 }
 

@@ -12,7 +12,19 @@
 
 namespace inferq::supervisor {
 
-// The backlog sampler thread: every `interval`, counts the configured
+// A sample reads every available job, so it costs more as the backlog grows
+// (about 0.3 s at a million jobs), and its snapshot holds back what VACUUM
+// may remove meanwhile. The sampler therefore waits at least this many times
+// as long as its last sample took: at most 1/(1+k) of one backend, whatever
+// the backlog.
+constexpr int kSampleDutyFactor = 20;
+
+// How long to wait after a sample that took `took`: `interval`, or
+// kSampleDutyFactor x `took` when that is longer.
+std::chrono::milliseconds next_sample_wait(std::chrono::milliseconds interval,
+                                           std::chrono::milliseconds took);
+
+// The backlog sampler thread: every next_sample_wait(), counts the configured
 // queues' available and running jobs and the age of the oldest due one, on
 // a connection of its own, into inferq_queue_jobs and
 // inferq_queue_oldest_available_age_seconds. Scrapes never query the

@@ -1,0 +1,3 @@
+# Unit tests for src/supervisor's pure logic: fast, no database.
+inferq_test(test_supervisor_queue_sampler SOURCES unit/test_supervisor_queue_sampler.cpp
+  LIBS inferq_supervisor LABELS unit TIMEOUT 30)
