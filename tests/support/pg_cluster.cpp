@@ -66,20 +66,24 @@ std::string env_or(const char* name, const std::string& fallback) {
 
 std::string pg_bindir() { return env_or("INFERQ_PG_BIN", INFERQ_PG_BINDIR); }
 
-std::string template_dir() {
+// The template for tests; the production-like one sits beside it.
+std::string template_dir(PgCluster::Wal wal = PgCluster::Wal::kSmallSegments) {
   std::string dir = env_or("INFERQ_PG_TEMPLATE", INFERQ_PG_TEMPLATE_DIR);
   if (dir.empty()) dir = test_tmp_base() + "/inferq-pg-template-" + std::to_string(::geteuid());
-  return dir;
+  return wal == PgCluster::Wal::kSmallSegments ? dir : dir + "-wal16";
 }
 
-std::vector<std::string> initdb_options() {
+std::vector<std::string> initdb_options(PgCluster::Wal wal) {
+  std::vector<std::string> options = {"-U",   PgCluster::kSuperuser, "-A",       "trust", "-E",
+                                      "UTF8", "--no-locale",         "--no-sync"};
   // 1 MB WAL segments: a smaller template to copy for every cluster.
-  return {"-U", PgCluster::kSuperuser, "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync", "--wal-segsize=1"};
+  if (wal == PgCluster::Wal::kSmallSegments) options.push_back("--wal-segsize=1");
+  return options;
 }
 
-std::string template_id() {
+std::string template_id(PgCluster::Wal wal) {
   std::string id = "format=" + std::to_string(kTemplateFormat) + " bindir=" + pg_bindir() + " initdb";
-  for (const std::string& option : initdb_options()) id += " " + option;
+  for (const std::string& option : initdb_options(wal)) id += " " + option;
   return id + "\n";
 }
 
@@ -96,11 +100,12 @@ class FileLock {
   FileLock(const std::string& path, milliseconds timeout) {
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "open " + path);
-    const bool locked = wait_until([&] { return ::flock(fd_, LOCK_EX | LOCK_NB) == 0; }, timeout, milliseconds(50));
+    const bool locked =
+        wait_until([&] { return ::flock(fd_, LOCK_EX | LOCK_NB) == 0; }, timeout, milliseconds(50));
     if (!locked) {
       ::close(fd_);
-      throw std::runtime_error("timed out after " + std::to_string(timeout.count()) + " ms waiting for the lock " +
-                               path);
+      throw std::runtime_error("timed out after " + std::to_string(timeout.count()) +
+                               " ms waiting for the lock " + path);
     }
   }
   ~FileLock() { ::close(fd_); }  // closing releases the lock
@@ -134,8 +139,8 @@ detail::RunAs server_user() {
   if (auto user = lookup_user(name)) return *user;
   std::string error;
   try {
-    detail::run_checked({{"useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-                          "--shell", "/usr/sbin/nologin", name}},
+    detail::run_checked({{"useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
+                          "/nonexistent", "--shell", "/usr/sbin/nologin", name}},
                         kWaitTimeout);
   } catch (const std::exception& e) {
     error = e.what();  // another process may have made it meanwhile
@@ -157,11 +162,11 @@ void chown_tree(const std::string& root, const detail::RunAs& user) {
 
 // The initdb'd data directory this build copies for every cluster; made
 // once, under a lock, by whichever test gets there first.
-std::string ensure_template(const detail::RunAs& user) {
+std::string ensure_template(const detail::RunAs& user, PgCluster::Wal wal) {
   static std::mutex mu;
   std::lock_guard<std::mutex> guard(mu);
-  const std::string dir = template_dir();
-  const std::string id = template_id();
+  const std::string dir = template_dir(wal);
+  const std::string id = template_id(wal);
   if (read_file(dir + "/" + kTemplateIdFile) == id) return dir;
 
   fs::create_directories(fs::path(dir).parent_path());
@@ -176,7 +181,7 @@ std::string ensure_template(const detail::RunAs& user) {
   TempDir work("inferq-initdb");
   chown_tree(work.path(), user);
   std::vector<std::string> argv{pg_bindir() + "/initdb", "-D", work.file("data")};
-  for (const std::string& option : initdb_options()) argv.push_back(option);
+  for (const std::string& option : initdb_options(wal)) argv.push_back(option);
   detail::SpawnSpec initdb;
   initdb.argv = detail::as_user(user, argv);
   initdb.cwd = work.path();
@@ -269,8 +274,9 @@ rm -rf -- "$d"
 
 }  // namespace
 
-PgCluster::PgCluster(std::vector<std::string> settings) : settings_(std::move(settings)), user_(server_user()) {
-  const std::string source = ensure_template(user_);
+PgCluster::PgCluster(std::vector<std::string> settings, Wal wal)
+    : settings_(std::move(settings)), user_(server_user()) {
+  const std::string source = ensure_template(user_, wal);
 
   std::string pattern = test_tmp_base() + "/inferq-pg-XXXXXX";
   std::vector<char> buffer(pattern.begin(), pattern.end());
@@ -375,11 +381,29 @@ void PgCluster::start_locked() {
     const int log_fd = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log_fd < 0) throw std::system_error(errno, std::generic_category(), "open " + log_path());
     detail::SpawnSpec spec;
-    std::vector<std::string> argv = {
-        pg_bindir() + "/postgres", "-D", data_dir(), "-p", std::to_string(port_), "-k", socket_dir(), "-c",
-        "listen_addresses=127.0.0.1", "-c", "shared_buffers=128MB", "-c", "max_connections=200", "-c",
-        "fsync=on", "-c", "synchronous_commit=on", "-c", "logging_collector=off", "-c",
-        "log_line_prefix=%m [%p] %q%a@%d ", "-c", "lc_messages=C"};
+    std::vector<std::string> argv = {pg_bindir() + "/postgres",
+                                     "-D",
+                                     data_dir(),
+                                     "-p",
+                                     std::to_string(port_),
+                                     "-k",
+                                     socket_dir(),
+                                     "-c",
+                                     "listen_addresses=127.0.0.1",
+                                     "-c",
+                                     "shared_buffers=128MB",
+                                     "-c",
+                                     "max_connections=200",
+                                     "-c",
+                                     "fsync=on",
+                                     "-c",
+                                     "synchronous_commit=on",
+                                     "-c",
+                                     "logging_collector=off",
+                                     "-c",
+                                     "log_line_prefix=%m [%p] %q%a@%d ",
+                                     "-c",
+                                     "lc_messages=C"};
     // Later -c options win over earlier ones (and over ALTER SYSTEM, which
     // command-line options always beat).
     for (const auto& setting : settings_) {
