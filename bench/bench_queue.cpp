@@ -5,7 +5,7 @@
 //
 //   inferq-bench-queue [--jobs N[,N...]] [--max-jobs M] [--instances I] [--vacuum-dead-rows N]
 //                      [--repeat R] [--latency-samples K] [--skip-throughput] [--skip-claim]
-//                      [--skip-latency]
+//                      [--skip-latency] [--tcp] [--small-wal]
 #include <pqxx/pqxx>
 
 #include <csignal>
@@ -39,6 +39,8 @@ struct Options {
   bool throughput = true;
   bool latency = true;
   bool claim = true;
+  bool tcp = false;        // loopback TCP instead of the unix socket
+  bool small_wal = false;  // the tests' 1 MB WAL segments instead of 16 MB
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -230,24 +232,30 @@ int main(int argc, char** argv) {
       o.throughput = false;
     } else if (a == "--skip-claim") {
       o.claim = false;
+    } else if (a == "--tcp") {
+      o.tcp = true;
+    } else if (a == "--small-wal") {
+      o.small_wal = true;
     } else if (a == "--skip-latency") {
       o.latency = false;
     } else {
       std::cerr
           << "usage: inferq-bench-queue [--jobs N,N] [--max-jobs M] [--instances I] [--vacuum-dead-rows N] "
-             "[--repeat R] [--latency-samples K] [--skip-throughput] [--skip-claim] [--skip-latency]\n";
+             "[--repeat R] [--latency-samples K] [--skip-throughput] [--skip-claim] [--skip-latency] "
+                   "[--tcp] [--small-wal]\n";
       return 2;
     }
   }
   // Production-like server settings for a queue (still durable: fsync and
   // synchronous_commit stay on), on PostgreSQL's default 16 MB WAL segments.
   PgCluster pg({"shared_buffers=2GB", "max_wal_size=8GB", "checkpoint_timeout=30min", "wal_buffers=64MB"},
-               PgCluster::Wal::kDefaultSegments);
+               o.small_wal ? PgCluster::Wal::kSmallSegments : PgCluster::Wal::kDefaultSegments);
   pg.start();
   // Through the unix socket, as the default database.url (postgresql:///inferq)
   // reaches a PostgreSQL on the same machine; loopback TCP costs this 2-core
   // machine about a third of the throughput.
-  const std::string url = pg.socket_url(PgCluster::database_name(pg.create_database()));
+  const std::string tcp_url = pg.create_database();
+  const std::string url = o.tcp ? tcp_url : pg.socket_url(PgCluster::database_name(tcp_url));
   ChildProcess migrate({bin_path("inferq"), "migrate"}, {{"INFERQ_DATABASE_URL", url}});
   migrate.wait_exit(std::chrono::seconds(60));
   std::printf("inferq queue benchmark: %u cores, PostgreSQL on this machine\n",
