@@ -7,6 +7,26 @@
 -- Keyed claims (rows guarded by the key's lock, not a row lock) still update
 -- by id. The bodies are 0005's otherwise.
 
+-- Locks up to p_max_jobs due unkeyed available jobs of the queue, best
+-- first (priority, then run_at, then id), skipping rows other claims hold;
+-- returns their ctids (NULL when none), valid until the caller's transaction
+-- ends. Shared by claim and claim_more.
+CREATE FUNCTION inferq.lock_due_unkeyed(p_queue text, p_max_jobs integer) RETURNS tid[]
+LANGUAGE plpgsql AS $$
+DECLARE
+  tids tid[];
+BEGIN
+  SELECT array_agg(x.ctid) INTO tids
+    FROM (SELECT j.ctid FROM inferq.jobs j
+           WHERE j.queue = p_queue AND j.state = 'available' AND j.work_unit_key IS NULL
+             AND j.run_at <= now()
+           ORDER BY j.priority DESC, j.run_at, j.id
+           LIMIT p_max_jobs
+           FOR UPDATE SKIP LOCKED) x;
+  RETURN tids;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION inferq.claim(p_queue text, p_worker bigint, p_max_jobs integer,
                              p_default_max_attempts integer)
 RETURNS TABLE (lease_id bigint, job_id bigint, payload text, attempts integer,
@@ -88,13 +108,7 @@ BEGIN
   IF u.id IS NULL THEN
     RETURN;
   END IF;
-  SELECT array_agg(x.ctid) INTO tids
-    FROM (SELECT j.ctid FROM inferq.jobs j
-           WHERE j.queue = p_queue AND j.state = 'available' AND j.work_unit_key IS NULL
-             AND j.run_at <= now()
-           ORDER BY j.priority DESC, j.run_at, j.id
-           LIMIT p_max_jobs
-           FOR UPDATE SKIP LOCKED) x;
+  tids := inferq.lock_due_unkeyed(p_queue, p_max_jobs);
   IF tids IS NULL THEN
     RETURN;
   END IF;
@@ -127,13 +141,7 @@ BEGIN
   IF NOT FOUND THEN
     RETURN;
   END IF;
-  SELECT array_agg(x.ctid) INTO tids
-    FROM (SELECT j.ctid FROM inferq.jobs j
-           WHERE j.queue = p_queue AND j.state = 'available' AND j.work_unit_key IS NULL
-             AND j.run_at <= now()
-           ORDER BY j.priority DESC, j.run_at, j.id
-           LIMIT p_max_jobs
-           FOR UPDATE SKIP LOCKED) x;
+  tids := inferq.lock_due_unkeyed(p_queue, p_max_jobs);
   IF tids IS NULL THEN
     RETURN;
   END IF;

@@ -52,8 +52,7 @@ struct Backlog {
   std::string url;
   pqxx::connection conn;
 
-  Backlog(int available, int succeeded, int keys = 0)
-      : url(inferq::test::migrated_database()), conn(url) {
+  Backlog(int available, int succeeded, int keys = 0) : url(inferq::test::migrated_database()), conn(url) {
     pqxx::nontransaction tx(conn);
     tx.exec_params(
         "INSERT INTO inferq.jobs (queue, work_unit_key, payload, "
@@ -136,16 +135,21 @@ TEST_CASE("the queries this test explains are inferq.claim's own") {
   const std::string url = inferq::test::migrated_database();
   pqxx::connection conn(url);
   pqxx::nontransaction tx(conn);
-  const std::string source = tx.exec1(
-                                   "SELECT regexp_replace(prosrc, '\\s+', ' ', 'g') FROM pg_proc"
-                                   " WHERE oid = 'inferq.claim(text, bigint, integer, "
-                                   "integer)'::regprocedure")[0]
-                                 .as<std::string>();
-  // The head query selects INTO u; the batch query is a subquery.
-  CHECK_MESSAGE(replace_all(source, " INTO u", "").find(kHeadQuery) != std::string::npos,
+  const auto source_of = [&](const std::string &signature) {
+    return tx
+        .exec1("SELECT regexp_replace(prosrc, '\\s+', ' ', 'g') FROM pg_proc WHERE oid = '" + signature +
+               "'::regprocedure")[0]
+        .as<std::string>();
+  };
+  // The head query selects INTO u; the batch query is a subquery of the
+  // helper that claim and claim_more share.
+  CHECK_MESSAGE(replace_all(source_of("inferq.claim(text, bigint, integer, integer)"), " INTO u", "")
+                        .find(kHeadQuery) != std::string::npos,
                 "inferq.claim's unkeyed head query changed: update kHeadQuery");
-  CHECK_MESSAGE(source.find(kBatchQuery) != std::string::npos,
-                "inferq.claim's unkeyed batch query changed: update kBatchQuery");
+  CHECK(source_of("inferq.claim(text, bigint, integer, integer)")
+            .find("inferq.lock_due_unkeyed(p_queue, p_max_jobs)") != std::string::npos);
+  CHECK_MESSAGE(source_of("inferq.lock_due_unkeyed(text, integer)").find(kBatchQuery) != std::string::npos,
+                "inferq.lock_due_unkeyed's batch query changed: update kBatchQuery");
 }
 
 TEST_CASE(
@@ -271,7 +275,7 @@ TEST_CASE("the dead entries claimed jobs leave behind slow the claim until vacuu
   const long vacuumed = b.claim_buffers();
 
   MESSAGE("buffers touched by a claim: fresh " << fresh << ", after 40,000 jobs claimed " << drained
-                                                << ", after vacuum_jobs " << vacuumed);
+                                               << ", after vacuum_jobs " << vacuumed);
   CHECK(drained > fresh + 100);  // about 40,000 entries / ~300 a page
   CHECK(vacuumed <= fresh + 20);
 }
