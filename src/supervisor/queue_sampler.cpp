@@ -43,6 +43,9 @@ void QueueSampler::loop() {
   bool was_failing = false;
   for (;;) {
     const auto started = std::chrono::steady_clock::now();
+    // Only a sample that ran stretches the wait: after an outage (a connect
+    // that timed out) the next sample should come at the usual interval.
+    std::chrono::milliseconds took{0};
     try {
       const auto backlog = db::sample_backlog(session_, queues_);
       std::vector<metrics::QueueSample> samples;
@@ -50,6 +53,8 @@ void QueueSampler::loop() {
       for (const auto& b : backlog)
         samples.push_back({b.queue, b.available, b.running, b.oldest_available_age_seconds});
       metrics_.set_queue_samples(samples);
+      took =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
       if (was_failing) spdlog::info("backlog sampler: sampling again");
       was_failing = false;
     } catch (const db::DbError& e) {
@@ -57,8 +62,6 @@ void QueueSampler::loop() {
       if (!was_failing) spdlog::warn("backlog sampler: {}; keeping the last sample", e.what());
       was_failing = true;
     }
-    const auto took =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     std::unique_lock<std::mutex> lock(mu_);
     if (cv_.wait_for(lock, next_sample_wait(interval_, took), [&] { return stop_; })) return;
   }

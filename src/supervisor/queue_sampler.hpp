@@ -15,8 +15,8 @@ namespace inferq::supervisor {
 // A sample reads every available job, so it costs more as the backlog grows
 // (about 0.3 s at a million jobs), and its snapshot holds back what VACUUM
 // may remove meanwhile. The sampler therefore waits at least this many times
-// as long as its last sample took: at most 1/(1+k) of one backend, whatever
-// the backlog.
+// as long as its last successful sample took: at most 1/(1+k) of one
+// backend, whatever the backlog.
 constexpr int kSampleDutyFactor = 20;
 
 // How long to wait after a sample that took `took`: `interval`, or
