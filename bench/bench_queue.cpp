@@ -242,7 +242,7 @@ int main(int argc, char** argv) {
       std::cerr
           << "usage: inferq-bench-queue [--jobs N,N] [--max-jobs M] [--instances I] [--vacuum-dead-rows N] "
              "[--repeat R] [--latency-samples K] [--skip-throughput] [--skip-claim] [--skip-latency] "
-                   "[--tcp] [--small-wal]\n";
+             "[--tcp] [--small-wal]\n";
       return 2;
     }
   }

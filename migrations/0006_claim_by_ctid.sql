@@ -5,7 +5,8 @@
 -- descending jobs_pkey once per job: the pkey holds every version of every
 -- job, the history included, so those descents cost more as the table grows.
 -- Keyed claims (rows guarded by the key's lock, not a row lock) still update
--- by id. The bodies are 0005's otherwise.
+-- by id. Picking and starting unkeyed jobs move into two helpers both use;
+-- the bodies are 0005's otherwise.
 
 -- Locks up to p_max_jobs due unkeyed available jobs of the queue, best
 -- first (priority, then run_at, then id), skipping rows other claims hold;
@@ -24,6 +25,26 @@ BEGIN
            LIMIT p_max_jobs
            FOR UPDATE SKIP LOCKED) x;
   RETURN tids;
+END
+$$;
+
+-- Starts the jobs at `p_tids` (rows the caller locked in this transaction)
+-- under lease `p_lease`: running, one more attempt, max_attempts fixed to
+-- the queue's default when unset. Returns each job with its wait (from ready
+-- to now). Shared by claim and claim_more.
+CREATE FUNCTION inferq.start_locked_jobs(p_tids tid[], p_lease bigint, p_default_max_attempts integer)
+RETURNS TABLE (job_id bigint, payload text, attempts integer, max_attempts integer,
+               work_unit_key text, wait_seconds float8)
+LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY
+  UPDATE inferq.jobs j
+     SET state = 'running', lease_id = p_lease, attempts = j.attempts + 1,
+         max_attempts = coalesce(j.max_attempts, p_default_max_attempts),
+         started_at = clock_timestamp()
+   WHERE j.ctid = ANY (p_tids)
+  RETURNING j.id, j.payload::text, j.attempts, j.max_attempts, j.work_unit_key,
+            extract(epoch FROM clock_timestamp() - greatest(j.created_at, j.run_at))::float8;
 END
 $$;
 
@@ -115,13 +136,8 @@ BEGIN
   INSERT INTO inferq.active_sessions (queue, worker_id) VALUES (p_queue, p_worker)
   RETURNING id INTO lease;
   RETURN QUERY
-  UPDATE inferq.jobs j
-     SET state = 'running', lease_id = lease, attempts = j.attempts + 1,
-         max_attempts = coalesce(j.max_attempts, p_default_max_attempts),
-         started_at = clock_timestamp()
-   WHERE j.ctid = ANY (tids)
-  RETURNING lease, j.id, j.payload::text, j.attempts, j.max_attempts, j.work_unit_key,
-                    extract(epoch FROM clock_timestamp() - greatest(j.created_at, j.run_at))::float8;
+  SELECT lease, s.job_id, s.payload, s.attempts, s.max_attempts, s.work_unit_key, s.wait_seconds
+    FROM inferq.start_locked_jobs(tids, lease, p_default_max_attempts) s;
 END
 $$;
 
@@ -146,12 +162,7 @@ BEGIN
     RETURN;
   END IF;
   RETURN QUERY
-  UPDATE inferq.jobs j
-     SET state = 'running', lease_id = p_lease, attempts = j.attempts + 1,
-         max_attempts = coalesce(j.max_attempts, p_default_max_attempts),
-         started_at = clock_timestamp()
-   WHERE j.ctid = ANY (tids)
-  RETURNING j.id, j.payload::text, j.attempts, j.max_attempts,
-            extract(epoch FROM clock_timestamp() - greatest(j.created_at, j.run_at))::float8;
+  SELECT s.job_id, s.payload, s.attempts, s.max_attempts, s.wait_seconds
+    FROM inferq.start_locked_jobs(tids, p_lease, p_default_max_attempts) s;
 END
 $$;
