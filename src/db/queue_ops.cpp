@@ -47,6 +47,36 @@ int reap(Session& s, std::chrono::milliseconds stale_after, const std::vector<st
   return n;
 }
 
+namespace {
+
+// The unit in rows of inferq.claim's columns (lease_id, job_id, payload,
+// attempts, max_attempts, work_unit_key, wait_seconds) from column `first`
+// on; nullopt when there are none (a LEFT JOIN's row of NULLs included).
+std::optional<ClaimedUnit> unit_from_rows(const pqxx::result& r, int first) {
+  if (r.empty() || r[0][first].is_null()) return std::nullopt;
+  ClaimedUnit unit;
+  unit.lease_id = r[0][first].as<std::int64_t>();
+  if (!r[0][first + 5].is_null()) unit.work_unit_key = r[0][first + 5].c_str();
+  unit.jobs.reserve(r.size());
+  for (const auto& row : r) {
+    ClaimedJob job;
+    job.id = row[first + 1].as<std::int64_t>();
+    job.payload.assign(row[first + 2].c_str(), row[first + 2].size());
+    job.attempts = row[first + 3].as<int>();
+    job.max_attempts = row[first + 4].as<int>();
+    job.wait_seconds = row[first + 6].is_null() ? 0.0 : row[first + 6].as<double>();
+    unit.jobs.push_back(std::move(job));
+  }
+  if (unit.work_unit_key) {
+    // A key's jobs must run in id order; UPDATE ... RETURNING does not sort.
+    std::sort(unit.jobs.begin(), unit.jobs.end(),
+              [](const ClaimedJob& a, const ClaimedJob& b) { return a.id < b.id; });
+  }
+  return unit;
+}
+
+}  // namespace
+
 std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int64_t worker_id,
                                  int max_jobs, int default_max_attempts) {
   std::optional<ClaimedUnit> unit;
@@ -58,28 +88,32 @@ std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int6
                      "SELECT lease_id, job_id, payload, attempts, max_attempts, work_unit_key, wait_seconds"
                      " FROM inferq.claim($1, $2, $3, $4)");
     pqxx::nontransaction tx(raw.conn);
-    const auto r = tx.exec_prepared("inferq_claim", queue, worker_id, max_jobs, default_max_attempts);
-    if (r.empty()) return;
-    unit.emplace();
-    unit->lease_id = r[0][0].as<std::int64_t>();
-    if (!r[0][5].is_null()) unit->work_unit_key = r[0][5].c_str();
-    unit->jobs.reserve(r.size());
-    for (const auto& row : r) {
-      ClaimedJob job;
-      job.id = row[1].as<std::int64_t>();
-      job.payload.assign(row[2].c_str(), row[2].size());
-      job.attempts = row[3].as<int>();
-      job.max_attempts = row[4].as<int>();
-      job.wait_seconds = row[6].is_null() ? 0.0 : row[6].as<double>();
-      unit->jobs.push_back(std::move(job));
-    }
-    if (unit->work_unit_key) {
-      // A key's jobs must run in id order; UPDATE ... RETURNING does not sort.
-      std::sort(unit->jobs.begin(), unit->jobs.end(),
-                [](const ClaimedJob& a, const ClaimedJob& b) { return a.id < b.id; });
-    }
+    unit = unit_from_rows(tx.exec_prepared("inferq_claim", queue, worker_id, max_jobs, default_max_attempts), 0);
   });
   return unit;
+}
+
+ReapAndClaim reap_then_claim(Session& s, std::chrono::milliseconds stale_after,
+                             const std::vector<std::int64_t>& keep, const std::string& queue,
+                             std::int64_t worker_id, int max_jobs, int default_max_attempts) {
+  ReapAndClaim out;
+  s.run([&](Raw& raw) {
+    // The claim refers to r, so it is called per row of r (a nested loop),
+    // after the reap; a plain join could run the function scan first.
+    raw.prepare_once(
+        "inferq_reap_then_claim",
+        "WITH r AS MATERIALIZED ("
+        "  SELECT inferq.reap(make_interval(secs => $1::float8 / 1000), $2::bigint[]) AS reaped)"
+        " SELECT r.reaped, c.lease_id, c.job_id, c.payload, c.attempts, c.max_attempts, c.work_unit_key,"
+        "        c.wait_seconds"
+        "   FROM r LEFT JOIN LATERAL inferq.claim($3, $4, $5, $6 + 0 * r.reaped) c ON true");
+    pqxx::nontransaction tx(raw.conn);
+    const auto r = tx.exec_prepared("inferq_reap_then_claim", static_cast<long long>(stale_after.count()),
+                                    int_array_literal(keep), queue, worker_id, max_jobs, default_max_attempts);
+    out.reaped = r[0][0].as<int>();
+    out.unit = unit_from_rows(r, 1);
+  });
+  return out;
 }
 
 std::vector<ClaimedJob> claim_more(Session& s, std::int64_t lease_id, const std::string& queue, int max_jobs,

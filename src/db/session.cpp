@@ -20,16 +20,29 @@ std::string primary_message(const std::string& text) {
 }  // namespace
 
 Session::Session(std::string url, std::string application_name,
-                 std::chrono::milliseconds statement_timeout)
+                 std::chrono::milliseconds statement_timeout, std::vector<std::string> listen_channels)
     : url_(std::move(url)),
       application_name_(std::move(application_name)),
-      statement_timeout_(statement_timeout) {}
+      statement_timeout_(statement_timeout),
+      listen_channels_(std::move(listen_channels)) {}
 
 Session::~Session() = default;
 
 bool Session::connected() const noexcept { return raw_ != nullptr; }
 
 void Session::disconnect() noexcept { raw_.reset(); }
+
+int Session::socket() const noexcept { return raw_ ? raw_->conn.sock() : -1; }
+
+bool Session::take_notifications() noexcept {
+  if (!raw_) return false;
+  try {
+    return raw_->conn.get_notifs() > 0;
+  } catch (...) {
+    raw_.reset();
+    return true;
+  }
+}
 
 void Session::connect() {
   if (raw_) return;
@@ -40,6 +53,7 @@ void Session::connect() {
     if (statement_timeout_.count() > 0) {
       tx.exec("SET statement_timeout = " + std::to_string(statement_timeout_.count()));
     }
+    for (const auto& channel : listen_channels_) tx.exec("LISTEN " + tx.quote_name(channel));
     raw_ = std::move(raw);
   } catch (const pqxx::broken_connection& e) {
     throw DbError(std::string("cannot connect to ") + redact_url(url_) + ": " + e.what(), true);

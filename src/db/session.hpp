@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace inferq::db {
 
@@ -16,8 +17,10 @@ class Session {
  public:
   // `application_name` shows in pg_stat_activity. `statement_timeout`
   // bounds every statement (0 = server default) so no caller blocks forever.
+  // Each (re)connection LISTENs on `listen_channels`.
   Session(std::string url, std::string application_name,
-          std::chrono::milliseconds statement_timeout = std::chrono::milliseconds{0});
+          std::chrono::milliseconds statement_timeout = std::chrono::milliseconds{0},
+          std::vector<std::string> listen_channels = {});
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -30,6 +33,14 @@ class Session {
   void disconnect() noexcept;
   const std::string& url() const noexcept { return url_; }
 
+  // The connection's socket to poll for notifications; -1 when not connected.
+  int socket() const noexcept;
+  // Reads what the server sent and takes the notifications received so far,
+  // including those that came in during earlier statements; true when there
+  // were any. A lost connection is dropped (the next use reconnects) and also
+  // answers true, so the caller goes on to a statement that reports it.
+  bool take_notifications() noexcept;
+
   // Runs `fn` against the open connection, translating library errors into
   // DbError and dropping the connection when it was lost. Used by the
   // operation files of src/db/ only.
@@ -39,6 +50,7 @@ class Session {
   std::string url_;
   std::string application_name_;
   std::chrono::milliseconds statement_timeout_;
+  std::vector<std::string> listen_channels_;
   std::unique_ptr<Raw> raw_;
 };
 

@@ -25,8 +25,8 @@ constexpr std::array<Outcome, 4> kOutcomes = {Outcome::kSucceeded, Outcome::kRet
                                               Outcome::kCancelled};
 constexpr std::array<RestartReason, 4> kReasons = {RestartReason::kDeadline, RestartReason::kCrash,
                                                    RestartReason::kFatalGpu, RestartReason::kIdle};
-constexpr std::array<DbOp, 7> kDbOps = {DbOp::kReap,    DbOp::kClaim,  DbOp::kHeartbeat, DbOp::kComplete,
-                                        DbOp::kRelease, DbOp::kListen, DbOp::kSample};
+constexpr std::array<DbOp, 6> kDbOps = {DbOp::kReap,     DbOp::kClaim,   DbOp::kHeartbeat,
+                                        DbOp::kComplete, DbOp::kRelease, DbOp::kSample};
 
 // Seconds a job waits: from milliseconds (a hot queue) to an hour (a backlog).
 const Histogram::BucketBoundaries kWaitBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,    2.5,
@@ -166,8 +166,6 @@ const char* to_string(DbOp op) {
       return "complete";
     case DbOp::kRelease:
       return "release";
-    case DbOp::kListen:
-      return "listen";
     case DbOp::kSample:
       return "sample";
   }

@@ -29,7 +29,7 @@ enum class RestartReason {
 };
 
 // A database operation, as inferq_db_errors_total{op} counts its failures.
-enum class DbOp { kReap, kClaim, kHeartbeat, kComplete, kRelease, kListen, kSample };
+enum class DbOp { kReap, kClaim, kHeartbeat, kComplete, kRelease, kSample };
 
 // The labels of inferq_build_info.
 struct BuildInfo {

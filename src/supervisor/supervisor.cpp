@@ -95,7 +95,9 @@ Supervisor::Supervisor(SupervisorOptions options)
                                                                          settings_.worker.poll_interval,
                                                                          metrics::BuildInfo{"unknown"}, clock_)),
       metrics_(options_.metrics ? *options_.metrics : *own_metrics_),
-      session_(settings_.database.url, "inferq tick", std::chrono::seconds(30)),
+      // The tick LISTENs on its own connection: a notification wakes the
+      // thread that claims, with no other thread (and wake-up) in between.
+      session_(settings_.database.url, "inferq tick", std::chrono::seconds(30), {"inferq_jobs"}),
       writer_(
           settings_.database.url, options_.worker_name, leases_, [this] { wake(); },
           [this](const std::vector<db::OutcomeCount>& counts) {
@@ -107,7 +109,6 @@ Supervisor::Supervisor(SupervisorOptions options)
       heartbeater_(settings_.database.url, options_.worker_id, settings_.worker.heartbeat_interval, leases_,
                    [this] { return tick_alive(); }, [this] { wake(); },
                    [this] { metrics_.db_error(metrics::DbOp::kHeartbeat); }),
-      notifier_(settings_.database.url, [this] { wake(); }, [this] { metrics_.db_error(metrics::DbOp::kListen); }),
       janitor_(settings_.database.url, settings_.worker.vacuum_dead_rows, std::chrono::seconds(1)),
       rng_(std::random_device{}()),
       // Capped near the poll interval: once the database is back, the tick
@@ -146,7 +147,6 @@ int Supervisor::run() {
   last_tick_ns_ = to_ns(now);
   writer_.start();
   heartbeater_.start();
-  notifier_.start();
   janitor_.start();
   for (auto& slot : slots_) start_executor(*slot, now);
   spdlog::info("worker {} running {} queue(s) with {} executor slot(s)", options_.worker_name,
@@ -169,12 +169,13 @@ int Supervisor::run() {
 void Supervisor::tick() {
   const auto now = clock_.now();
   last_tick_ns_ = to_ns(now);
-  // Invariant 1: reap first, every tick, whatever the slots say.
+  // Invariant 1: reap first, every tick, whatever the slots say (with a slot
+  // free, the same statement then claims for it).
   reap_stale(now);
   stop_lost_units(now);
   top_up_filling_units(now);
   if (!draining_) start_stopped_queues(now);
-  if (!draining_) claim_for_idle_slots(now);
+  claim_for_idle_slots(now);
   publish_slots();
   metrics_.tick_done(seconds_between(now, clock_.now()));
   announce_ready_once();
@@ -287,15 +288,34 @@ void Supervisor::start_stopped_queues(TimePoint now) {
 
 void Supervisor::reap_stale(TimePoint now) {
   if (!db_usable(now)) return;
+  // With a slot free, the reap's statement also claims its first unit.
+  Slot* idle = nullptr;
+  if (!draining_) {
+    for (auto& slot : slots_) {
+      if (slot->state == Slot::State::kIdle) {
+        idle = slot.get();
+        break;
+      }
+    }
+  }
   try {
-    const int n = db::reap(session_, settings_.worker.stale_after, leases_.snapshot());
+    int n = 0;
+    if (idle != nullptr) {
+      auto r = db::reap_then_claim(session_, settings_.worker.stale_after, leases_.snapshot(), idle->queue->name,
+                                   options_.worker_id, idle->queue->batch.max_jobs, idle->queue->retry.max_attempts);
+      n = r.reaped;
+      claimed_by_reap_ = ClaimedByReap{idle, std::move(r.unit)};
+    } else {
+      n = db::reap(session_, settings_.worker.stale_after, leases_.snapshot());
+    }
     if (n > 0) spdlog::warn("reaped {} stale lease(s); their jobs are available again", n);
     metrics_.leases_reaped(n);
     db_succeeded();
   } catch (const db::DbError& e) {
     metrics_.db_error(metrics::DbOp::kReap);
     if (e.retryable() && !e.connection_lost()) {
-      // A key lock it gave way on (see inferq.lock_keys): not an outage.
+      // A key lock it gave way on (see inferq.lock_keys): not an outage. The
+      // claim it carried is made on its own below.
       spdlog::warn("reap: {}; the next tick reaps again", e.what());
       return;
     }
@@ -326,6 +346,14 @@ void Supervisor::stop_lost_units(TimePoint now) {
 
 void Supervisor::claim_for_idle_slots(TimePoint now) {
   std::vector<const config::QueueSettings*> exhausted;
+  // What the reap's statement claimed is taken first, before anything below
+  // can return: its lease is live and must reach a slot.
+  if (claimed_by_reap_) {
+    ClaimedByReap c = std::move(*claimed_by_reap_);
+    claimed_by_reap_.reset();
+    if (!take_unit(*c.slot, std::move(c.unit), now)) exhausted.push_back(c.slot->queue);
+  }
+  if (draining_) return;
   for (auto& slot_ptr : slots_) {
     Slot& slot = *slot_ptr;
     if (slot.state != Slot::State::kIdle) continue;
@@ -335,33 +363,33 @@ void Supervisor::claim_for_idle_slots(TimePoint now) {
       auto unit = db::claim(session_, slot.queue->name, options_.worker_id, slot.queue->batch.max_jobs,
                             slot.queue->retry.max_attempts);
       db_succeeded();
-      if (!unit) {
-        exhausted.push_back(slot.queue);
-        continue;
-      }
-      std::vector<double> waits;
-      waits.reserve(unit->jobs.size());
-      for (const auto& job : unit->jobs) waits.push_back(job.wait_seconds);
-      metrics_.jobs_claimed(slot.queue->name, waits);
-      if (static_cast<int>(unit->jobs.size()) < slot.queue->batch.max_jobs) {
-        exhausted.push_back(slot.queue);
-        if (slot.queue->batch.max_wait.count() > 0 && !unit->work_unit_key) {
-          // Wait up to max_wait for more jobs: the lease is held (and
-          // heartbeated) meanwhile; ticks top it up, the poll wakes at timer.
-          leases_.add(unit->lease_id);
-          slot.state = Slot::State::kFilling;
-          slot.timer = now + slot.queue->batch.max_wait;
-          slot.unit = std::move(*unit);
-          continue;
-        }
-      }
-      dispatch(slot, std::move(*unit), now);
+      if (!take_unit(slot, std::move(unit), now)) exhausted.push_back(slot.queue);
     } catch (const db::DbError& e) {
       metrics_.db_error(metrics::DbOp::kClaim);
       db_failed(e, now);
       return;
     }
   }
+}
+
+bool Supervisor::take_unit(Slot& slot, std::optional<db::ClaimedUnit> unit, TimePoint now) {
+  if (!unit) return false;
+  std::vector<double> waits;
+  waits.reserve(unit->jobs.size());
+  for (const auto& job : unit->jobs) waits.push_back(job.wait_seconds);
+  metrics_.jobs_claimed(slot.queue->name, waits);
+  const bool full = static_cast<int>(unit->jobs.size()) >= slot.queue->batch.max_jobs;
+  if (!full && slot.queue->batch.max_wait.count() > 0 && !unit->work_unit_key) {
+    // Wait up to max_wait for more jobs: the lease is held (and heartbeated)
+    // meanwhile; ticks top it up, the poll wakes at timer.
+    leases_.add(unit->lease_id);
+    slot.state = Slot::State::kFilling;
+    slot.timer = now + slot.queue->batch.max_wait;
+    slot.unit = std::move(*unit);
+    return false;
+  }
+  dispatch(slot, std::move(*unit), now);
+  return full;
 }
 
 void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
@@ -403,11 +431,18 @@ void Supervisor::wait_for_events(TimePoint now) {
   if (retry_wake_ <= now) retry_wake_ = TimePoint::max();  // this tick has claimed it
   until = std::min(until, retry_wake_);
 
-  // pollfd layout: [signal][wake] then two per slot with a process.
+  // Notifications that came in during this tick's statements are already
+  // read off the socket: they would not wake the poll.
+  if (session_.take_notifications()) until = now;
+
+  // pollfd layout: [signal][wake][LISTEN] then two per slot with a process.
+  // The LISTEN entry is -1 (ignored) while the tick's connection is down;
+  // jobs that came meanwhile are claimed by the tick that reconnects.
   std::vector<pollfd> fds;
-  std::vector<std::pair<Slot*, bool>> owners;  // (slot, is_socket) for fds[2..]
+  std::vector<std::pair<Slot*, bool>> owners;  // (slot, is_socket) for fds[3..]
   fds.push_back({options_.signal_fd, POLLIN, 0});
   fds.push_back({wake_.fd(), POLLIN, 0});
+  fds.push_back({session_.socket(), POLLIN, 0});
   for (auto& s : slots_) {
     if (!s->proc || s->proc->reaped()) continue;
     if (s->proc->socket_fd() >= 0 && s->state != Slot::State::kExiting) {
@@ -427,10 +462,11 @@ void Supervisor::wait_for_events(TimePoint now) {
   if (n > 0) {
     if (fds[0].revents & POLLIN) on_shutdown_signal(after);
     if (fds[1].revents & POLLIN) wake_.drain();
-    for (std::size_t i = 2; i < fds.size(); ++i) {
+    if (fds[2].revents) session_.take_notifications();  // consumed; the next tick claims
+    for (std::size_t i = 3; i < fds.size(); ++i) {
       if (!fds[i].revents) continue;
-      Slot& slot = *owners[i - 2].first;
-      if (owners[i - 2].second) {
+      Slot& slot = *owners[i - 3].first;
+      if (owners[i - 3].second) {
         if ((fds[i].revents & POLLOUT) && slot.proc && !slot.proc->writer.flush_to(slot.proc->socket_fd()))
           kill_executor(slot, after, "its socket refused the unit");
         if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) on_socket(slot, after);
@@ -757,7 +793,6 @@ void Supervisor::shutdown() {
     s->proc.reset();  // kills and reaps
     s->state = Slot::State::kWaitRestart;
   }
-  notifier_.stop();
   janitor_.stop();
   const auto bound = now + kShutdownWriteBound;
   if (!writer_.flush(bound)) spdlog::warn("shutdown: some results were not written; their leases will expire");

@@ -18,7 +18,6 @@
 #include "supervisor/executor_process.hpp"
 #include "supervisor/heartbeater.hpp"
 #include "supervisor/janitor.hpp"
-#include "supervisor/job_notifier.hpp"
 #include "supervisor/lease_registry.hpp"
 #include "util/backoff.hpp"
 #include "util/clock.hpp"
@@ -52,7 +51,7 @@ struct SupervisorOptions {
 };
 
 // The tick loop and everything it owns: the executor slots, the heartbeat,
-// completion writer and LISTEN threads. Every tick it first reaps stale
+// completion writer and janitor threads. Every tick it first reaps stale
 // leases, unconditionally; then, for each idle slot, claims a unit and sends
 // it to that slot's executor under the queue's deadline; then waits for an
 // executor, a notification, a signal, a deadline or the poll interval.
@@ -81,6 +80,9 @@ class Supervisor {
   void reap_stale(TimePoint now);
   void stop_lost_units(TimePoint now);
   void claim_for_idle_slots(TimePoint now);
+  // Puts a claimed unit on idle `slot`: dispatched, or filling (batch.max_wait).
+  // False when the queue has nothing more to claim now (no unit, or a partial one).
+  bool take_unit(Slot& slot, std::optional<db::ClaimedUnit> unit, TimePoint now);
   // Starts an executor for each queue whose executors all exited idle (none
   // ready or starting) once the queue has work again.
   void start_stopped_queues(TimePoint now);
@@ -116,14 +118,20 @@ class Supervisor {
   const util::Clock& clock_;
   std::unique_ptr<metrics::Metrics> own_metrics_;  // when options.metrics is null
   metrics::Metrics& metrics_;
-  db::Session session_;  // the tick's own connection
+  db::Session session_;  // the tick's own connection; it LISTENs on inferq_jobs
   LeaseRegistry leases_;
   util::EventFd wake_;
   CompletionWriter writer_;
   Heartbeater heartbeater_;
-  JobNotifier notifier_;
   Janitor janitor_;
   std::vector<std::unique_ptr<Slot>> slots_;
+  // This tick's first claim, made by the reap's statement for the first idle
+  // slot (see reap_stale); taken by claim_for_idle_slots in the same tick.
+  struct ClaimedByReap {
+    Slot* slot = nullptr;
+    std::optional<db::ClaimedUnit> unit;
+  };
+  std::optional<ClaimedByReap> claimed_by_reap_;
   std::mt19937 rng_;
 
   std::atomic<std::int64_t> last_tick_ns_{0};  // steady clock; read by the heartbeat thread

@@ -1060,6 +1060,47 @@ TEST_CASE("reap spares the leases in keep and fresh leases") {
                   std::to_string(stale->lease_id)) == "0");
 }
 
+TEST_CASE("reap_then_claim reaps first, then claims in the same statement what the reap made available") {
+  QueueDb db;
+  const auto a = db.add();
+  const auto b = db.add();
+  const auto lost = db.claim(2);
+  REQUIRE(lost);
+  std::this_thread::sleep_for(milliseconds(20));
+
+  // Nothing stale (a realistic stale_after): no reap, and nothing to claim.
+  auto r = inferq::db::reap_then_claim(db.session, seconds(60), {}, "q", db.worker, 16, 5);
+  CHECK(r.reaped == 0);
+  CHECK_FALSE(r.unit);
+  CHECK(db.leases() == 1);
+
+  // Stale: the jobs the reap frees are the ones its claim takes, on their
+  // second attempt, under a new lease; the old lease is gone.
+  r = inferq::db::reap_then_claim(db.session, milliseconds(1), {}, "q", db.worker, 16, 5);
+  CHECK(r.reaped == 1);
+  REQUIRE(r.unit);
+  CHECK(r.unit->lease_id != lost->lease_id);
+  REQUIRE(r.unit->jobs.size() == 2);
+  for (const auto& job : r.unit->jobs) {
+    CAPTURE(job.id);
+    CHECK((job.id == a || job.id == b));
+    CHECK(job.attempts == 2);
+    CHECK(db.state(job.id) == "running");
+    CHECK(*db.field(job.id, "errors->0->>'class'") == "lost");
+  }
+  CHECK(db.leases() == 1);
+  CHECK(db.scalar("SELECT count(*) FROM inferq.active_sessions WHERE id = " + std::to_string(lost->lease_id)) ==
+        "0");
+
+  // The reap spares `keep`; the claim still runs.
+  const auto c = db.add();
+  r = inferq::db::reap_then_claim(db.session, milliseconds(1), {r.unit->lease_id}, "q", db.worker, 16, 5);
+  CHECK(r.reaped == 0);
+  REQUIRE(r.unit);
+  REQUIRE(r.unit->jobs.size() == 1);
+  CHECK(r.unit->jobs[0].id == c);
+}
+
 TEST_CASE("reap names a worker whose row is gone by its id") {
   QueueDb db;
   const auto id = db.add();

@@ -72,7 +72,7 @@ TEST_CASE("the exposition holds every family and every pre-created label value a
     CHECK(metric_value(text, "inferq_unit_run_seconds_count{queue=\"" + q + "\"}") == 0);
     CHECK(metric_value(text, "inferq_batch_jobs_count{queue=\"" + q + "\"}") == 0);
   }
-  for (const char* op : {"reap", "claim", "heartbeat", "complete", "release", "listen", "sample"})
+  for (const char* op : {"reap", "claim", "heartbeat", "complete", "release", "sample"})
     CHECK(metric_value(text, "inferq_db_errors_total{op=\"" + std::string(op) + "\"}") == 0);
   CHECK(metric_value(text, "inferq_leases_reaped_total") == 0);
   CHECK(metric_value(text, "inferq_db_up") == 0);
