@@ -123,7 +123,7 @@ TEST_CASE("PostgreSQL crash-restarts twice mid-run: the daemon reconnects and dr
 
   const auto status = d.terminate(10s);
   REQUIRE(status.has_value());
-  CHECK_MESSAGE(exited_with(*status, 0), describe_wait_status(*status));
+  CHECK_MESSAGE(exited_with(*status, 0), describe_wait_status(*status), "\n", d.log());
   MESSAGE(kTotal << " jobs drained through " << kWaves << " crash-restarts in " << drained << " s; " << reclaimed
                  << " job(s) re-run after a claim lost in a crash; log: " << lost << " failure(s), " << back
                  << " recoveries");
