@@ -3,8 +3,12 @@
 // Private to src/db/: the libpqxx connection behind a Session.
 #include <pqxx/pqxx>
 
+#include <memory>
 #include <set>
 #include <string>
+#include <vector>
+
+#include "db/session.hpp"
 
 namespace inferq::db {
 
@@ -12,6 +16,10 @@ class Raw {
  public:
   explicit Raw(const std::string& url) : conn(url) {}
   pqxx::connection conn;
+  // Notifications delivered on this connection, until taken. Declared after
+  // conn: the receivers unregister from it when they are destroyed.
+  std::vector<Notification> pending;
+  std::vector<std::unique_ptr<pqxx::notification_receiver>> receivers;
 
   // Prepares `sql` under `name` once per connection.
   void prepare_once(const std::string& name, const std::string& sql) {

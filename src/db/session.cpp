@@ -17,6 +17,18 @@ std::string primary_message(const std::string& text) {
   return m;
 }
 
+class Receiver : public pqxx::notification_receiver {
+ public:
+  Receiver(pqxx::connection_base& c, const std::string& channel, std::vector<Notification>& sink)
+      : pqxx::notification_receiver(c, channel), sink_(sink) {}
+  void operator()(const std::string& payload, int /*backend_pid*/) override {
+    sink_.push_back({channel(), payload});
+  }
+
+ private:
+  std::vector<Notification>& sink_;
+};
+
 }  // namespace
 
 Session::Session(std::string url, std::string application_name,
@@ -34,14 +46,17 @@ void Session::disconnect() noexcept { raw_.reset(); }
 
 int Session::socket() const noexcept { return raw_ ? raw_->conn.sock() : -1; }
 
-bool Session::take_notifications() noexcept {
-  if (!raw_) return false;
+std::vector<Notification> Session::take_notifications() {
+  std::vector<Notification> out;
+  if (!raw_) return out;
   try {
-    return raw_->conn.get_notifs() > 0;
-  } catch (...) {
+    raw_->conn.get_notifs();
+  } catch (const std::exception& e) {
     raw_.reset();
-    return true;
+    throw DbError(std::string("connection lost: ") + e.what(), true);
   }
+  out.swap(raw_->pending);
+  return out;
 }
 
 void Session::connect() {
@@ -53,7 +68,12 @@ void Session::connect() {
     if (statement_timeout_.count() > 0) {
       tx.exec("SET statement_timeout = " + std::to_string(statement_timeout_.count()));
     }
+    // LISTEN here, so that nothing committed after connect() returns is
+    // missed; the receivers (which would LISTEN lazily) only collect.
     for (const auto& channel : listen_channels_) tx.exec("LISTEN " + tx.quote_name(channel));
+    tx.commit();
+    for (const auto& channel : listen_channels_)
+      raw->receivers.push_back(std::make_unique<Receiver>(raw->conn, channel, raw->pending));
     raw_ = std::move(raw);
   } catch (const pqxx::broken_connection& e) {
     throw DbError(std::string("cannot connect to ") + redact_url(url_) + ": " + e.what(), true);

@@ -10,6 +10,11 @@ namespace inferq::db {
 
 class Raw;  // the libpqxx connection, hidden from everything outside src/db/
 
+struct Notification {
+  std::string channel;
+  std::string payload;
+};
+
 // One PostgreSQL connection for one thread, opened lazily and reopened on the
 // next use after it was lost. Not thread-safe: each thread that talks to the
 // database owns its own Session.
@@ -36,10 +41,10 @@ class Session {
   // The connection's socket to poll for notifications; -1 when not connected.
   int socket() const noexcept;
   // Reads what the server sent and takes the notifications received so far,
-  // including those that came in during earlier statements; true when there
-  // were any. A lost connection is dropped (the next use reconnects) and also
-  // answers true, so the caller goes on to a statement that reports it.
-  bool take_notifications() noexcept;
+  // including those that came in during earlier statements (none when not
+  // connected). Throws DbError (connection_lost) when the connection is
+  // lost, and drops it: the next use reconnects and LISTENs again.
+  std::vector<Notification> take_notifications();
 
   // Runs `fn` against the open connection, translating library errors into
   // DbError and dropping the connection when it was lost. Used by the

@@ -433,7 +433,7 @@ void Supervisor::wait_for_events(TimePoint now) {
 
   // Notifications that came in during this tick's statements are already
   // read off the socket: they would not wake the poll.
-  if (session_.take_notifications()) until = now;
+  if (jobs_notified()) until = now;
 
   // pollfd layout: [signal][wake][LISTEN] then two per slot with a process.
   // The LISTEN entry is -1 (ignored) while the tick's connection is down;
@@ -462,7 +462,7 @@ void Supervisor::wait_for_events(TimePoint now) {
   if (n > 0) {
     if (fds[0].revents & POLLIN) on_shutdown_signal(after);
     if (fds[1].revents & POLLIN) wake_.drain();
-    if (fds[2].revents) session_.take_notifications();  // consumed; the next tick claims
+    if (fds[2].revents) jobs_notified();  // consumed; the next tick claims
     for (std::size_t i = 3; i < fds.size(); ++i) {
       if (!fds[i].revents) continue;
       Slot& slot = *owners[i - 3].first;
@@ -476,6 +476,16 @@ void Supervisor::wait_for_events(TimePoint now) {
     }
   }
   check_timers(clock_.now());
+}
+
+bool Supervisor::jobs_notified() {
+  try {
+    return !session_.take_notifications().empty();
+  } catch (const db::DbError&) {
+    // The tick's connection is gone: the next tick's statement says so and
+    // reconnects (and LISTENs again).
+    return true;
+  }
 }
 
 void Supervisor::on_socket(Slot& slot, TimePoint now) {

@@ -91,6 +91,9 @@ class Supervisor {
   void top_up_filling_units(TimePoint now);
   void dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now);
   void wait_for_events(TimePoint now);
+  // Takes the tick connection's inferq_jobs notifications; true when there
+  // were any, or when the connection was lost (a tick should run either way).
+  bool jobs_notified();
   void on_socket(Slot& slot, TimePoint now);
   void on_exit(Slot& slot, TimePoint now);
   void check_timers(TimePoint now);
