@@ -9,7 +9,8 @@
 namespace inferq::db {
 
 Listener::Listener(std::string url, std::vector<std::string> channels, std::string application_name)
-    : session_(std::move(url), std::move(application_name), std::chrono::milliseconds{0}, std::move(channels)) {}
+    : session_(std::move(url), std::move(application_name), std::chrono::milliseconds{0},
+               std::move(channels)) {}
 
 void Listener::connect() {
   try {

@@ -34,11 +34,20 @@ void deregister_worker(Session& s, std::int64_t worker_id) {
   });
 }
 
+namespace {
+
+// Shared by reap/claim and reap_then_claim: stale_after in ms as $1, keep as $2.
+constexpr const char* kReapCall = "inferq.reap(make_interval(secs => $1::float8 / 1000), $2::bigint[])";
+// inferq.claim's columns, in the order unit_from_rows reads them.
+constexpr const char* kClaimColumns =
+    "lease_id, job_id, payload, attempts, max_attempts, work_unit_key, wait_seconds";
+
+}  // namespace
+
 int reap(Session& s, std::chrono::milliseconds stale_after, const std::vector<std::int64_t>& keep) {
   int n = 0;
   s.run([&](Raw& raw) {
-    raw.prepare_once("inferq_reap",
-                     "SELECT inferq.reap(make_interval(secs => $1::float8 / 1000), $2::bigint[])");
+    raw.prepare_once("inferq_reap", std::string("SELECT ") + kReapCall);
     pqxx::nontransaction tx(raw.conn);
     const auto r = tx.exec_prepared("inferq_reap", static_cast<long long>(stale_after.count()),
                                     int_array_literal(keep));
@@ -85,10 +94,10 @@ std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int6
     // read this statement's older snapshot and miss jobs committed while the
     // function ran, which it claimed all the same (migration 0005).
     raw.prepare_once("inferq_claim",
-                     "SELECT lease_id, job_id, payload, attempts, max_attempts, work_unit_key, wait_seconds"
-                     " FROM inferq.claim($1, $2, $3, $4)");
+                     std::string("SELECT ") + kClaimColumns + " FROM inferq.claim($1, $2, $3, $4)");
     pqxx::nontransaction tx(raw.conn);
-    unit = unit_from_rows(tx.exec_prepared("inferq_claim", queue, worker_id, max_jobs, default_max_attempts), 0);
+    unit =
+        unit_from_rows(tx.exec_prepared("inferq_claim", queue, worker_id, max_jobs, default_max_attempts), 0);
   });
   return unit;
 }
@@ -100,16 +109,14 @@ ReapAndClaim reap_then_claim(Session& s, std::chrono::milliseconds stale_after,
   s.run([&](Raw& raw) {
     // The claim refers to r, so it is called per row of r (a nested loop),
     // after the reap; a plain join could run the function scan first.
-    raw.prepare_once(
-        "inferq_reap_then_claim",
-        "WITH r AS MATERIALIZED ("
-        "  SELECT inferq.reap(make_interval(secs => $1::float8 / 1000), $2::bigint[]) AS reaped)"
-        " SELECT r.reaped, c.lease_id, c.job_id, c.payload, c.attempts, c.max_attempts, c.work_unit_key,"
-        "        c.wait_seconds"
-        "   FROM r LEFT JOIN LATERAL inferq.claim($3, $4, $5, $6 + 0 * r.reaped) c ON true");
+    raw.prepare_once("inferq_reap_then_claim",
+                     std::string("WITH r AS MATERIALIZED (SELECT ") + kReapCall +
+                         " AS reaped) SELECT r.reaped, " + kClaimColumns +
+                         " FROM r LEFT JOIN LATERAL inferq.claim($3, $4, $5, $6 + 0 * r.reaped) c ON true");
     pqxx::nontransaction tx(raw.conn);
-    const auto r = tx.exec_prepared("inferq_reap_then_claim", static_cast<long long>(stale_after.count()),
-                                    int_array_literal(keep), queue, worker_id, max_jobs, default_max_attempts);
+    const auto r =
+        tx.exec_prepared("inferq_reap_then_claim", static_cast<long long>(stale_after.count()),
+                         int_array_literal(keep), queue, worker_id, max_jobs, default_max_attempts);
     out.reaped = r[0][0].as<int>();
     out.unit = unit_from_rows(r, 1);
   });

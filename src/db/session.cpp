@@ -31,8 +31,8 @@ class Receiver : public pqxx::notification_receiver {
 
 }  // namespace
 
-Session::Session(std::string url, std::string application_name,
-                 std::chrono::milliseconds statement_timeout, std::vector<std::string> listen_channels)
+Session::Session(std::string url, std::string application_name, std::chrono::milliseconds statement_timeout,
+                 std::vector<std::string> listen_channels)
     : url_(std::move(url)),
       application_name_(std::move(application_name)),
       statement_timeout_(statement_timeout),

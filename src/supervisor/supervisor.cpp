@@ -91,9 +91,9 @@ Supervisor::Supervisor(SupervisorOptions options)
       settings_(*options_.settings),
       clock_(*options_.clock),
       own_metrics_(options_.metrics ? nullptr
-                                    : std::make_unique<metrics::Metrics>(queue_names(settings_),
-                                                                         settings_.worker.poll_interval,
-                                                                         metrics::BuildInfo{"unknown"}, clock_)),
+                                    : std::make_unique<metrics::Metrics>(
+                                          queue_names(settings_), settings_.worker.poll_interval,
+                                          metrics::BuildInfo{"unknown"}, clock_)),
       metrics_(options_.metrics ? *options_.metrics : *own_metrics_),
       // The tick LISTENs on its own connection: a notification wakes the
       // thread that claims, with no other thread (and wake-up) in between.
@@ -102,13 +102,15 @@ Supervisor::Supervisor(SupervisorOptions options)
           settings_.database.url, options_.worker_name, leases_, [this] { wake(); },
           [this](const std::vector<db::OutcomeCount>& counts) {
             for (const auto& c : counts) {
-              if (const auto outcome = outcome_of(c.outcome)) metrics_.jobs_finished(c.queue, *outcome, c.jobs);
+              if (const auto outcome = outcome_of(c.outcome))
+                metrics_.jobs_finished(c.queue, *outcome, c.jobs);
             }
           },
           [this] { metrics_.db_error(metrics::DbOp::kComplete); }),
-      heartbeater_(settings_.database.url, options_.worker_id, settings_.worker.heartbeat_interval, leases_,
-                   [this] { return tick_alive(); }, [this] { wake(); },
-                   [this] { metrics_.db_error(metrics::DbOp::kHeartbeat); }),
+      heartbeater_(
+          settings_.database.url, options_.worker_id, settings_.worker.heartbeat_interval, leases_,
+          [this] { return tick_alive(); }, [this] { wake(); },
+          [this] { metrics_.db_error(metrics::DbOp::kHeartbeat); }),
       janitor_(settings_.database.url, settings_.worker.vacuum_dead_rows, std::chrono::seconds(1)),
       rng_(std::random_device{}()),
       // Capped near the poll interval: once the database is back, the tick
@@ -171,11 +173,11 @@ void Supervisor::tick() {
   last_tick_ns_ = to_ns(now);
   // Invariant 1: reap first, every tick, whatever the slots say (with a slot
   // free, the same statement then claims for it).
-  reap_stale(now);
+  auto claimed_by_reap = reap_stale(now);
   stop_lost_units(now);
   top_up_filling_units(now);
   if (!draining_) start_stopped_queues(now);
-  claim_for_idle_slots(now);
+  claim_for_idle_slots(now, std::move(claimed_by_reap));
   publish_slots();
   metrics_.tick_done(seconds_between(now, clock_.now()));
   announce_ready_once();
@@ -286,8 +288,9 @@ void Supervisor::start_stopped_queues(TimePoint now) {
   }
 }
 
-void Supervisor::reap_stale(TimePoint now) {
-  if (!db_usable(now)) return;
+std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
+  std::optional<ClaimedByReap> claimed;
+  if (!db_usable(now)) return claimed;
   // With a slot free, the reap's statement also claims its first unit.
   Slot* idle = nullptr;
   if (!draining_) {
@@ -301,10 +304,11 @@ void Supervisor::reap_stale(TimePoint now) {
   try {
     int n = 0;
     if (idle != nullptr) {
-      auto r = db::reap_then_claim(session_, settings_.worker.stale_after, leases_.snapshot(), idle->queue->name,
-                                   options_.worker_id, idle->queue->batch.max_jobs, idle->queue->retry.max_attempts);
+      auto r = db::reap_then_claim(session_, settings_.worker.stale_after, leases_.snapshot(),
+                                   idle->queue->name, options_.worker_id, idle->queue->batch.max_jobs,
+                                   idle->queue->retry.max_attempts);
       n = r.reaped;
-      claimed_by_reap_ = ClaimedByReap{idle, std::move(r.unit)};
+      claimed = ClaimedByReap{idle, std::move(r.unit)};
     } else {
       n = db::reap(session_, settings_.worker.stale_after, leases_.snapshot());
     }
@@ -317,10 +321,11 @@ void Supervisor::reap_stale(TimePoint now) {
       // A key lock it gave way on (see inferq.lock_keys): not an outage. The
       // claim it carried is made on its own below.
       spdlog::warn("reap: {}; the next tick reaps again", e.what());
-      return;
+      return claimed;
     }
     db_failed(e, now);
   }
+  return claimed;
 }
 
 void Supervisor::stop_lost_units(TimePoint now) {
@@ -344,15 +349,12 @@ void Supervisor::stop_lost_units(TimePoint now) {
   }
 }
 
-void Supervisor::claim_for_idle_slots(TimePoint now) {
+void Supervisor::claim_for_idle_slots(TimePoint now, std::optional<ClaimedByReap> claimed_by_reap) {
   std::vector<const config::QueueSettings*> exhausted;
   // What the reap's statement claimed is taken first, before anything below
   // can return: its lease is live and must reach a slot.
-  if (claimed_by_reap_) {
-    ClaimedByReap c = std::move(*claimed_by_reap_);
-    claimed_by_reap_.reset();
-    if (!take_unit(*c.slot, std::move(c.unit), now)) exhausted.push_back(c.slot->queue);
-  }
+  if (claimed_by_reap && !take_unit(*claimed_by_reap->slot, std::move(claimed_by_reap->unit), now))
+    exhausted.push_back(claimed_by_reap->slot->queue);
   if (draining_) return;
   for (auto& slot_ptr : slots_) {
     Slot& slot = *slot_ptr;

@@ -76,10 +76,18 @@ class Supervisor {
   struct Slot;
   using TimePoint = std::chrono::steady_clock::time_point;
 
+  // A tick's first claim, made by the reap's statement for the first idle slot.
+  struct ClaimedByReap {
+    Slot* slot = nullptr;
+    std::optional<db::ClaimedUnit> unit;
+  };
+
   void tick();
-  void reap_stale(TimePoint now);
+  // Reaps; with a slot free (and not draining), the same statement claims
+  // for it, and that claim is returned for claim_for_idle_slots.
+  std::optional<ClaimedByReap> reap_stale(TimePoint now);
   void stop_lost_units(TimePoint now);
-  void claim_for_idle_slots(TimePoint now);
+  void claim_for_idle_slots(TimePoint now, std::optional<ClaimedByReap> claimed_by_reap);
   // Puts a claimed unit on idle `slot`: dispatched, or filling (batch.max_wait).
   // False when the queue has nothing more to claim now (no unit, or a partial one).
   bool take_unit(Slot& slot, std::optional<db::ClaimedUnit> unit, TimePoint now);
@@ -128,13 +136,6 @@ class Supervisor {
   Heartbeater heartbeater_;
   Janitor janitor_;
   std::vector<std::unique_ptr<Slot>> slots_;
-  // This tick's first claim, made by the reap's statement for the first idle
-  // slot (see reap_stale); taken by claim_for_idle_slots in the same tick.
-  struct ClaimedByReap {
-    Slot* slot = nullptr;
-    std::optional<db::ClaimedUnit> unit;
-  };
-  std::optional<ClaimedByReap> claimed_by_reap_;
   std::mt19937 rng_;
 
   std::atomic<std::int64_t> last_tick_ns_{0};  // steady clock; read by the heartbeat thread

@@ -42,8 +42,10 @@ TEST_CASE("an idle daemon starts a job on its notification, and LISTENs again af
   };
   const auto before = tick_backend();
   REQUIRE(before != 0);
-  REQUIRE(scalar(url, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) FROM pg_stat_activity"
-                      " WHERE pid = " + std::to_string(before)) == 1);
+  REQUIRE(scalar(url,
+                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) FROM pg_stat_activity"
+                 " WHERE pid = " +
+                     std::to_string(before)) == 1);
   // The cut wakes the tick (its socket closes), which reconnects at once.
   REQUIRE_MESSAGE(wait_until([&] { return tick_backend() != 0 && tick_backend() != before; }, 10s), d.log());
   std::this_thread::sleep_for(300ms);

@@ -1081,7 +1081,7 @@ TEST_CASE("reap_then_claim reaps first, then claims in the same statement what t
   REQUIRE(r.unit);
   CHECK(r.unit->lease_id != lost->lease_id);
   REQUIRE(r.unit->jobs.size() == 2);
-  for (const auto& job : r.unit->jobs) {
+  for (const auto &job : r.unit->jobs) {
     CAPTURE(job.id);
     CHECK((job.id == a || job.id == b));
     CHECK(job.attempts == 2);
@@ -1089,8 +1089,8 @@ TEST_CASE("reap_then_claim reaps first, then claims in the same statement what t
     CHECK(*db.field(job.id, "errors->0->>'class'") == "lost");
   }
   CHECK(db.leases() == 1);
-  CHECK(db.scalar("SELECT count(*) FROM inferq.active_sessions WHERE id = " + std::to_string(lost->lease_id)) ==
-        "0");
+  CHECK(db.scalar("SELECT count(*) FROM inferq.active_sessions WHERE id = " +
+                  std::to_string(lost->lease_id)) == "0");
 
   // The reap spares `keep`; the claim still runs.
   const auto c = db.add();
