@@ -54,7 +54,7 @@ std::string write_config(const TempDir& dir, const std::string& url, int instanc
     << (vacuum_dead_rows >= 0 ? ", vacuum_dead_rows: " + std::to_string(vacuum_dead_rows) : std::string())
     << "}\n"
     << "metrics: {listen: \"127.0.0.1:0\"}\n"
-    << "logging: {level: info}\n"
+    << "logging: {level: debug}\n"  // the janitor's VACUUMs, for the report
     << "queues:\n"
     << "  - name: echo\n    handler: builtin:echo\n    instances: " << instances << "\n"
     << "    batch: {max_jobs: " << max_jobs << "}\n    deadline: 30s\n";
@@ -120,10 +120,13 @@ double throughput(const Options& o, const std::string& url, long n) {
   const auto t0 = Clock::now();
   ChildProcess daemon({bin_path("inferq"), "run", "--config", config}, {}, dir.file("daemon.log"));
   pqxx::connection c(url);
+  // Through the partial indexes: the planner would take a sequential scan
+  // for the first available job (most rows are, it reckons), which reads
+  // every finished job ahead of it, ten times a second, and slows the daemon
+  // it measures more as the drain goes on.
+  pqxx::nontransaction(c).exec("SET enable_seqscan = off");
   for (;;) {
     pqxx::nontransaction tx(c);
-    // Through the partial indexes: a count(*) over a million rows every poll
-    // would eat a core of this 2-core machine and slow the daemon it measures.
     const bool done =
         tx.exec(
               "SELECT NOT EXISTS (SELECT 1 FROM inferq.jobs WHERE queue = 'echo' AND state = 'available'"
@@ -144,8 +147,33 @@ double throughput(const Options& o, const std::string& url, long n) {
       " extract(epoch FROM max(finished_at) - min(started_at))::float8 FROM inferq.jobs");
   const long ok = r[0][0].as<long>();
   const double span = r[0][2].as<double>();
+  // The rate through each tenth of the drain, in finishing order: if it
+  // rises as the backlog shrinks, a cost grows with the backlog.
+  const auto tenths = tx.exec(
+      "SELECT t, count(*), extract(epoch FROM max(finished_at) - min(finished_at))::float8"
+      "  FROM (SELECT finished_at, ntile(10) OVER (ORDER BY finished_at) t FROM inferq.jobs) x"
+      " GROUP BY t ORDER BY t");
+  std::string by_tenth;
+  for (const auto& row : tenths)
+    by_tenth +=
+        " " + std::to_string(static_cast<long>(row[1].as<double>() / std::max(1e-6, row[2].as<double>())));
   daemon.send_signal(SIGTERM);
   daemon.wait_exit(std::chrono::seconds(20));
+  std::printf("  jobs/s by tenth of the drain:%s\n", by_tenth.c_str());
+  {
+    std::istringstream log(daemon.log());
+    int vacuums = 0;
+    long vacuum_ms = 0;
+    for (std::string line; std::getline(log, line);) {
+      const auto at = line.find("janitor: vacuumed");
+      if (at == std::string::npos) continue;
+      const auto in = line.rfind(" in ");
+      if (in == std::string::npos || in < at) continue;
+      ++vacuums;
+      vacuum_ms += std::stol(line.substr(in + 4));
+    }
+    std::printf("  janitor: %d VACUUM(s), %.2f s in all\n", vacuums, vacuum_ms / 1000.0);
+  }
   std::printf(
       "throughput, backlog %8ld, max_jobs %d, instances %d: %ld/%ld succeeded; "
       "%.0f jobs/s (first start to last finish %.2f s; wall incl. daemon start %.2f s)\n",

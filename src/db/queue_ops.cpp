@@ -257,8 +257,15 @@ std::vector<QueueBacklog> sample_backlog(Session& s, const std::vector<std::stri
         "       SELECT j.queue, 0, 1, NULL FROM inferq.jobs j"
         "        WHERE j.queue = ANY ($1::text[]) AND j.state = 'running') x"
         " GROUP BY x.queue");
-    pqxx::nontransaction tx(raw.conn);
+    // The planner would read most of those rows with a parallel sequential
+    // scan (most rows are available, it reckons from a fresh backlog): that
+    // reads the whole history too, and its workers take this 2-core
+    // machine's CPU from the claims. The partial indexes read only the
+    // backlog, in this backend alone, as kSampleDutyFactor assumes.
+    pqxx::work tx(raw.conn);
+    tx.exec("SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0");
     const auto r = tx.exec_prepared("inferq_sample_backlog", list);
+    tx.commit();
     for (const auto& row : r) {
       for (auto& b : out) {
         if (b.queue != row[0].c_str()) continue;
