@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -171,6 +172,7 @@ double throughput(const Options& o, const std::string& url, long n) {
       if (in == std::string::npos || in < at) continue;
       ++vacuums;
       vacuum_ms += std::stol(line.substr(in + 4));
+      if (std::getenv("INFERQ_BENCH_VACUUMS")) std::fprintf(stderr, "%s\n", line.c_str());
     }
     std::printf("  janitor: %d VACUUM(s), %.2f s in all\n", vacuums, vacuum_ms / 1000.0);
   }

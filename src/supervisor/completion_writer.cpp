@@ -8,8 +8,15 @@
 namespace inferq::supervisor {
 namespace {
 
-// Bounds one statement's size; a backlog drains in several writes.
+// Bounds one write's transaction; a backlog drains in several writes. The
+// bound is in jobs because a transaction's length is: while it runs, VACUUM
+// may remove no row that died after it began, so a long one leaves the
+// claims walking dead index entries, which slows the daemon, which makes the
+// next write longer. Measured on a 1,000,000 backlog: unbounded at 256
+// units of 512 jobs, one write ran 23 s and the drain fell to 5,000 jobs/s.
+// A unit is never split: a unit over the bound is written alone.
 constexpr std::size_t kMaxUnitsPerWrite = 256;
+constexpr std::size_t kMaxJobsPerWrite = 4096;
 
 std::size_t job_count(const std::vector<db::UnitFinish>& units) {
   std::size_t n = 0;
@@ -74,7 +81,10 @@ void CompletionWriter::loop() {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || !queue_.empty() || !batch.empty(); });
       if (stop_) return;
-      while (!queue_.empty() && batch.size() < kMaxUnitsPerWrite) {
+      std::size_t jobs = job_count(batch);
+      while (!queue_.empty() && batch.size() < kMaxUnitsPerWrite &&
+             (batch.empty() || jobs + queue_.front().jobs.size() <= kMaxJobsPerWrite)) {
+        jobs += queue_.front().jobs.size();
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }

@@ -15,7 +15,8 @@
 namespace inferq::supervisor {
 
 // The completion writer thread: takes finished units from the tick and writes
-// them, fenced, in batches (one statement for everything pending). A write
+// them, fenced, in batches (one statement for what is pending, up to a few
+// thousand jobs: see kMaxJobsPerWrite). A write
 // that fails because the database is gone is retried until it lands; the
 // write is idempotent, so a commit that was in doubt does no harm when
 // repeated. After each write it drops the units' leases from the registry and

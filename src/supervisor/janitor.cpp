@@ -2,10 +2,16 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "db/error.hpp"
 #include "db/maintenance_ops.hpp"
 
 namespace inferq::supervisor {
+
+bool vacuum_due(std::int64_t dead, std::int64_t left, std::int64_t threshold) {
+  return dead - std::min(dead, left) >= threshold;
+}
 
 // A VACUUM of a table of millions of rows takes seconds; the bound only
 // stops a pathological one from holding the thread (and shutdown) forever.
@@ -27,6 +33,7 @@ void Janitor::stop() noexcept {
 
 void Janitor::loop() {
   bool checked_privilege = false;
+  std::int64_t left = 0;  // dead rows the last VACUUM left
   bool was_failing = false;
   for (;;) {
     if (stop_.wait_until(std::chrono::steady_clock::now() + interval_)) return;
@@ -41,12 +48,15 @@ void Janitor::loop() {
         checked_privilege = true;
       }
       const auto dead = db::dead_job_rows(session_);
-      if (dead >= dead_rows_) {
+      if (dead < left) left = dead;
+      if (vacuum_due(dead, left, dead_rows_)) {
         const auto started = std::chrono::steady_clock::now();
         if (db::vacuum_jobs(session_)) {
           const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
               std::chrono::steady_clock::now() - started);
-          spdlog::debug("janitor: vacuumed inferq.jobs ({} dead rows) in {} ms", dead, took.count());
+          left = db::dead_job_rows(session_);
+          spdlog::debug("janitor: vacuumed inferq.jobs ({} dead rows, {} left) in {} ms", dead, left,
+                        took.count());
         }
       }
       if (was_failing) spdlog::info("janitor: database reachable again");

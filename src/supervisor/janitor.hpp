@@ -10,12 +10,21 @@
 
 namespace inferq::supervisor {
 
+// Whether a VACUUM is due: `dead` rows now, of which `left` were already
+// there after the last VACUUM (it could not remove them), against the
+// threshold. Fewer than `left` means something else (autovacuum) vacuumed.
+bool vacuum_due(std::int64_t dead, std::int64_t left, std::int64_t threshold);
+
 // The janitor thread: every `interval`, reads how many dead rows inferq.jobs
 // holds and VACUUMs it once they reach `dead_rows`, so the claim's index scan
 // does not slow down as claimed jobs pile up behind the head of the queue
 // (autovacuum wakes once a minute; at tens of thousands of jobs a second the
 // claim would walk over millions of dead entries). Among several daemons one
 // vacuums at a time. When the role may not vacuum, it says so once and stops.
+//
+// The rows are counted from what the last VACUUM left behind: dead rows a
+// transaction still may see cannot be removed, and vacuuming again before
+// that transaction ends would only burn a backend scanning every index.
 class Janitor {
  public:
   Janitor(std::string db_url, int dead_rows, std::chrono::milliseconds interval);

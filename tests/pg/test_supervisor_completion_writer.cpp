@@ -1,0 +1,64 @@
+// The completion writer against a real PostgreSQL: a backlog of finished
+// units is written in transactions of bounded size, so that none holds back
+// VACUUM for long, and a unit is never split between two of them.
+#include "supervisor/completion_writer.hpp"
+
+#include <doctest.h>
+
+#include <pqxx/pqxx>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "db/queue_ops.hpp"
+#include "db/session.hpp"
+#include "supervisor/lease_registry.hpp"
+#include "support/migrated_database.hpp"
+
+TEST_CASE("a backlog of finished units is written in transactions of at most 4,096 jobs, units whole") {
+  const std::string url = inferq::test::migrated_database();
+  pqxx::connection conn(url);
+  pqxx::nontransaction(conn).exec("SELECT inferq.enqueue('q', '{}') FROM generate_series(1, 17000)");
+  inferq::db::Session session(url, "test-claims");
+  const auto worker = inferq::db::register_worker(session, {"h:1", "h", 1, "test", {"q"}});
+
+  // Twelve units of 1,000 jobs and one of 5,000 (over the bound), all queued
+  // before the writer starts, as a writer that fell behind would find them.
+  inferq::supervisor::LeaseRegistry leases;
+  inferq::supervisor::CompletionWriter writer(url, "h:1", leases, [] {});
+  std::vector<std::int64_t> big_unit_jobs;
+  for (int i = 0; i < 13; ++i) {
+    const auto unit = inferq::db::claim(session, "q", worker, i == 6 ? 5000 : 1000, 3);
+    REQUIRE(unit);
+    leases.add(unit->lease_id);
+    inferq::db::UnitFinish finish{unit->lease_id, {}};
+    for (const auto& job : unit->jobs) {
+      finish.jobs.push_back({job.id, true, "{}", "", "", 0});
+      if (i == 6) big_unit_jobs.push_back(job.id);
+    }
+    writer.submit(std::move(finish));
+  }
+  REQUIRE(big_unit_jobs.size() == 5000);
+  writer.start();
+  REQUIRE(writer.flush(std::chrono::steady_clock::now() + std::chrono::seconds(30)));
+  CHECK(writer.jobs_written() == 17000);
+
+  // Each write's transaction is the xmin of the rows it updated.
+  pqxx::nontransaction tx(conn);
+  CHECK(tx.exec1("SELECT count(*) FROM inferq.jobs WHERE state = 'succeeded'")[0].as<int>() == 17000);
+  const auto writes =
+      tx.exec("SELECT count(*), min(id), max(id) FROM inferq.jobs GROUP BY xmin::text ORDER BY min(id)");
+  CHECK(writes.size() >= 4);
+  for (const auto& w : writes) {
+    const auto jobs = w[0].as<long>();
+    CAPTURE(jobs);
+    const bool the_big_unit = w[1].as<std::int64_t>() == big_unit_jobs.front() &&
+                              w[2].as<std::int64_t>() == big_unit_jobs.back() && jobs == 5000;
+    CHECK((jobs <= 4096 || the_big_unit));
+    // Whole units: a write holds a multiple of 1,000 jobs, or the big unit.
+    CHECK((jobs % 1000 == 0 || the_big_unit));
+  }
+  writer.stop();
+}
