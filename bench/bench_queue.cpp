@@ -110,6 +110,23 @@ void claim_cost(const std::string& url, long n) {
       us[rounds / 2], us[rounds * 9 / 10], rounds);
 }
 
+// The janitor's VACUUMs in a daemon's (debug) log: how many, and their time
+// in all; each line too on stderr with INFERQ_BENCH_VACUUMS set.
+void report_vacuums(const std::string& daemon_log) {
+  std::istringstream log(daemon_log);
+  int vacuums = 0;
+  long vacuum_ms = 0;
+  for (std::string line; std::getline(log, line);) {
+    const auto at = line.find("janitor: vacuumed");
+    const auto in = line.rfind(" in ");
+    if (at == std::string::npos || in == std::string::npos || in < at) continue;
+    ++vacuums;
+    vacuum_ms += std::stol(line.substr(in + 4));
+    if (std::getenv("INFERQ_BENCH_VACUUMS")) std::fprintf(stderr, "%s\n", line.c_str());
+  }
+  std::printf("  janitor: %d VACUUM(s), %.2f s in all\n", vacuums, vacuum_ms / 1000.0);
+}
+
 // One drain of a fresh backlog of `n`; returns its jobs/s.
 double throughput(const Options& o, const std::string& url, long n) {
   reset(url);
@@ -161,21 +178,7 @@ double throughput(const Options& o, const std::string& url, long n) {
   daemon.send_signal(SIGTERM);
   daemon.wait_exit(std::chrono::seconds(20));
   std::printf("  jobs/s by tenth of the drain:%s\n", by_tenth.c_str());
-  {
-    std::istringstream log(daemon.log());
-    int vacuums = 0;
-    long vacuum_ms = 0;
-    for (std::string line; std::getline(log, line);) {
-      const auto at = line.find("janitor: vacuumed");
-      if (at == std::string::npos) continue;
-      const auto in = line.rfind(" in ");
-      if (in == std::string::npos || in < at) continue;
-      ++vacuums;
-      vacuum_ms += std::stol(line.substr(in + 4));
-      if (std::getenv("INFERQ_BENCH_VACUUMS")) std::fprintf(stderr, "%s\n", line.c_str());
-    }
-    std::printf("  janitor: %d VACUUM(s), %.2f s in all\n", vacuums, vacuum_ms / 1000.0);
-  }
+  report_vacuums(daemon.log());
   std::printf(
       "throughput, backlog %8ld, max_jobs %d, instances %d: %ld/%ld succeeded; "
       "%.0f jobs/s (first start to last finish %.2f s; wall incl. daemon start %.2f s)\n",

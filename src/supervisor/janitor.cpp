@@ -10,7 +10,7 @@
 namespace inferq::supervisor {
 
 bool vacuum_due(std::int64_t dead, std::int64_t left, std::int64_t threshold) {
-  return dead - std::min(dead, left) >= threshold;
+  return dead - left >= threshold;
 }
 
 // A VACUUM of a table of millions of rows takes seconds; the bound only
@@ -48,7 +48,9 @@ void Janitor::loop() {
         checked_privilege = true;
       }
       const auto dead = db::dead_job_rows(session_);
-      if (dead < left) left = dead;
+      // Fewer than the last VACUUM left: something else (autovacuum)
+      // vacuumed, so count from here.
+      left = std::min(left, dead);
       if (vacuum_due(dead, left, dead_rows_)) {
         const auto started = std::chrono::steady_clock::now();
         if (db::vacuum_jobs(session_)) {

@@ -10,9 +10,8 @@
 
 namespace inferq::supervisor {
 
-// Whether a VACUUM is due: `dead` rows now, of which `left` were already
-// there after the last VACUUM (it could not remove them), against the
-// threshold. Fewer than `left` means something else (autovacuum) vacuumed.
+// Whether a VACUUM is due: `dead` rows now, of which `left` (at most `dead`)
+// were already there after the last VACUUM, which could not remove them.
 bool vacuum_due(std::int64_t dead, std::int64_t left, std::int64_t threshold);
 
 // The janitor thread: every `interval`, reads how many dead rows inferq.jobs
