@@ -115,31 +115,8 @@ class ModelHandler final : public Handler {
       throw StartupError(where + "model: cannot load " + queue.model +
                          " as TorchScript: " + first_line(message_of(e)));
     }
-    std::size_t arity = 0;
-    try {
-      arity = module_.get_method("forward").function().getSchema().arguments().size() - 1;  // minus self
-    } catch (const std::exception& e) {
-      throw StartupError(where + "model: " + queue.model +
-                         " has no forward method: " + first_line(message_of(e)));
-    }
-    if (arity != specs_.size()) {
-      std::string names;
-      for (const InputSpec& s : specs_) names += (names.empty() ? "" : ", ") + s.name;
-      throw StartupError(where + "inputs: declares " + std::to_string(specs_.size()) + " input(s) (" + names +
-                         ") but the model's forward() takes " + std::to_string(arity));
-    }
-    // Warm up at both batch sizes a unit can have at the extremes; this also
-    // checks that the outputs match their declaration.
-    for (const int batch : {1, std::max(1, queue.batch.max_jobs)}) {
-      try {
-        warm_up(static_cast<std::size_t>(batch));
-      } catch (const OutputMismatch& e) {
-        throw StartupError(where + "outputs: " + e.what());
-      } catch (const std::exception& e) {
-        throw StartupError(where + "model: warm-up at batch " + std::to_string(batch) +
-                           " failed: " + first_line(message_of(e)));
-      }
-    }
+    check_forward_arguments(queue.model, where);
+    warm_up_or_explain(std::max(1, queue.batch.max_jobs), where);
   }
 
   JobOutput run_job(const protocol::JobInput& job) override {
@@ -207,6 +184,69 @@ class ModelHandler final : public Handler {
                          " GPU(s))");
     }
     return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+
+  // forward() must take one tensor per declared input: as many as are
+  // declared, at least its arguments without a default and at most all.
+  void check_forward_arguments(const std::string& path, const std::string& where) const {
+    std::vector<c10::Argument> args;
+    try {
+      args = module_.get_method("forward").function().getSchema().arguments();
+    } catch (const std::exception& e) {
+      throw StartupError(where + "model: " + path + " has no forward method: " + first_line(message_of(e)));
+    }
+    if (!args.empty()) args.erase(args.begin());  // self
+    std::size_t required = 0;
+    for (const c10::Argument& a : args) required += a.default_value() ? 0 : 1;
+    if (specs_.size() < required || specs_.size() > args.size()) {
+      std::string names;
+      for (const InputSpec& s : specs_) names += (names.empty() ? "" : ", ") + s.name;
+      const std::string takes = required == args.size()
+                                    ? std::to_string(args.size())
+                                    : std::to_string(required) + " to " + std::to_string(args.size());
+      throw StartupError(where + "inputs: declares " + std::to_string(specs_.size()) + " input(s) (" + names +
+                         ") but the model's forward() takes " + takes);
+    }
+    for (std::size_t i = 0; i < specs_.size(); ++i) {
+      if (!c10::TensorType::get()->isSubtypeOf(*args[i].type())) {
+        throw StartupError(where + "inputs[" + std::to_string(i) + "] (" + specs_[i].name +
+                           "): forward() takes argument \"" + args[i].name() + "\" as " +
+                           args[i].type()->annotation_str() +
+                           ", but inferq passes one tensor per input (make it a Tensor argument)");
+      }
+    }
+  }
+
+  // Warms up at batch 1, then at `max_jobs` (the extremes a unit can have),
+  // which also checks the outputs against their declaration; a failure says
+  // what to change, telling a model that only runs at batch 1 (a trace that
+  // kept its example's batch size) from inputs it does not accept.
+  void warm_up_or_explain(int max_jobs, const std::string& where) {
+    try {
+      warm_up(1);
+    } catch (const OutputMismatch& e) {
+      throw StartupError(where + "outputs: " + e.what());
+    } catch (const std::exception& e) {
+      throw StartupError(where + "model: warm-up at batch 1 failed: " + first_line(message_of(e)) +
+                         " (check that inputs: declares the datatype and the shape without the batch "
+                         "dimension that forward() expects; a traced model takes only the dtypes it was "
+                         "traced with)");
+    }
+    if (max_jobs == 1) return;
+    std::string error;
+    try {
+      warm_up(static_cast<std::size_t>(max_jobs));
+    } catch (const OutputMismatch& e) {
+      error = e.what();
+    } catch (const std::exception& e) {
+      error = first_line(message_of(e));
+    }
+    if (error.empty()) return;
+    throw StartupError(where + "batch: the model runs at batch 1 but fails at batch " + std::to_string(max_jobs) +
+                       " (batch.max_jobs): " + error +
+                       ". A model made with torch.jit.trace keeps the sizes its Python code read as numbers "
+                       "(e.g. reshape(1, -1)); use x.size(0) or torch.jit.script so the batch dimension "
+                       "stays dynamic, or set batch.max_jobs: 1");
   }
 
   // Stacks jobs [begin, end) of `decoded` into one batch per input, padding

@@ -10,3 +10,8 @@ add_dependencies(test_model_queues inferq inferq-executor)
 inferq_test(test_max_wait SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_max_wait.cpp
   LIBS inferq_test_support LABELS integration TIMEOUT 90)
 add_dependencies(test_max_wait inferq inferq-executor)
+# Issue 11: models exported from Python (tests/python/export_models.py, run
+# with Debian's python3-torch and python3-torchvision) served end to end.
+inferq_test(test_python_models SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_python_models.cpp
+  LIBS inferq_test_support nlohmann_json::nlohmann_json LABELS integration TIMEOUT 400)
+add_dependencies(test_python_models inferq inferq-executor)
