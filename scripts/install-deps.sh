@@ -11,6 +11,9 @@ PACKAGES=(
   libpqxx-dev libyaml-cpp-dev libspdlog-dev libfmt-dev doctest-dev
   libcpp-httplib-dev prometheus-cpp-dev nlohmann-json3-dev
   libtorch-dev libopenblas0-pthread
+  # the tests export TorchScript models from Python, as users do (same 1.13.1
+  # as libtorch-dev; run with /usr/bin/python3)
+  python3-torch python3-torchvision
   # a real Prometheus server and promtool for the scrape test
   prometheus
   # PostgreSQL for the quick start and the tests
@@ -23,6 +26,8 @@ PACKAGES=(
   # used offline: no systemd as PID 1 needed), cpack's dpkg-shlibdeps
   # (dpkg-dev) and file, adduser for the package's postinst
   systemd dpkg-dev file adduser
+  # scripts/gpu-bundle.sh: binaries that find their libraries beside them
+  patchelf xz-utils
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }
