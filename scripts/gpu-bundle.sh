@@ -32,7 +32,9 @@ mkdir -p "$stage/bin" "$stage/lib" "$stage/pg" "$stage/dev/usr/include" "$stage/
 cp "$build_dir/src/inferq" "$stage/bin/"
 log "fetching the PostgreSQL .debs"
 chmod 777 "$stage/debs"  # apt downloads as _apt
-(cd "$stage/debs" && apt-get download -q postgresql-15 postgresql-client-15 >/dev/null)
+download() { (cd "$stage/debs" && apt-get download -q postgresql-15 postgresql-client-15 >/dev/null); }
+# Package lists may be missing or stale where install-deps had nothing to do.
+download || { apt-get update -q >/dev/null && download; }
 for deb in "$stage"/debs/*.deb; do dpkg-deb -x "$deb" "$stage/pg"; done
 # No JIT (its LLVM is 100 MB; the server then runs with jit off), no docs.
 rm -rf "$stage/debs" "$stage/pg/usr/share/doc" "$stage/pg/usr/share/man" "$stage/pg/usr/share/locale" \
