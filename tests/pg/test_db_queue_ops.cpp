@@ -648,6 +648,26 @@ TEST_CASE("complete writes a success with its result and releases the lease") {
   CHECK(db.leases() == 0);
 }
 
+TEST_CASE("one completion statement gives every job it finishes the same finished_at and error time") {
+  QueueDb db;
+  for (int i = 0; i < 400; ++i) db.add();
+  const auto a = db.claim(200);
+  const auto b = db.claim(200);
+  REQUIRE(a);
+  REQUIRE(b);
+  // One unit succeeds, the other fails for good: both kinds of row change.
+  CHECK(db.complete({finish_all(*a, [](std::int64_t j) { return succeeded(j); }),
+                     finish_all(*b, [](std::int64_t j) { return failed(j, "permanent", "bad input", 0); })}) ==
+        400);
+  // Per-row clock_timestamp() gave a unit's jobs 400 different times, so
+  // ordering a key's jobs by finished_at showed inversions inside a unit.
+  CHECK(db.scalar("SELECT count(DISTINCT finished_at) FROM inferq.jobs") == "1");
+  CHECK(db.scalar("SELECT count(*) FROM inferq.jobs WHERE finished_at IS NULL") == "0");
+  CHECK(db.scalar("SELECT count(DISTINCT errors->0->>'at') FROM inferq.jobs WHERE state = 'dead'") == "1");
+  CHECK(db.scalar("SELECT bool_and((errors->0->>'at')::timestamptz = finished_at) FROM inferq.jobs "
+                  "WHERE state = 'dead'") == "t");
+}
+
 TEST_CASE(
     "a transient failure makes the job available again after retry_ms, "
     "with the error in its history") {
