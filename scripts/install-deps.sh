@@ -18,6 +18,9 @@ PACKAGES=(
   prometheus
   # PostgreSQL for the quick start and the tests
   postgresql-15 postgresql-client-15
+  # a real PgBouncer for the pooling tests (the harness starts it; the
+  # package's own service is not used)
+  pgbouncer
   # setpriv, flock (util-linux), pgrep/ps (procps), useradd (passwd)
   util-linux procps passwd
   # promtool (prometheus) and python3 for the deploy/ checks (tests/deploy)

@@ -10,6 +10,7 @@
 
 #include "app/commands.hpp"
 #include "app/version.hpp"
+#include "db/session.hpp"
 #include "util/duration.hpp"
 
 namespace inferq::app {
@@ -206,6 +207,7 @@ int run_cli(int argc, char** argv) {
   const auto settings = load(args, command == "run");
   if (!settings) return kExitUsage;
   setup_logging(settings->logging);
+  db::set_transaction_pooling(settings->database.transaction_pooling);
 
   if (command == "migrate") return cmd_migrate(*settings);
   if (command == "run") return cmd_run(*settings);

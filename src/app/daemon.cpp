@@ -14,6 +14,7 @@
 #include "app/sd_notify.hpp"
 #include "app/version.hpp"
 #include "db/error.hpp"
+#include "db/maintenance_ops.hpp"
 #include "db/migrate.hpp"
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
@@ -124,6 +125,19 @@ int cmd_run(const config::Settings& settings) {
         notifier.status("the database schema is not current: run `inferq migrate`");
         return kExitFailure;
       }
+      if (!settings.database.transaction_pooling) {
+        // Named statements and LISTEN would half-work through such a pooler:
+        // jobs stall while statements vanish between transactions.
+        if (const auto moved = db::detect_transaction_pooling(settings.database.url)) {
+          spdlog::critical(
+              "{}: database.url goes through a pooler in transaction mode (PgBouncer pool_mode = "
+              "transaction): one connection's transactions ran on backends {} and {}. Set "
+              "database.transaction_pooling: true, or use session pooling or PostgreSQL itself",
+              settings.source, moved->first, moved->second);
+          notifier.status("database.url goes through a transaction pooler: set database.transaction_pooling");
+          return kExitUsage;
+        }
+      }
       break;
     } catch (const db::DbError& e) {
       if (!e.connection_lost()) {
@@ -157,6 +171,12 @@ int cmd_run(const config::Settings& settings) {
     return kExitFailure;
   }
   session.disconnect();
+  if (settings.database.transaction_pooling) {
+    spdlog::info(
+        "database.transaction_pooling: no LISTEN through the pooler, so jobs are found by polling every {}; "
+        "no session statement_timeout (give the role one); no janitor VACUUM (autovacuum only)",
+        util::format_duration(settings.worker.poll_interval));
+  }
   util::set_process_log_field(util::LogField::text("worker", who.name));
   spdlog::info("inferq {} started as worker {} (id {}), database {}", kVersion, who.name, worker_id,
                db::redact_url(settings.database.url));

@@ -486,10 +486,16 @@ Settings read_document(const YAML::Node& root, const std::string& source) {
       {
           {"database",
            [&](auto& v, auto& a) {
-             read_map(v, a, {{"url", [&](auto& v2, auto& a2) {
-                                settings.database.url = read_string(v2, a2);
-                                if (settings.database.url.empty()) fail(a2, "must not be empty");
-                              }}});
+             read_map(v, a,
+                      {
+                          {"url",
+                           [&](auto& v2, auto& a2) {
+                             settings.database.url = read_string(v2, a2);
+                             if (settings.database.url.empty()) fail(a2, "must not be empty");
+                           }},
+                          {"transaction_pooling",
+                           [&](auto& v2, auto& a2) { settings.database.transaction_pooling = read_bool(v2, a2); }},
+                      });
            }},
           {"worker", [&](auto& v, auto& a) { read_worker(v, a, settings.worker); }},
           {"metrics",

@@ -14,6 +14,10 @@ using Duration = std::chrono::milliseconds;
 
 struct DatabaseSettings {
   std::string url = "postgresql:///inferq";
+  // url goes through a pooler in transaction mode (PgBouncer pool_mode =
+  // transaction): unnamed statements, no session state, no LISTEN (the tick
+  // polls), no janitor VACUUM. false: PostgreSQL itself or session pooling.
+  bool transaction_pooling = false;
 };
 
 struct WorkerSettings {

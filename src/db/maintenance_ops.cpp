@@ -63,4 +63,27 @@ bool vacuum_jobs(Session& s) {
   return ran;
 }
 
+std::optional<std::pair<int, int>> detect_transaction_pooling(const std::string& url) {
+  Session first(url, "inferq pooler check");
+  Session second(url, "inferq pooler check");
+  const auto backend = [](Session& s) {
+    int pid = 0;
+    s.run([&](Raw& raw) {
+      pqxx::nontransaction tx(raw.conn);
+      pid = tx.exec("SELECT pg_backend_pid()")[0][0].as<int>();
+    });
+    return pid;
+  };
+  const int before = backend(first);
+  std::optional<std::pair<int, int>> moved;
+  second.run([&](Raw& raw) {
+    pqxx::work held(raw.conn);
+    held.exec("SELECT pg_backend_pid()");
+    const int after = backend(first);
+    if (after != before) moved = std::make_pair(before, after);
+    held.commit();
+  });
+  return moved;
+}
+
 }  // namespace inferq::db

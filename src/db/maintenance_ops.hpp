@@ -1,6 +1,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
 
 #include "db/session.hpp"
 
@@ -22,5 +25,16 @@ bool may_vacuum_jobs(Session& s);
 // lock decides); returns false when it left it to that daemon. Blocks for the
 // length of the VACUUM; other statements on the table are not blocked.
 bool vacuum_jobs(Session& s);
+
+// Whether `url` goes through a pooler in transaction mode. One connection
+// reads its backend's pid, a second connection holds a transaction open,
+// and the first reads its pid again: PostgreSQL itself and session pooling
+// keep a connection on one backend, while a transaction pooler lends the
+// first connection's idle backend to the second (PgBouncer reuses the last
+// one freed) and runs the next read elsewhere. Returns the first
+// connection's two backend pids when they differ, nullopt when they agree
+// (a transaction pooler that happens to hand the same backend back passes
+// unnoticed). Opens two connections; blocks on them. Throws DbError.
+std::optional<std::pair<int, int>> detect_transaction_pooling(const std::string& url);
 
 }  // namespace inferq::db

@@ -47,9 +47,8 @@ constexpr const char* kClaimColumns =
 int reap(Session& s, std::chrono::milliseconds stale_after, const std::vector<std::int64_t>& keep) {
   int n = 0;
   s.run([&](Raw& raw) {
-    raw.prepare_once("inferq_reap", std::string("SELECT ") + kReapCall);
     pqxx::nontransaction tx(raw.conn);
-    const auto r = tx.exec_prepared("inferq_reap", static_cast<long long>(stale_after.count()),
+    const auto r = raw.exec_statement(tx, "inferq_reap", std::string("SELECT ") + kReapCall, static_cast<long long>(stale_after.count()),
                                     int_array_literal(keep));
     n = r[0][0].as<int>();
   });
@@ -93,11 +92,9 @@ std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int6
     // Every column from the function itself: a join to inferq.jobs here would
     // read this statement's older snapshot and miss jobs committed while the
     // function ran, which it claimed all the same (migration 0005).
-    raw.prepare_once("inferq_claim",
-                     std::string("SELECT ") + kClaimColumns + " FROM inferq.claim($1, $2, $3, $4)");
     pqxx::nontransaction tx(raw.conn);
     unit =
-        unit_from_rows(tx.exec_prepared("inferq_claim", queue, worker_id, max_jobs, default_max_attempts), 0);
+        unit_from_rows(raw.exec_statement(tx, "inferq_claim", std::string("SELECT ") + kClaimColumns + " FROM inferq.claim($1, $2, $3, $4)", queue, worker_id, max_jobs, default_max_attempts), 0);
   });
   return unit;
 }
@@ -109,13 +106,11 @@ ReapAndClaim reap_then_claim(Session& s, std::chrono::milliseconds stale_after,
   s.run([&](Raw& raw) {
     // The claim refers to r, so it is called per row of r (a nested loop),
     // after the reap; a plain join could run the function scan first.
-    raw.prepare_once("inferq_reap_then_claim",
-                     std::string("WITH r AS MATERIALIZED (SELECT ") + kReapCall +
-                         " AS reaped) SELECT r.reaped, " + kClaimColumns +
-                         " FROM r LEFT JOIN LATERAL inferq.claim($3, $4, $5, $6 + 0 * r.reaped) c ON true");
     pqxx::nontransaction tx(raw.conn);
     const auto r =
-        tx.exec_prepared("inferq_reap_then_claim", static_cast<long long>(stale_after.count()),
+        raw.exec_statement(tx, "inferq_reap_then_claim", std::string("WITH r AS MATERIALIZED (SELECT ") + kReapCall +
+                         " AS reaped) SELECT r.reaped, " + kClaimColumns +
+                         " FROM r LEFT JOIN LATERAL inferq.claim($3, $4, $5, $6 + 0 * r.reaped) c ON true", static_cast<long long>(stale_after.count()),
                          int_array_literal(keep), queue, worker_id, max_jobs, default_max_attempts);
     out.reaped = r[0][0].as<int>();
     out.unit = unit_from_rows(r, 1);
@@ -127,11 +122,9 @@ std::vector<ClaimedJob> claim_more(Session& s, std::int64_t lease_id, const std:
                                    int default_max_attempts) {
   std::vector<ClaimedJob> jobs;
   s.run([&](Raw& raw) {
-    raw.prepare_once("inferq_claim_more",
-                     "SELECT job_id, payload, attempts, max_attempts, wait_seconds"
-                     " FROM inferq.claim_more($1, $2, $3, $4)");
     pqxx::nontransaction tx(raw.conn);
-    const auto r = tx.exec_prepared("inferq_claim_more", lease_id, queue, max_jobs, default_max_attempts);
+    const auto r = raw.exec_statement(tx, "inferq_claim_more", "SELECT job_id, payload, attempts, max_attempts, wait_seconds"
+                     " FROM inferq.claim_more($1, $2, $3, $4)", lease_id, queue, max_jobs, default_max_attempts);
     jobs.reserve(r.size());
     for (const auto& row : r) {
       ClaimedJob job;
@@ -149,12 +142,10 @@ std::vector<ClaimedJob> claim_more(Session& s, std::int64_t lease_id, const std:
 bool has_available_work(Session& s, const std::string& queue) {
   bool found = false;
   s.run([&](Raw& raw) {
-    raw.prepare_once("inferq_has_available_work",
-                     "SELECT EXISTS (SELECT 1 FROM inferq.jobs WHERE queue = $1 AND state = 'available'"
-                     "               AND work_unit_key IS NULL AND run_at <= now())"
-                     "    OR EXISTS (SELECT 1 FROM inferq.key_heads WHERE queue = $1 AND run_at <= now())");
     pqxx::nontransaction tx(raw.conn);
-    found = tx.exec_prepared("inferq_has_available_work", queue)[0][0].as<bool>();
+    found = raw.exec_statement(tx, "inferq_has_available_work", "SELECT EXISTS (SELECT 1 FROM inferq.jobs WHERE queue = $1 AND state = 'available'"
+                     "               AND work_unit_key IS NULL AND run_at <= now())"
+                     "    OR EXISTS (SELECT 1 FROM inferq.key_heads WHERE queue = $1 AND run_at <= now())", queue)[0][0].as<bool>();
   });
   return found;
 }
@@ -163,9 +154,8 @@ std::vector<std::int64_t> heartbeat(Session& s, std::int64_t worker_id,
                                     const std::vector<std::int64_t>& leases) {
   std::vector<std::int64_t> alive;
   s.run([&](Raw& raw) {
-    raw.prepare_once("inferq_heartbeat", "SELECT * FROM inferq.heartbeat($1, $2::bigint[])");
     pqxx::nontransaction tx(raw.conn);
-    const auto r = tx.exec_prepared("inferq_heartbeat", worker_id, int_array_literal(leases));
+    const auto r = raw.exec_statement(tx, "inferq_heartbeat", "SELECT * FROM inferq.heartbeat($1, $2::bigint[])", worker_id, int_array_literal(leases));
     alive.reserve(r.size());
     for (const auto& row : r) alive.push_back(row[0].as<std::int64_t>());
   });
@@ -213,9 +203,8 @@ int complete(Session& s, const std::vector<UnitFinish>& units, const std::string
   const std::string doc = completion_document(units);
   std::vector<OutcomeCount> counts;
   s.run([&](Raw& raw) {
-    raw.prepare_once("inferq_complete", "SELECT queue, outcome, jobs FROM inferq.complete_outcomes($1::jsonb, $2)");
     pqxx::nontransaction tx(raw.conn);
-    const auto r = tx.exec_prepared("inferq_complete", doc, worker_name);
+    const auto r = raw.exec_statement(tx, "inferq_complete", "SELECT queue, outcome, jobs FROM inferq.complete_outcomes($1::jsonb, $2)", doc, worker_name);
     n = 0;
     counts.clear();
     for (const auto& row : r) {
@@ -239,10 +228,16 @@ std::vector<QueueBacklog> sample_backlog(Session& s, const std::vector<std::stri
   }
   list += '}';
   s.run([&](Raw& raw) {
-    raw.prepare_once(
-        "inferq_sample_backlog",
-        // Three branches, one per partial index (available unkeyed, available
-        // keyed, running), so the history of finished jobs is never read.
+    // The planner would read most of those rows with a parallel sequential
+    // scan (most rows are available, it reckons from a fresh backlog): that
+    // reads the whole history too, and its workers take this 2-core
+    // machine's CPU from the claims. The partial indexes read only the
+    // backlog, in this backend alone, as kSampleDutyFactor assumes.
+    pqxx::work tx(raw.conn);
+    tx.exec("SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0");
+    // Three branches, one per partial index (available unkeyed, available
+    // keyed, running), so the history of finished jobs is never read.
+    const auto r = raw.exec_statement(tx, "inferq_sample_backlog",
         "SELECT x.queue, sum(x.available)::bigint, sum(x.running)::bigint,"
         " coalesce(extract(epoch FROM clock_timestamp() - min(x.ready)), 0)::float8"
         " FROM (SELECT j.queue, 1 AS available, 0 AS running,"
@@ -256,15 +251,7 @@ std::vector<QueueBacklog> sample_backlog(Session& s, const std::vector<std::stri
         "       UNION ALL"
         "       SELECT j.queue, 0, 1, NULL FROM inferq.jobs j"
         "        WHERE j.queue = ANY ($1::text[]) AND j.state = 'running') x"
-        " GROUP BY x.queue");
-    // The planner would read most of those rows with a parallel sequential
-    // scan (most rows are available, it reckons from a fresh backlog): that
-    // reads the whole history too, and its workers take this 2-core
-    // machine's CPU from the claims. The partial indexes read only the
-    // backlog, in this backend alone, as kSampleDutyFactor assumes.
-    pqxx::work tx(raw.conn);
-    tx.exec("SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0");
-    const auto r = tx.exec_prepared("inferq_sample_backlog", list);
+        " GROUP BY x.queue", list);
     tx.commit();
     for (const auto& row : r) {
       for (auto& b : out) {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "db/session.hpp"
@@ -21,9 +22,15 @@ class Raw {
   std::vector<Notification> pending;
   std::vector<std::unique_ptr<pqxx::notification_receiver>> receivers;
 
-  // Prepares `sql` under `name` once per connection.
-  void prepare_once(const std::string& name, const std::string& sql) {
+  // Runs `sql` in `tx` as the prepared statement `name`, prepared once per
+  // connection; through a transaction pooler (transaction_pooling()) as an
+  // unnamed statement instead, since a named one lives on one server
+  // connection and the next transaction may run on another.
+  template <typename Tx, typename... Args>
+  pqxx::result exec_statement(Tx& tx, const std::string& name, const std::string& sql, Args&&... args) {
+    if (transaction_pooling()) return tx.exec_params(sql, std::forward<Args>(args)...);
     if (prepared_.insert(name).second) conn.prepare(name, sql);
+    return tx.exec_prepared(name, std::forward<Args>(args)...);
   }
 
  private:

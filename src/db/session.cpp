@@ -1,5 +1,6 @@
 #include "db/session.hpp"
 
+#include <atomic>
 #include <regex>
 
 #include "db/error.hpp"
@@ -16,6 +17,8 @@ std::string primary_message(const std::string& text) {
     if (m.rfind(prefix, 0) == 0) m.erase(0, std::char_traits<char>::length(prefix));
   return m;
 }
+
+std::atomic<bool> g_transaction_pooling{false};
 
 class Receiver : public pqxx::notification_receiver {
  public:
@@ -64,16 +67,24 @@ void Session::connect() {
   try {
     auto raw = std::make_unique<Raw>(url_);
     pqxx::nontransaction tx(raw->conn);
+    // PgBouncer keeps application_name for its client (it is a reported
+    // parameter) and sets it on whichever server connection serves it; a
+    // statement_timeout or a LISTEN would stay on one server connection.
     tx.exec_params("SELECT set_config('application_name', $1, false)", application_name_);
-    if (statement_timeout_.count() > 0) {
+    const bool pooled = transaction_pooling();
+    if (statement_timeout_.count() > 0 && !pooled) {
       tx.exec("SET statement_timeout = " + std::to_string(statement_timeout_.count()));
     }
     // LISTEN here, so that nothing committed after connect() returns is
     // missed; the receivers (which would LISTEN lazily) only collect.
-    for (const auto& channel : listen_channels_) tx.exec("LISTEN " + tx.quote_name(channel));
+    if (!pooled) {
+      for (const auto& channel : listen_channels_) tx.exec("LISTEN " + tx.quote_name(channel));
+    }
     tx.commit();
-    for (const auto& channel : listen_channels_)
-      raw->receivers.push_back(std::make_unique<Receiver>(raw->conn, channel, raw->pending));
+    if (!pooled) {
+      for (const auto& channel : listen_channels_)
+        raw->receivers.push_back(std::make_unique<Receiver>(raw->conn, channel, raw->pending));
+    }
     raw_ = std::move(raw);
   } catch (const pqxx::broken_connection& e) {
     throw DbError(std::string("cannot connect to ") + redact_url(url_) + ": " + e.what(), true);
@@ -108,6 +119,10 @@ void Session::run(const std::function<void(Raw&)>& fn) {
     throw DbError(std::string("database failure: ") + e.what(), true);
   }
 }
+
+void set_transaction_pooling(bool on) noexcept { g_transaction_pooling.store(on); }
+
+bool transaction_pooling() noexcept { return g_transaction_pooling.load(); }
 
 std::string redact_url(const std::string& url) {
   static const std::regex kUserinfoPassword(R"(^([a-z]+://[^:/@]*):[^@]*@)");

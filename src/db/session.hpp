@@ -22,7 +22,8 @@ class Session {
  public:
   // `application_name` shows in pg_stat_activity. `statement_timeout`
   // bounds every statement (0 = server default) so no caller blocks forever.
-  // Each (re)connection LISTENs on `listen_channels`.
+  // Each (re)connection LISTENs on `listen_channels`. Through a transaction
+  // pooler (transaction_pooling()) neither is set: see there.
   Session(std::string url, std::string application_name,
           std::chrono::milliseconds statement_timeout = std::chrono::milliseconds{0},
           std::vector<std::string> listen_channels = {});
@@ -58,6 +59,16 @@ class Session {
   std::vector<std::string> listen_channels_;
   std::unique_ptr<Raw> raw_;
 };
+
+// Says that every Session of this process reaches PostgreSQL through a
+// pooler in transaction mode (database.transaction_pooling; PgBouncer
+// pool_mode = transaction), where consecutive transactions of one connection
+// may run on different server connections: statements are then unnamed, and
+// a connection sets up no session state (no statement_timeout, no LISTEN:
+// listen channels are ignored). Call once at start-up, before any Session
+// connects.
+void set_transaction_pooling(bool on) noexcept;
+bool transaction_pooling() noexcept;
 
 // The URL with any password replaced by "***", for log lines.
 std::string redact_url(const std::string& url);

@@ -111,7 +111,10 @@ Supervisor::Supervisor(SupervisorOptions options)
           settings_.database.url, options_.worker_id, settings_.worker.heartbeat_interval, leases_,
           [this] { return tick_alive(); }, [this] { wake(); },
           [this] { metrics_.db_error(metrics::DbOp::kHeartbeat); }),
-      janitor_(settings_.database.url, settings_.worker.vacuum_dead_rows, std::chrono::seconds(1)),
+      // Its VACUUM lock is session state, which a transaction pooler does not keep.
+      janitor_(settings_.database.url,
+               settings_.database.transaction_pooling ? 0 : settings_.worker.vacuum_dead_rows,
+               std::chrono::seconds(1)),
       rng_(std::random_device{}()),
       // Capped near the poll interval: once the database is back, the tick
       // should notice within about a poll, not after a long backoff.

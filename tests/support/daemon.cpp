@@ -74,6 +74,7 @@ std::string DaemonConfig::yaml() const {
   std::ostringstream o;
   o << "database:\n"
     << "  url: " << yaml_quoted(database_url) << "\n"
+    << "  transaction_pooling: " << (transaction_pooling ? "true" : "false") << "\n"
     << "worker:\n"
     << "  poll_interval: " << poll_interval << "\n"
     << "  heartbeat_interval: " << heartbeat_interval << "\n"

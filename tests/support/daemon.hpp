@@ -32,6 +32,7 @@ struct TestQueue {
 
 struct DaemonConfig {
   std::string database_url;
+  bool transaction_pooling = false;  // database.transaction_pooling
   std::string poll_interval = "200ms";
   std::string heartbeat_interval = "200ms";
   std::string stale_after = "2s";

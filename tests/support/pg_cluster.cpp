@@ -571,4 +571,12 @@ std::string PgCluster::describe_failure(const std::string& what) const {
   return message + "\n--- server log (tail) ---\n" + log_tail();
 }
 
+namespace detail {
+
+RunAs harness_server_user() { return server_user(); }
+
+int free_local_port() { return pick_free_port(); }
+
+}  // namespace detail
+
 }  // namespace inferq::test

@@ -11,6 +11,14 @@
 
 namespace inferq::test {
 
+namespace detail {
+// Who the harness's servers run as: this process's user, or from root the
+// unprivileged $INFERQ_PG_USER (made when missing). See PgCluster.
+RunAs harness_server_user();
+// A TCP port free on 127.0.0.1, below the ephemeral range.
+int free_local_port();
+}  // namespace detail
+
 // A throwaway PostgreSQL cluster for one test process: a fresh directory
 // under test_tmp_base() holding a copy of a data directory initdb'd once per
 // build (<build>/tests/pg-template, made under a file lock so parallel tests

@@ -392,6 +392,13 @@ TEST_CASE("database.url must not be empty") {
   CHECK(error_of("database:\n  url: \"\"\n") == error_prefix(2) + "database.url: must not be empty");
 }
 
+TEST_CASE("database.transaction_pooling is off by default and takes a boolean") {
+  CHECK_FALSE(parse_settings("", kSource).database.transaction_pooling);
+  CHECK(parse_settings("database: {transaction_pooling: true}\n", kSource).database.transaction_pooling);
+  CHECK(error_of("database:\n  transaction_pooling: maybe\n") ==
+        error_prefix(2) + "database.transaction_pooling: expected true or false, got \"maybe\"");
+}
+
 TEST_CASE("parse_settings ignores the environment") {
   const ScopedEnv env("INFERQ_DATABASE_URL", "postgresql://from-env/db");
   CHECK(parse_settings("", kSource).database.url == "postgresql:///inferq");
