@@ -279,6 +279,19 @@ bool valid_queue_name(std::string_view name) {
   });
 }
 
+// An SQL identifier, or schema.identifier, that needs no quoting: a letter
+// or '_', then letters, digits and '_'.
+bool valid_sink_name(std::string_view name) {
+  const auto identifier = [](std::string_view part) {
+    const auto letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+    return !part.empty() && letter(part.front()) &&
+           std::all_of(part.begin(), part.end(), [&](char c) { return letter(c) || (c >= '0' && c <= '9'); });
+  };
+  const auto dot = name.find('.');
+  if (dot == std::string_view::npos) return identifier(name);
+  return identifier(name.substr(0, dot)) && identifier(name.substr(dot + 1));
+}
+
 // Fails unless low < high (strict) or low <= high. The error points at the
 // value the file set, `high` when it set both, since that is usually the fix.
 void check_order(const At& parent, const Bound& low, const Bound& high, bool strict, std::string_view why) {
@@ -438,6 +451,14 @@ QueueSettings read_queue(const YAML::Node& node, const At& at, YAML::Mark& name_
                 }},
                {"deadline", [&](auto& v, auto& a) { queue.deadline = read_duration(v, a); }},
                {"retry", [&](auto& v, auto& a) { read_retry(v, a, queue.retry); }},
+               {"sink",
+                [&](auto& v, auto& a) {
+                  queue.sink = read_string(v, a);
+                  if (!valid_sink_name(queue.sink)) {
+                    fail(a, "expected a function name, optionally schema-qualified (e.g. app.store_embedding), got " +
+                                quoted(queue.sink));
+                  }
+                }},
            },
            /*required=*/true);
   if (!has_name) fail(at, "missing required key name");

@@ -89,6 +89,11 @@ struct QueueSettings {
   std::vector<std::string> extra_libraries;  // custom-op libraries loaded before the model
   Duration idle_exit_after{600000};  // an idle executor exits after this long; 0 = never
 
+  // A SQL function fn(job_id bigint, payload jsonb, result jsonb) called for
+  // each succeeded job inside its fenced completion transaction, e.g. to
+  // write the result into the user's own table; empty = none.
+  std::string sink;
+
   bool is_model() const { return !model.empty(); }
 };
 

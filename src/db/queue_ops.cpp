@@ -181,6 +181,12 @@ std::string completion_document(const std::vector<UnitFinish>& units) {
       if (j.ok) {
         doc += ",\"ok\":true,\"result\":";
         doc += j.result_json.empty() ? "null" : j.result_json;
+        if (!u.sink.empty()) {
+          doc += ",\"sink\":";
+          append_json_string(doc, u.sink);
+          doc += ",\"retry_ms\":";
+          doc += std::to_string(j.retry_ms);
+        }
       } else {
         doc += ",\"ok\":false,\"class\":";
         append_json_string(doc, j.error_class);
@@ -194,6 +200,16 @@ std::string completion_document(const std::vector<UnitFinish>& units) {
   }
   doc += ']';
   return doc;
+}
+
+bool sink_function_exists(Session& s, const std::string& function) {
+  bool found = false;
+  s.run([&](Raw& raw) {
+    pqxx::nontransaction tx(raw.conn);
+    found = tx.exec_params("SELECT to_regprocedure($1 || '(bigint, jsonb, jsonb)') IS NOT NULL", function)[0][0]
+                .as<bool>();
+  });
+  return found;
 }
 
 int complete(Session& s, const std::vector<UnitFinish>& units, const std::string& worker_name,

@@ -42,6 +42,10 @@ struct JobFinish {
 struct UnitFinish {
   std::int64_t lease_id = 0;
   std::vector<JobFinish> jobs;
+  // The queue's sink function (config sink), called for each succeeded job
+  // in the completion's transaction; a sink that fails fails that job, with
+  // retry_ms used when its error is a race. Empty: none.
+  std::string sink;
 };
 
 struct WorkerIdentity {
@@ -127,6 +131,9 @@ std::vector<QueueBacklog> sample_backlog(Session& s, const std::vector<std::stri
 // Returns the leases' running jobs to `available` without charging the
 // attempt (clean shutdown). Returns how many jobs went back.
 int release(Session& s, const std::vector<std::int64_t>& leases);
+
+// Whether `function` exists as fn(bigint, jsonb, jsonb), as a sink must.
+bool sink_function_exists(Session& s, const std::string& function);
 
 // The JSON document inferq.complete() takes; exposed for tests.
 std::string completion_document(const std::vector<UnitFinish>& units);

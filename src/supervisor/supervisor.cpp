@@ -723,6 +723,7 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
   }
   db::UnitFinish finish;
   finish.lease_id = unit.lease_id;
+  finish.sink = slot.queue->sink;
   finish.jobs.reserve(unit.jobs.size());
   bool requeue_rest = false;
   for (std::size_t i = 0; i < unit.jobs.size(); ++i) {
@@ -743,6 +744,7 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
     } else if (out.outcome == protocol::Outcome::kSucceeded) {
       f.ok = true;
       f.result_json = out.body;
+      f.retry_ms = retry_ms(*slot.queue, job.attempts);  // should its sink lose a race
     } else {
       f.error_class = out.outcome == protocol::Outcome::kPermanent ? "permanent" : "transient";
       f.message = out.body;

@@ -1,9 +1,62 @@
+-- Two changes to inferq.complete_outcomes (the rest is 0008's body).
+--
 -- One time per completion statement. 0008 (like 0003) stamped each row with
 -- its own clock_timestamp(), so the jobs of one unit, finished by one
 -- statement, got finished_at values microseconds apart in row order, and
 -- ordering a key's jobs by finished_at could show inversions inside a unit.
 -- The function now reads the clock once and uses that time for finished_at,
--- the error history's 'at' and the retry's run_at; the rest is 0008's body.
+-- the error history's 'at' and the retry's run_at.
+--
+-- Sinks. A job of a queue with a `sink` arrives with "sink": "schema.fn";
+-- inferq.run_sinks calls fn(job_id, payload, result) for each such success
+-- whose fence holds, inside this transaction, so the user's table gets the
+-- result exactly when the job is completed: once, or (rolled back) not at
+-- all. The job's row is locked first, so no reap can take it between the
+-- sink and the completion. A sink that raises fails its job alone (a
+-- subtransaction per call): transient for SQLSTATE class 40 and 55P03 (a
+-- race), permanent otherwise, with the sink's message.
+
+CREATE FUNCTION inferq.run_sinks(p_jobs jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+  e jsonb;
+  v_payload jsonb;
+  v_fn regprocedure;
+  v_state text;
+  v_msg text;
+  failed jsonb := '{}';  -- job id -> what replaces its success
+BEGIN
+  FOR e IN SELECT x FROM jsonb_array_elements(p_jobs) AS t(x) WHERE x ? 'sink' AND (x->>'ok')::boolean LOOP
+    SELECT j.payload INTO v_payload
+      FROM inferq.jobs j
+     WHERE j.id = (e->>'id')::bigint AND j.lease_id = (e->>'lease')::bigint
+       AND j.state = 'running' AND NOT j.cancel_requested
+       FOR UPDATE;
+    CONTINUE WHEN NOT FOUND;  -- fenced off or cancelled: nothing lands anywhere
+    BEGIN
+      v_fn := to_regprocedure((e->>'sink') || '(bigint, jsonb, jsonb)');
+      IF v_fn IS NULL THEN
+        RAISE EXCEPTION 'no function %(bigint, jsonb, jsonb)', e->>'sink' USING ERRCODE = '42883';
+      END IF;
+      EXECUTE format('SELECT %s($1, $2, $3)', v_fn::oid::regproc)
+        USING (e->>'id')::bigint, v_payload, e->'result';
+    EXCEPTION WHEN OTHERS THEN
+      GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+      failed := failed || jsonb_build_object(e->>'id', jsonb_build_object(
+        'ok', false,
+        'class', CASE WHEN v_state LIKE '40%' OR v_state = '55P03' THEN 'transient' ELSE 'permanent' END,
+        'message', format('sink %s failed: %s (SQLSTATE %s)', e->>'sink', v_msg, v_state)));
+    END;
+  END LOOP;
+  IF failed = '{}' THEN
+    RETURN p_jobs;
+  END IF;
+  RETURN (SELECT jsonb_agg(CASE WHEN failed ? (x->>'id') THEN (x - 'result') || (failed -> (x->>'id')) ELSE x END
+                           ORDER BY n)
+            FROM jsonb_array_elements(p_jobs) WITH ORDINALITY AS t(x, n));
+END
+$$;
 
 CREATE OR REPLACE FUNCTION inferq.complete_outcomes(p_jobs jsonb, p_worker_name text)
 RETURNS TABLE (queue text, outcome text, jobs integer)
@@ -21,6 +74,9 @@ BEGIN
    WHERE s.id IN (SELECT x.lease FROM jsonb_to_recordset(p_jobs) AS x(lease bigint))
      AND s.work_unit_key IS NOT NULL;
   PERFORM inferq.lock_keys(kq, kk);
+  IF jsonb_path_exists(p_jobs, '$[*].sink') THEN
+    p_jobs := inferq.run_sinks(p_jobs);
+  END IF;
 
   WITH r AS (
     SELECT x.*, coalesce(NOT x.ok AND x.class = 'requeue', false) AS requeue
