@@ -7,6 +7,7 @@
 //
 //   inferq-bench-model [--seq-len L] [--jobs N] [--batches 1,8,32]
 //                      [--instances I] [--threads T] [--raw-seconds S]
+//                      [--no-prefetch]
 //
 // --threads is per executor (default: cores / instances, at least 1). The raw
 // pass has the daemon's layout without the queue: --instances threads in one
@@ -50,6 +51,7 @@ struct Options {
   int threads = 0;  // 0: cores / instances
   double raw_seconds = 3;
   bool e2e = true;
+  bool prefetch = true;  // the queue's prefetch: true (--no-prefetch: the default false)
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -136,7 +138,8 @@ double end_to_end(const Options& o, const std::string& url, const std::string& m
       << "    inputs: [{name: input_ids, datatype: INT64, shape: [-1], pad: 0}]\n"
       << "    outputs: [{name: embedding}]\n"
       << "    idle_exit_after: 0s\n"
-      << "    deadline: 60s\n";
+      << "    deadline: 60s\n"
+      << "    prefetch: " << (o.prefetch ? "true" : "false") << "\n";
   }
   ChildProcess daemon({bin_path("inferq"), "run", "--config", config}, {}, dir.file("daemon.log"));
   pqxx::connection c(url);
@@ -186,11 +189,13 @@ int main(int argc, char** argv) {
       o.threads = std::stoi(next());
     } else if (a == "--skip-e2e") {
       o.e2e = false;
+    } else if (a == "--no-prefetch") {
+      o.prefetch = false;
     } else if (a == "--raw-seconds") {
       o.raw_seconds = std::stod(next());
     } else {
       std::cerr << "usage: inferq-bench-model [--seq-len L] [--jobs N] [--batches 1,8,32] [--instances I]"
-                   " [--threads T] [--raw-seconds S]\n";
+                   " [--threads T] [--raw-seconds S] [--no-prefetch]\n";
       return 2;
     }
   }

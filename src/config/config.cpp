@@ -450,6 +450,7 @@ QueueSettings read_queue(const YAML::Node& node, const At& at, YAML::Mark& name_
                              }}});
                 }},
                {"deadline", [&](auto& v, auto& a) { queue.deadline = read_duration(v, a); }},
+               {"prefetch", [&](auto& v, auto& a) { queue.prefetch = read_bool(v, a); }},
                {"retry", [&](auto& v, auto& a) { read_retry(v, a, queue.retry); }},
                {"sink",
                 [&](auto& v, auto& a) {

@@ -77,6 +77,11 @@ struct QueueSettings {
   int instances = 1;    // executor processes = slots for this queue (1..256)
   BatchSettings batch;
   Duration deadline{30000};  // per work unit
+  // true: while a unit runs, its slot claims the next one, which starts the
+  // moment the current one ends (its deadline counts from then), so the
+  // executor never waits for a claim; but that unit waits for this slot even
+  // when another daemon has an idle one. false: a slot claims when idle.
+  bool prefetch = false;
   RetrySettings retry;
 
   // A model queue (exactly one of handler and model is set). A relative

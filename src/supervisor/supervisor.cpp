@@ -75,6 +75,10 @@ struct Supervisor::Slot {
   // kStarting: ready deadline; kBusy: unit deadline; kExiting: kill time; kFilling: end of max_wait
   TimePoint timer{};
   std::optional<db::ClaimedUnit> unit;  // kBusy, kFilling
+  // kBusy: the unit claimed ahead (queue prefetch), its lease live and
+  // heartbeated; dispatched the moment `unit` ends, so the executor does not
+  // wait for a claim's round trip. Given back unrun if the executor ends.
+  std::optional<db::ClaimedUnit> next;
   std::string fatal_message;      // from a Fatal frame, until the process ends
   TimePoint unit_started{};       // kBusy: when the unit was dispatched
   // Why the current process is ending, for inferq_executor_restarts_total:
@@ -181,6 +185,11 @@ void Supervisor::tick() {
   top_up_filling_units(now);
   if (!draining_) start_stopped_queues(now);
   claim_for_idle_slots(now, std::move(claimed_by_reap));
+  if (draining_) {
+    for (auto& slot : slots_) give_back_next(*slot, "the daemon is shutting down");
+  } else {
+    claim_ahead_for_busy_slots(now);
+  }
   publish_slots();
   metrics_.tick_done(seconds_between(now, clock_.now()));
   announce_ready_once();
@@ -334,6 +343,10 @@ std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
 void Supervisor::stop_lost_units(TimePoint now) {
   for (const auto lease : leases_.take_lost()) {
     for (auto& slot : slots_) {
+      if (slot->next && slot->next->lease_id == lease) {
+        spdlog::warn("{}: lease {} of its next unit was reaped; dropping it", slot_name(*slot), lease);
+        slot->next.reset();
+      }
       if (slot->state == Slot::State::kFilling && slot->unit && slot->unit->lease_id == lease) {
         spdlog::warn("{}: lease {} was reaped while its unit was filling; dropping it", slot_name(*slot), lease);
         slot->unit.reset();
@@ -375,6 +388,55 @@ void Supervisor::claim_for_idle_slots(TimePoint now, std::optional<ClaimedByReap
       return;
     }
   }
+}
+
+void Supervisor::claim_ahead_for_busy_slots(TimePoint now) {
+  std::vector<const config::QueueSettings*> exhausted;
+  for (auto& slot_ptr : slots_) {
+    Slot& slot = *slot_ptr;
+    // A unit that waits to fill (max_wait) is claimed when the slot is idle.
+    if (slot.state != Slot::State::kBusy || slot.next || !slot.queue->prefetch ||
+        slot.queue->batch.max_wait.count() > 0)
+      continue;
+    if (std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
+    if (!db_usable(now)) return;
+    try {
+      auto unit = db::claim(session_, slot.queue->name, options_.worker_id, slot.queue->batch.max_jobs,
+                            slot.queue->retry.max_attempts);
+      db_succeeded();
+      if (!unit) {
+        exhausted.push_back(slot.queue);
+        continue;
+      }
+      std::vector<double> waits;
+      for (const auto& job : unit->jobs) waits.push_back(job.wait_seconds);
+      metrics_.jobs_claimed(slot.queue->name, waits);
+      leases_.add(unit->lease_id);
+      slot.next = std::move(unit);
+    } catch (const db::DbError& e) {
+      metrics_.db_error(metrics::DbOp::kClaim);
+      db_failed(e, now);
+      return;
+    }
+  }
+}
+
+void Supervisor::give_back_next(Slot& slot, const std::string& why) {
+  if (!slot.next) return;
+  // Through the completion writer, fenced like any completion: the jobs go
+  // back to available with their attempt refunded, and the lease ends.
+  db::UnitFinish finish;
+  finish.lease_id = slot.next->lease_id;
+  for (const auto& job : slot.next->jobs) {
+    db::JobFinish f;
+    f.job_id = job.id;
+    f.error_class = "requeue";
+    f.message = "claimed ahead, not run: " + why;
+    finish.jobs.push_back(std::move(f));
+  }
+  spdlog::debug("{}: giving back its next unit {} ({})", slot_name(slot), slot.next->lease_id, why);
+  writer_.submit(std::move(finish));
+  slot.next.reset();
 }
 
 bool Supervisor::take_unit(Slot& slot, std::optional<db::ClaimedUnit> unit, TimePoint now) {
@@ -528,6 +590,13 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
       finish_unit(slot, *result);
       if (slot.state == Slot::State::kExiting) return;
       slot.state = Slot::State::kIdle;
+      if (draining_) {
+        give_back_next(slot, "the daemon is shutting down");
+      } else if (slot.next) {
+        db::ClaimedUnit next = std::move(*slot.next);
+        slot.next.reset();
+        dispatch(slot, std::move(next), now);
+      }
     } else if (auto* fatal = std::get_if<protocol::Fatal>(&msg)) {
       slot.fatal_message = fatal->message;
       spdlog::error("{} reports a fatal error: {}", slot_name(slot), fatal->message);
@@ -557,6 +626,7 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
   const auto status = slot.proc->try_reap();
   if (!status) return;
   const std::string how = describe_wait_status(*status);
+  give_back_next(slot, "its executor " + how + " before it ran");
   const bool exited_idle = WIFEXITED(*status) && WEXITSTATUS(*status) == protocol::kExecutorExitIdle;
   const bool refused_start = WIFEXITED(*status) && WEXITSTATUS(*status) == protocol::kExecutorExitStartup;
   if (exited_idle) {
@@ -806,7 +876,9 @@ void Supervisor::shutdown() {
                    s->unit->lease_id, s->unit->jobs.size());
       unfinished.push_back(s->unit->lease_id);
     }
+    if (s->next) unfinished.push_back(s->next->lease_id);
     s->unit.reset();
+    s->next.reset();
     s->proc.reset();  // kills and reaps
     s->state = Slot::State::kWaitRestart;
   }

@@ -91,6 +91,12 @@ class Supervisor {
   // Puts a claimed unit on idle `slot`: dispatched, or filling (batch.max_wait).
   // False when the queue has nothing more to claim now (no unit, or a partial one).
   bool take_unit(Slot& slot, std::optional<db::ClaimedUnit> unit, TimePoint now);
+  // For each busy slot of a queue with prefetch (and no max_wait), claims
+  // the unit it runs next, so that unit starts the moment the current one
+  // ends instead of after a claim's round trip.
+  void claim_ahead_for_busy_slots(TimePoint now);
+  // Gives `slot`'s claimed-ahead unit back unrun (attempts refunded), if any.
+  void give_back_next(Slot& slot, const std::string& why);
   // Starts an executor for each queue whose executors all exited idle (none
   // ready or starting) once the queue has work again.
   void start_stopped_queues(TimePoint now);
