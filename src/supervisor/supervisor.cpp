@@ -377,17 +377,30 @@ void Supervisor::claim_for_idle_slots(TimePoint now, std::optional<ClaimedByReap
     if (slot.state != Slot::State::kIdle) continue;
     if (std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
     if (!db_usable(now)) return;
-    try {
-      auto unit = db::claim(session_, slot.queue->name, options_.worker_id, slot.queue->batch.max_jobs,
-                            slot.queue->retry.max_attempts);
-      db_succeeded();
-      if (!take_unit(slot, std::move(unit), now)) exhausted.push_back(slot.queue);
-    } catch (const db::DbError& e) {
-      metrics_.db_error(metrics::DbOp::kClaim);
-      db_failed(e, now);
-      return;
-    }
+    std::optional<db::ClaimedUnit> unit;
+    if (!claim_for(slot, now, unit)) return;
+    if (!take_unit(slot, std::move(unit), now)) exhausted.push_back(slot.queue);
   }
+}
+
+bool Supervisor::claim_for(const Slot& slot, TimePoint now, std::optional<db::ClaimedUnit>& unit) {
+  try {
+    unit = db::claim(session_, slot.queue->name, options_.worker_id, slot.queue->batch.max_jobs,
+                     slot.queue->retry.max_attempts);
+    db_succeeded();
+  } catch (const db::DbError& e) {
+    metrics_.db_error(metrics::DbOp::kClaim);
+    db_failed(e, now);
+    return false;
+  }
+  return true;
+}
+
+void Supervisor::record_claimed(const Slot& slot, const db::ClaimedUnit& unit) {
+  std::vector<double> waits;
+  waits.reserve(unit.jobs.size());
+  for (const auto& job : unit.jobs) waits.push_back(job.wait_seconds);
+  metrics_.jobs_claimed(slot.queue->name, waits);
 }
 
 void Supervisor::claim_ahead_for_busy_slots(TimePoint now) {
@@ -400,24 +413,15 @@ void Supervisor::claim_ahead_for_busy_slots(TimePoint now) {
       continue;
     if (std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
     if (!db_usable(now)) return;
-    try {
-      auto unit = db::claim(session_, slot.queue->name, options_.worker_id, slot.queue->batch.max_jobs,
-                            slot.queue->retry.max_attempts);
-      db_succeeded();
-      if (!unit) {
-        exhausted.push_back(slot.queue);
-        continue;
-      }
-      std::vector<double> waits;
-      for (const auto& job : unit->jobs) waits.push_back(job.wait_seconds);
-      metrics_.jobs_claimed(slot.queue->name, waits);
-      leases_.add(unit->lease_id);
-      slot.next = std::move(unit);
-    } catch (const db::DbError& e) {
-      metrics_.db_error(metrics::DbOp::kClaim);
-      db_failed(e, now);
-      return;
+    std::optional<db::ClaimedUnit> unit;
+    if (!claim_for(slot, now, unit)) return;
+    if (!unit) {
+      exhausted.push_back(slot.queue);
+      continue;
     }
+    record_claimed(slot, *unit);
+    leases_.add(unit->lease_id);
+    slot.next = std::move(unit);
   }
 }
 
@@ -441,10 +445,7 @@ void Supervisor::give_back_next(Slot& slot, const std::string& why) {
 
 bool Supervisor::take_unit(Slot& slot, std::optional<db::ClaimedUnit> unit, TimePoint now) {
   if (!unit) return false;
-  std::vector<double> waits;
-  waits.reserve(unit->jobs.size());
-  for (const auto& job : unit->jobs) waits.push_back(job.wait_seconds);
-  metrics_.jobs_claimed(slot.queue->name, waits);
+  record_claimed(slot, *unit);
   const bool full = static_cast<int>(unit->jobs.size()) >= slot.queue->batch.max_jobs;
   if (!full && slot.queue->batch.max_wait.count() > 0 && !unit->work_unit_key) {
     // Wait up to max_wait for more jobs: the lease is held (and heartbeated)

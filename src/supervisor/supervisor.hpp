@@ -91,6 +91,11 @@ class Supervisor {
   // Puts a claimed unit on idle `slot`: dispatched, or filling (batch.max_wait).
   // False when the queue has nothing more to claim now (no unit, or a partial one).
   bool take_unit(Slot& slot, std::optional<db::ClaimedUnit> unit, TimePoint now);
+  // Claims a unit for `slot`'s queue into `unit` (nullopt: none due); false
+  // when the database failed (recorded; the tick backs off).
+  bool claim_for(const Slot& slot, TimePoint now, std::optional<db::ClaimedUnit>& unit);
+  // Counts a claimed unit's jobs and their waits in the metrics.
+  void record_claimed(const Slot& slot, const db::ClaimedUnit& unit);
   // For each busy slot of a queue with prefetch (and no max_wait), claims
   // the unit it runs next, so that unit starts the moment the current one
   // ends instead of after a claim's round trip.
