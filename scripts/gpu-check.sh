@@ -74,12 +74,21 @@ fi
 
 log "building inferq-executor against torch $torch_version (INFERQ_CUDA=$cuda_flag)"
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
-cmake -S "$repo" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DINFERQ_EXECUTOR_ONLY=ON \
-  -DINFERQ_CUDA=$cuda_flag -DINFERQ_WERROR=OFF -DCMAKE_PREFIX_PATH="$torch_prefix;$bundle/dev/usr" \
-  >"$work/cmake.log" 2>&1 || { tail -40 "$work/cmake.log"; die "cmake failed (log: $work/cmake.log)"; }
+# C++17 first (what CI builds); a libtorch whose headers need C++20 gets it.
+build_executor() {
+  rm -rf "$work/build"
+  cmake -S "$repo" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DINFERQ_EXECUTOR_ONLY=ON \
+    -DINFERQ_CUDA=$cuda_flag -DINFERQ_WERROR=OFF -DCMAKE_CXX_STANDARD="$1" \
+    -DCMAKE_PREFIX_PATH="$torch_prefix;$bundle/dev/usr" >"$work/cmake.log" 2>&1 ||
+    { tail -40 "$work/cmake.log"; die "cmake failed (log: $work/cmake.log)"; }
+  cmake --build "$work/build" --target inferq-executor -j "$(nproc)" >"$work/build-c++$1.log" 2>&1
+}
+if ! build_executor 17; then
+  log "the C++17 build failed (its end below); trying C++20"
+  tail -15 "$work/build-c++17.log"
+  build_executor 20 || { tail -60 "$work/build-c++20.log"; die "build failed (log: $work/build-c++20.log)"; }
+fi
 grep '^-- inferq-executor' "$work/cmake.log" | sed 's/^-- /gpu-check: /'
-cmake --build "$work/build" --target inferq-executor >"$work/build.log" 2>&1 ||
-  { tail -60 "$work/build.log"; die "build failed (log: $work/build.log)"; }
 log "built in $((SECONDS - start)) s"
 
 # PostgreSQL refuses to run as root: an unprivileged user runs it.
