@@ -117,6 +117,7 @@ struct Scenario {
   int keys = 4;
   int jobs_per_key = 40;
   int rounds = 2;  // enqueue batches, the later ones while the daemon works
+  bool prefetch = false;  // the queue's prefetch: busy slots claim their next unit ahead
 };
 
 void run_scenario(const Scenario& sc) {
@@ -124,7 +125,9 @@ void run_scenario(const Scenario& sc) {
   const std::string url = fresh_audited_database();
 
   // More slots (6) than keys: idle slots must not take a live key.
-  const DaemonConfig cfg = daemon_config(url, {test_queue("keyed", sc.handler, 6, 4)});
+  TestQueue queue = test_queue("keyed", sc.handler, 6, 4);
+  if (sc.prefetch) queue.extra_yaml = "prefetch: true\n";
+  const DaemonConfig cfg = daemon_config(url, {queue});
   Daemon daemon(cfg, "keyed");
   REQUIRE_MESSAGE(daemon.wait_ready(), daemon.log());
 
@@ -206,5 +209,16 @@ TEST_CASE("keyed sleep jobs: units that take time still never overlap within a k
   sc.keys = 4;
   sc.jobs_per_key = 12;
   sc.rounds = 2;
+  run_scenario(sc);
+}
+
+TEST_CASE("keyed sleep jobs with prefetch: units claimed ahead keep a key's order and never overlap it") {
+  Scenario sc;
+  sc.handler = "builtin:sleep";
+  sc.payload_sql = "jsonb_build_object('seconds', 0.01 * (1 + g % 4), 'g', g)";
+  sc.keys = 4;
+  sc.jobs_per_key = 12;
+  sc.rounds = 2;
+  sc.prefetch = true;
   run_scenario(sc);
 }
