@@ -128,9 +128,10 @@ int cmd_run(const config::Settings& settings) {
       for (std::size_t i = 0; i < settings.queues.size(); ++i) {
         const auto& q = settings.queues[i];
         if (!q.sink.empty() && !db::sink_function_exists(session, q.sink)) {
-          spdlog::critical("{}: queues[{}] (queue \"{}\"): sink: the database has no function {}(bigint, jsonb, "
-                           "jsonb) that this role can see (create it, or schema-qualify the name)",
-                           settings.source, i, q.name, q.sink);
+          spdlog::critical(
+              "{}: queues[{}] (queue \"{}\"): sink: the database has no function {}(bigint, jsonb, "
+              "jsonb) that this role can see (create it, or schema-qualify the name)",
+              settings.source, i, q.name, q.sink);
           return kExitUsage;
         }
       }

@@ -393,7 +393,8 @@ QueueSettings read_queue(const YAML::Node& node, const At& at, YAML::Mark& name_
                {"device",
                 [&](auto& v, auto& a) {
                   queue.device = read_string(v, a);
-                  if (!valid_device(queue.device)) fail(a, "expected auto, cpu or cuda:N, got " + quoted(queue.device));
+                  if (!valid_device(queue.device))
+                    fail(a, "expected auto, cpu or cuda:N, got " + quoted(queue.device));
                   model_key(a);
                 }},
                {"threads",
@@ -456,8 +457,10 @@ QueueSettings read_queue(const YAML::Node& node, const At& at, YAML::Mark& name_
                 [&](auto& v, auto& a) {
                   queue.sink = read_string(v, a);
                   if (!valid_sink_name(queue.sink)) {
-                    fail(a, "expected a function name, optionally schema-qualified (e.g. app.store_embedding), got " +
-                                quoted(queue.sink));
+                    fail(a,
+                         "expected a function name, optionally schema-qualified (e.g. app.store_embedding), "
+                         "got " +
+                             quoted(queue.sink));
                   }
                 }},
            },
@@ -508,16 +511,17 @@ Settings read_document(const YAML::Node& root, const std::string& source) {
       {
           {"database",
            [&](auto& v, auto& a) {
-             read_map(v, a,
-                      {
-                          {"url",
-                           [&](auto& v2, auto& a2) {
-                             settings.database.url = read_string(v2, a2);
-                             if (settings.database.url.empty()) fail(a2, "must not be empty");
-                           }},
-                          {"transaction_pooling",
-                           [&](auto& v2, auto& a2) { settings.database.transaction_pooling = read_bool(v2, a2); }},
-                      });
+             read_map(
+                 v, a,
+                 {
+                     {"url",
+                      [&](auto& v2, auto& a2) {
+                        settings.database.url = read_string(v2, a2);
+                        if (settings.database.url.empty()) fail(a2, "must not be empty");
+                      }},
+                     {"transaction_pooling",
+                      [&](auto& v2, auto& a2) { settings.database.transaction_pooling = read_bool(v2, a2); }},
+                 });
            }},
           {"worker", [&](auto& v, auto& a) { read_worker(v, a, settings.worker); }},
           {"metrics",

@@ -48,8 +48,8 @@ int reap(Session& s, std::chrono::milliseconds stale_after, const std::vector<st
   int n = 0;
   s.run([&](Raw& raw) {
     pqxx::nontransaction tx(raw.conn);
-    const auto r = raw.exec_statement(tx, "inferq_reap", std::string("SELECT ") + kReapCall, static_cast<long long>(stale_after.count()),
-                                    int_array_literal(keep));
+    const auto r = raw.exec_statement(tx, "inferq_reap", std::string("SELECT ") + kReapCall,
+                                      static_cast<long long>(stale_after.count()), int_array_literal(keep));
     n = r[0][0].as<int>();
   });
   return n;
@@ -93,8 +93,11 @@ std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int6
     // read this statement's older snapshot and miss jobs committed while the
     // function ran, which it claimed all the same (migration 0005).
     pqxx::nontransaction tx(raw.conn);
-    unit =
-        unit_from_rows(raw.exec_statement(tx, "inferq_claim", std::string("SELECT ") + kClaimColumns + " FROM inferq.claim($1, $2, $3, $4)", queue, worker_id, max_jobs, default_max_attempts), 0);
+    unit = unit_from_rows(
+        raw.exec_statement(tx, "inferq_claim",
+                           std::string("SELECT ") + kClaimColumns + " FROM inferq.claim($1, $2, $3, $4)",
+                           queue, worker_id, max_jobs, default_max_attempts),
+        0);
   });
   return unit;
 }
@@ -107,11 +110,12 @@ ReapAndClaim reap_then_claim(Session& s, std::chrono::milliseconds stale_after,
     // The claim refers to r, so it is called per row of r (a nested loop),
     // after the reap; a plain join could run the function scan first.
     pqxx::nontransaction tx(raw.conn);
-    const auto r =
-        raw.exec_statement(tx, "inferq_reap_then_claim", std::string("WITH r AS MATERIALIZED (SELECT ") + kReapCall +
-                         " AS reaped) SELECT r.reaped, " + kClaimColumns +
-                         " FROM r LEFT JOIN LATERAL inferq.claim($3, $4, $5, $6 + 0 * r.reaped) c ON true", static_cast<long long>(stale_after.count()),
-                         int_array_literal(keep), queue, worker_id, max_jobs, default_max_attempts);
+    const auto r = raw.exec_statement(
+        tx, "inferq_reap_then_claim",
+        std::string("WITH r AS MATERIALIZED (SELECT ") + kReapCall + " AS reaped) SELECT r.reaped, " +
+            kClaimColumns + " FROM r LEFT JOIN LATERAL inferq.claim($3, $4, $5, $6 + 0 * r.reaped) c ON true",
+        static_cast<long long>(stale_after.count()), int_array_literal(keep), queue, worker_id, max_jobs,
+        default_max_attempts);
     out.reaped = r[0][0].as<int>();
     out.unit = unit_from_rows(r, 1);
   });
@@ -123,8 +127,10 @@ std::vector<ClaimedJob> claim_more(Session& s, std::int64_t lease_id, const std:
   std::vector<ClaimedJob> jobs;
   s.run([&](Raw& raw) {
     pqxx::nontransaction tx(raw.conn);
-    const auto r = raw.exec_statement(tx, "inferq_claim_more", "SELECT job_id, payload, attempts, max_attempts, wait_seconds"
-                     " FROM inferq.claim_more($1, $2, $3, $4)", lease_id, queue, max_jobs, default_max_attempts);
+    const auto r = raw.exec_statement(tx, "inferq_claim_more",
+                                      "SELECT job_id, payload, attempts, max_attempts, wait_seconds"
+                                      " FROM inferq.claim_more($1, $2, $3, $4)",
+                                      lease_id, queue, max_jobs, default_max_attempts);
     jobs.reserve(r.size());
     for (const auto& row : r) {
       ClaimedJob job;
@@ -143,9 +149,13 @@ bool has_available_work(Session& s, const std::string& queue) {
   bool found = false;
   s.run([&](Raw& raw) {
     pqxx::nontransaction tx(raw.conn);
-    found = raw.exec_statement(tx, "inferq_has_available_work", "SELECT EXISTS (SELECT 1 FROM inferq.jobs WHERE queue = $1 AND state = 'available'"
-                     "               AND work_unit_key IS NULL AND run_at <= now())"
-                     "    OR EXISTS (SELECT 1 FROM inferq.key_heads WHERE queue = $1 AND run_at <= now())", queue)[0][0].as<bool>();
+    found = raw.exec_statement(
+                   tx, "inferq_has_available_work",
+                   "SELECT EXISTS (SELECT 1 FROM inferq.jobs WHERE queue = $1 AND state = 'available'"
+                   "               AND work_unit_key IS NULL AND run_at <= now())"
+                   "    OR EXISTS (SELECT 1 FROM inferq.key_heads WHERE queue = $1 AND run_at <= now())",
+                   queue)[0][0]
+                .as<bool>();
   });
   return found;
 }
@@ -155,7 +165,9 @@ std::vector<std::int64_t> heartbeat(Session& s, std::int64_t worker_id,
   std::vector<std::int64_t> alive;
   s.run([&](Raw& raw) {
     pqxx::nontransaction tx(raw.conn);
-    const auto r = raw.exec_statement(tx, "inferq_heartbeat", "SELECT * FROM inferq.heartbeat($1, $2::bigint[])", worker_id, int_array_literal(leases));
+    const auto r =
+        raw.exec_statement(tx, "inferq_heartbeat", "SELECT * FROM inferq.heartbeat($1, $2::bigint[])",
+                           worker_id, int_array_literal(leases));
     alive.reserve(r.size());
     for (const auto& row : r) alive.push_back(row[0].as<std::int64_t>());
   });
@@ -206,8 +218,9 @@ bool sink_function_exists(Session& s, const std::string& function) {
   bool found = false;
   s.run([&](Raw& raw) {
     pqxx::nontransaction tx(raw.conn);
-    found = tx.exec_params("SELECT to_regprocedure($1 || '(bigint, jsonb, jsonb)') IS NOT NULL", function)[0][0]
-                .as<bool>();
+    found =
+        tx.exec_params("SELECT to_regprocedure($1 || '(bigint, jsonb, jsonb)') IS NOT NULL", function)[0][0]
+            .as<bool>();
   });
   return found;
 }
@@ -220,7 +233,9 @@ int complete(Session& s, const std::vector<UnitFinish>& units, const std::string
   std::vector<OutcomeCount> counts;
   s.run([&](Raw& raw) {
     pqxx::nontransaction tx(raw.conn);
-    const auto r = raw.exec_statement(tx, "inferq_complete", "SELECT queue, outcome, jobs FROM inferq.complete_outcomes($1::jsonb, $2)", doc, worker_name);
+    const auto r = raw.exec_statement(
+        tx, "inferq_complete", "SELECT queue, outcome, jobs FROM inferq.complete_outcomes($1::jsonb, $2)",
+        doc, worker_name);
     n = 0;
     counts.clear();
     for (const auto& row : r) {
@@ -253,7 +268,8 @@ std::vector<QueueBacklog> sample_backlog(Session& s, const std::vector<std::stri
     tx.exec("SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0");
     // Three branches, one per partial index (available unkeyed, available
     // keyed, running), so the history of finished jobs is never read.
-    const auto r = raw.exec_statement(tx, "inferq_sample_backlog",
+    const auto r = raw.exec_statement(
+        tx, "inferq_sample_backlog",
         "SELECT x.queue, sum(x.available)::bigint, sum(x.running)::bigint,"
         " coalesce(extract(epoch FROM clock_timestamp() - min(x.ready)), 0)::float8"
         " FROM (SELECT j.queue, 1 AS available, 0 AS running,"
@@ -267,7 +283,8 @@ std::vector<QueueBacklog> sample_backlog(Session& s, const std::vector<std::stri
         "       UNION ALL"
         "       SELECT j.queue, 0, 1, NULL FROM inferq.jobs j"
         "        WHERE j.queue = ANY ($1::text[]) AND j.state = 'running') x"
-        " GROUP BY x.queue", list);
+        " GROUP BY x.queue",
+        list);
     tx.commit();
     for (const auto& row : r) {
       for (auto& b : out) {

@@ -242,8 +242,8 @@ class ModelHandler final : public Handler {
       error = first_line(message_of(e));
     }
     if (error.empty()) return;
-    throw StartupError(where + "batch: the model runs at batch 1 but fails at batch " + std::to_string(max_jobs) +
-                       " (batch.max_jobs): " + error +
+    throw StartupError(where + "batch: the model runs at batch 1 but fails at batch " +
+                       std::to_string(max_jobs) + " (batch.max_jobs): " + error +
                        ". A model made with torch.jit.trace keeps the sizes its Python code read as numbers "
                        "(e.g. reshape(1, -1)); use x.size(0) or torch.jit.script so the batch dimension "
                        "stays dynamic, or set batch.max_jobs: 1");

@@ -28,7 +28,8 @@ std::vector<std::int64_t> enqueue_load(const std::string& url) {
   std::vector<std::int64_t> ids = enqueue_many(url, "echo", payloads);
   for (int k = 0; k < 5; ++k) {
     std::vector<std::string> keyed;
-    for (int i = 0; i < 20; ++i) keyed.push_back("{\"k\": " + std::to_string(k) + ", \"i\": " + std::to_string(i) + "}");
+    for (int i = 0; i < 20; ++i)
+      keyed.push_back("{\"k\": " + std::to_string(k) + ", \"i\": " + std::to_string(i) + "}");
     const auto more = enqueue_many(url, "echo", keyed, "key-" + std::to_string(k));
     ids.insert(ids.end(), more.begin(), more.end());
   }
@@ -38,8 +39,9 @@ std::vector<std::int64_t> enqueue_load(const std::string& url) {
 // Every job succeeded at its first attempt with its own payload as result.
 void check_exactly_once(const std::string& url, std::size_t n) {
   CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs") == static_cast<std::int64_t>(n));
-  CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs WHERE state = 'succeeded' AND attempts = 1 "
-                    "AND result = payload AND errors = '[]'") == static_cast<std::int64_t>(n));
+  CHECK(scalar(url,
+               "SELECT count(*) FROM inferq.jobs WHERE state = 'succeeded' AND attempts = 1 "
+               "AND result = payload AND errors = '[]'") == static_cast<std::int64_t>(n));
   CHECK(scalar(url, "SELECT count(*) FROM inferq.active_sessions") == 0);
 }
 

@@ -32,7 +32,8 @@ const TempDir& models() {
   static const bool made = [] {
     ChildProcess make({"/usr/bin/python3", source_path("tests/python/export_models.py"), dir.path()});
     const auto status = make.wait_exit(240s);
-    if (!status || !exited_with(*status, 0)) throw std::runtime_error("export_models.py failed:\n" + make.log());
+    if (!status || !exited_with(*status, 0))
+      throw std::runtime_error("export_models.py failed:\n" + make.log());
     return true;
   }();
   (void)made;
@@ -128,8 +129,7 @@ TEST_CASE("Python-exported models are served from SQL and equal Python's own for
       for (const json& o : json::parse(*row->result).at("outputs"))
         CHECK(o.at("datatype") == datatypes.at(s.model).at(o.at("name").get<std::string>()));
     }
-    MESSAGE(s.model << ": " << s.ids.size() << " jobs, max error relative to the largest output "
-                    << worst);
+    MESSAGE(s.model << ": " << s.ids.size() << " jobs, max error relative to the largest output " << worst);
     CHECK(worst < 1e-4);
   }
   // Every job succeeded at its first attempt: nothing was retried.
@@ -149,8 +149,9 @@ TEST_CASE("a traced model that kept its batch size, or inputs of another dtype, 
     CHECK(d.log().find("or set batch.max_jobs: 1") != std::string::npos);
   }
   SUBCASE("the same model with max_jobs 1 serves its jobs") {
-    const auto id =
-        enqueue(url, "baked_batch", R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [8], "data": [1,2,3,4,5,6,7,8]}]})");
+    const auto id = enqueue(
+        url, "baked_batch",
+        R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [8], "data": [1,2,3,4,5,6,7,8]}]})");
     Daemon d(daemon_config(url, {python_queue("baked_batch", 1)}), "baked1");
     INFO("daemon log:\n", d.log());
     REQUIRE(d.wait_ready(60s));

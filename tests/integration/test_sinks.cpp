@@ -39,8 +39,9 @@ TEST_CASE("a sink puts each job's result into the user's table, once") {
   REQUIRE(wait_all_final(url, 60s));
   CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs WHERE state = 'succeeded' AND attempts = 1") == 200);
   // Each document holds its own job's result (echo: the payload), stored by that job.
-  CHECK(scalar(url, "SELECT count(*) FROM documents d JOIN inferq.jobs j ON j.id = d.stored_by_job "
-                    "WHERE d.summary = j.result AND (d.summary->>'doc')::bigint = d.id") == 200);
+  CHECK(scalar(url,
+               "SELECT count(*) FROM documents d JOIN inferq.jobs j ON j.id = d.stored_by_job "
+               "WHERE d.summary = j.result AND (d.summary->>'doc')::bigint = d.id") == 200);
 }
 
 TEST_CASE("a sink the database does not have stops inferq run at start-up") {

@@ -656,9 +656,9 @@ TEST_CASE("one completion statement gives every job it finishes the same finishe
   REQUIRE(a);
   REQUIRE(b);
   // One unit succeeds, the other fails for good: both kinds of row change.
-  CHECK(db.complete({finish_all(*a, [](std::int64_t j) { return succeeded(j); }),
-                     finish_all(*b, [](std::int64_t j) { return failed(j, "permanent", "bad input", 0); })}) ==
-        400);
+  CHECK(db.complete(
+            {finish_all(*a, [](std::int64_t j) { return succeeded(j); }),
+             finish_all(*b, [](std::int64_t j) { return failed(j, "permanent", "bad input", 0); })}) == 400);
   // Per-row clock_timestamp() gave a unit's jobs 400 different times, so
   // ordering a key's jobs by finished_at showed inversions inside a unit.
   CHECK(db.scalar("SELECT count(DISTINCT finished_at) FROM inferq.jobs") == "1");

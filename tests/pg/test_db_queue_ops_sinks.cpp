@@ -68,7 +68,9 @@ struct Db {
     const auto r = tx.exec1(sql);
     return r[0].is_null() ? "NULL" : r[0].c_str();
   }
-  std::string state(std::int64_t id) { return scalar("SELECT state FROM inferq.jobs WHERE id = " + std::to_string(id)); }
+  std::string state(std::int64_t id) {
+    return scalar("SELECT state FROM inferq.jobs WHERE id = " + std::to_string(id));
+  }
 };
 
 JobFinish ok(std::int64_t id, const std::string& data) {
@@ -94,7 +96,9 @@ UnitFinish succeed_all(const inferq::db::ClaimedUnit& unit, const std::string& s
 
 }  // namespace
 
-TEST_CASE("a sink writes each result into the user's table in the completion; one that raises fails its job alone") {
+TEST_CASE(
+    "a sink writes each result into the user's table in the completion; one that raises fails its job "
+    "alone") {
   Db db;
   const auto one = db.enqueue("q", R"({"doc": 1})");
   const auto missing = db.enqueue("q", R"({"doc": 999})");
@@ -118,8 +122,8 @@ TEST_CASE("a sink writes each result into the user's table in the completion; on
   CHECK(db.state(one) == "succeeded");
   CHECK(db.state(two) == "succeeded");
   // The result stays on the job row too.
-  CHECK(db.scalar("SELECT result->'outputs'->0->>'name' FROM inferq.jobs WHERE id = " + std::to_string(one)) ==
-        "embedding");
+  CHECK(db.scalar("SELECT result->'outputs'->0->>'name' FROM inferq.jobs WHERE id = " +
+                  std::to_string(one)) == "embedding");
 
   // Not the user's document: that job alone fails, for good, saying why.
   CHECK(db.state(missing) == "dead");
@@ -163,7 +167,9 @@ TEST_CASE("a sink is not called for a job whose lease was reaped or that was can
   CHECK(db.scalar("SELECT count(*) FROM app.sink_calls") == "0");
 }
 
-TEST_CASE("a sink function that does not exist fails the job, naming it; sink_function_exists checks the signature") {
+TEST_CASE(
+    "a sink function that does not exist fails the job, naming it; sink_function_exists checks the "
+    "signature") {
   Db db;
   const auto id = db.enqueue("q", R"({"doc": 1})");
   const auto unit = inferq::db::claim(db.session, "q", db.worker, 1, 3);

@@ -80,7 +80,8 @@ std::string DaemonConfig::yaml() const {
     << "  heartbeat_interval: " << heartbeat_interval << "\n"
     << "  stale_after: " << stale_after << "\n"
     << "  shutdown_grace: " << shutdown_grace << "\n"
-    << "  executor_path: " << yaml_quoted(executor_path.empty() ? bin_path("inferq-executor") : executor_path) << "\n"
+    << "  executor_path: " << yaml_quoted(executor_path.empty() ? bin_path("inferq-executor") : executor_path)
+    << "\n"
     << "metrics:\n"
     << "  listen: " << yaml_quoted(metrics_listen) << "\n"
     << "logging:\n"

@@ -84,7 +84,8 @@ PgBouncer::~PgBouncer() {
 }
 
 std::string PgBouncer::url(const std::string& db) const {
-  return std::string("postgresql://") + PgCluster::kSuperuser + "@127.0.0.1:" + std::to_string(port_) + "/" + db;
+  return std::string("postgresql://") + PgCluster::kSuperuser + "@127.0.0.1:" + std::to_string(port_) + "/" +
+         db;
 }
 
 std::string PgBouncer::log() const {

@@ -219,7 +219,8 @@ TEST_CASE("unknown keys are rejected at every level") {
   CHECK(error_of("metrics:\n  port: 1\n") == error_prefix(2) + "metrics.port: unknown key (expected one of listen)");
   CHECK(error_of(queue_with("    gpu: 0\n")) ==
         error_prefix(4) +
-            "queues[0].gpu: unknown key (expected one of name, handler, model, device, threads, inputs, outputs, extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, retry, sink)");
+            "queues[0].gpu: unknown key (expected one of name, handler, model, device, threads, inputs, "
+            "outputs, extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, retry, sink)");
   CHECK(error_of(queue_with("    batch:\n      max_job: 4\n")) ==
         error_prefix(5) + "queues[0].batch.max_job: unknown key (expected one of max_jobs, max_wait)");
   CHECK(error_of(queue_with("    retry: {attempts: 3}\n")) ==
@@ -241,7 +242,8 @@ TEST_CASE("wrong types are rejected") {
   CHECK(error_of("queues:\n  name: q\n") == error_prefix(2) + "queues: expected a list of queues, got a map");
   CHECK(error_of("queues:\n  - builtin:echo\n") ==
         error_prefix(2) +
-            "queues[0]: expected a map with keys name, handler, model, device, threads, inputs, outputs, extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, retry, sink, got "
+            "queues[0]: expected a map with keys name, handler, model, device, threads, inputs, outputs, "
+            "extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, retry, sink, got "
             "\"builtin:echo\"");
   CHECK(error_of(queue_with("    instances: abc\n")) ==
         error_prefix(4) + "queues[0].instances: expected an integer, got \"abc\"");
@@ -317,9 +319,11 @@ TEST_CASE("queue names are required, well formed and unique") {
                  "  - handler: builtin:fail\n"
                  "    name: echo\n") ==
         error_prefix(7) + "queues[2].name: duplicate queue name \"echo\" (also queues[0])");
-  CHECK(error_of("queues:\n  - ~\n  - name: q\n") ==
-        error_prefix(2) +
-            "queues[0]: expected a map with keys name, handler, model, device, threads, inputs, outputs, extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, retry, sink, got nothing");
+  CHECK(
+      error_of("queues:\n  - ~\n  - name: q\n") ==
+      error_prefix(2) +
+          "queues[0]: expected a map with keys name, handler, model, device, threads, inputs, outputs, "
+          "extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, retry, sink, got nothing");
 }
 
 TEST_CASE("handlers are required and must be known") {
@@ -406,8 +410,9 @@ TEST_CASE("a queue's sink is a function name, optionally schema-qualified, that 
   CHECK(parse_settings(queue_with("    sink: _store2\n"), kSource).queues[0].sink == "_store2");
   for (const char* bad : {"\"\"", "a.b.c", "1fn", "app.", "f(); DROP TABLE x", "app.store-x"}) {
     CAPTURE(std::string(bad));
-    CHECK(error_of(queue_with(std::string("    sink: ") + bad + "\n")).find(
-              "queues[0].sink: expected a function name, optionally schema-qualified") != std::string::npos);
+    CHECK(error_of(queue_with(std::string("    sink: ") + bad + "\n"))
+              .find("queues[0].sink: expected a function name, optionally schema-qualified") !=
+          std::string::npos);
   }
 }
 
