@@ -189,6 +189,18 @@ void run_scenario(const Scenario& sc) {
   CHECK(daemon.terminate(10s).has_value());
 }
 
+// 4 keys of 12 sleep jobs of 10 to 40 ms each, so units of different keys
+// overlap for real.
+Scenario sleep_scenario() {
+  Scenario sc;
+  sc.handler = "builtin:sleep";
+  sc.payload_sql = "jsonb_build_object('seconds', 0.01 * (1 + g % 4), 'g', g)";
+  sc.keys = 4;
+  sc.jobs_per_key = 12;
+  sc.rounds = 2;
+  return sc;
+}
+
 }  // namespace
 
 TEST_CASE("keyed echo jobs: one unit per key at a time, in id order, keys in parallel") {
@@ -202,23 +214,11 @@ TEST_CASE("keyed echo jobs: one unit per key at a time, in id order, keys in par
 }
 
 TEST_CASE("keyed sleep jobs: units that take time still never overlap within a key") {
-  Scenario sc;
-  sc.handler = "builtin:sleep";
-  // 10 to 40 ms per job, so units of different keys overlap for real.
-  sc.payload_sql = "jsonb_build_object('seconds', 0.01 * (1 + g % 4), 'g', g)";
-  sc.keys = 4;
-  sc.jobs_per_key = 12;
-  sc.rounds = 2;
-  run_scenario(sc);
+  run_scenario(sleep_scenario());
 }
 
 TEST_CASE("keyed sleep jobs with prefetch: units claimed ahead keep a key's order and never overlap it") {
-  Scenario sc;
-  sc.handler = "builtin:sleep";
-  sc.payload_sql = "jsonb_build_object('seconds', 0.01 * (1 + g % 4), 'g', g)";
-  sc.keys = 4;
-  sc.jobs_per_key = 12;
-  sc.rounds = 2;
+  Scenario sc = sleep_scenario();
   sc.prefetch = true;
   run_scenario(sc);
 }
