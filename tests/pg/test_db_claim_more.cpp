@@ -4,6 +4,7 @@
 
 #include <pqxx/pqxx>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -133,4 +134,63 @@ TEST_CASE("has_available_work sees due unkeyed jobs and claimable keys only") {
   CHECK_FALSE(inferq::db::has_available_work(db.session, "q"));
   db.add();
   CHECK(inferq::db::has_available_work(db.session, "q"));
+}
+
+TEST_CASE("a job that claim_more added but its daemon never saw is reaped once its lease is released") {
+  // The reply of a committed claim_more was lost: the daemon completes and
+  // releases the unit with the jobs it knew, and the added job keeps state
+  // 'running' under a lease that no longer exists (migration 0011).
+  Db db;
+  const auto a = db.add();
+  const auto unit = inferq::db::claim(db.session, "q", db.worker, 4, 3);
+  REQUIRE(unit);
+  const auto b = db.add();
+  REQUIRE(ids(inferq::db::claim_more(db.session, unit->lease_id, "q", 3, 3)) == std::vector<std::int64_t>{b});
+  inferq::db::UnitFinish finish;
+  finish.lease_id = unit->lease_id;
+  finish.jobs.push_back({a, true, R"({"ok": true})", "", "", 0});
+  REQUIRE(inferq::db::complete(db.session, {finish}, "host:1") == 1);
+  CHECK(db.field(b, "state") == "running");
+
+  // Any daemon's reap, with no stale lease anywhere, finds it.
+  CHECK(inferq::db::reap(db.session, std::chrono::hours(1), {}) == 1);
+  CHECK(db.field(b, "state") == "available");
+  CHECK(db.field(b, "lease_id") == "NULL");
+  CHECK(db.field(b, "last_error").find("running with no lease") != std::string::npos);
+  CHECK(db.field(b, "errors->0->>'class'") == "lost");
+  CHECK(db.field(b, "attempts") == "1");
+  CHECK(inferq::db::reap(db.session, std::chrono::hours(1), {}) == 0);
+
+  // It is claimed and finished like any other job; the live unit's own
+  // running jobs were never touched by the reap.
+  const auto again = inferq::db::claim(db.session, "q", db.worker, 4, 3);
+  REQUIRE(again);
+  const auto c = db.add();
+  REQUIRE(inferq::db::claim_more(db.session, again->lease_id, "q", 3, 3).size() == 1);
+  CHECK(inferq::db::reap(db.session, std::chrono::hours(1), {}) == 0);
+  CHECK(db.field(b, "state") == "running");
+  CHECK(db.field(c, "state") == "running");
+  CHECK(db.field(b, "attempts") == "2");
+}
+
+TEST_CASE("a keyed job left running with no lease is reaped and its key is served again") {
+  Db db;
+  const auto a = db.add(std::string("k"));
+  const auto b = db.add(std::string("k"));
+  const auto unit = inferq::db::claim(db.session, "q", db.worker, 4, 3);
+  REQUIRE(unit);
+  REQUIRE(unit->jobs.size() == 2);
+  {
+    // Lost by any path (the lease row gone without its jobs): the sweep does
+    // not depend on how.
+    pqxx::nontransaction tx(db.conn);
+    tx.exec_params("DELETE FROM inferq.active_sessions WHERE id = $1", unit->lease_id);
+  }
+  CHECK(!inferq::db::claim(db.session, "q", db.worker, 4, 3));
+  CHECK(inferq::db::reap(db.session, std::chrono::hours(1), {}) == 1);
+  CHECK(db.field(a, "state") == "available");
+  CHECK(db.field(b, "state") == "available");
+  const auto again = inferq::db::claim(db.session, "q", db.worker, 4, 3);
+  REQUIRE(again);
+  CHECK(ids(again->jobs) == std::vector<std::int64_t>{a, b});
 }
