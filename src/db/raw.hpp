@@ -15,7 +15,7 @@ namespace inferq::db {
 
 class Raw {
  public:
-  explicit Raw(const std::string& url) : conn(url) {}
+  explicit Raw(const std::string& url) : conn(with_tcp_bounds(url)) {}
   pqxx::connection conn;
   // Notifications delivered on this connection, until taken. Declared after
   // conn: the receivers unregister from it when they are destroyed.

@@ -1,6 +1,8 @@
 #include "db/session.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <regex>
 
 #include "db/error.hpp"
@@ -87,12 +89,14 @@ void Session::connect() {
     }
     raw_ = std::move(raw);
   } catch (const pqxx::broken_connection& e) {
-    throw DbError(std::string("cannot connect to ") + redact_url(url_) + ": " + e.what(), true);
+    throw DbError(std::string("cannot connect to ") + redact_url(url_) + ": " + redact_secrets(e.what(), url_),
+                  true);
   } catch (const pqxx::sql_error& e) {
-    throw DbError(std::string("cannot set up session: ") + e.what(), false, e.sqlstate());
+    throw DbError(std::string("cannot set up session: ") + redact_secrets(e.what(), url_), false, e.sqlstate());
   } catch (const std::exception& e) {
     // libpq reports a malformed URL this way; it will not heal by retrying.
-    throw DbError(std::string("cannot connect to ") + redact_url(url_) + ": " + e.what(), false);
+    throw DbError(std::string("cannot connect to ") + redact_url(url_) + ": " + redact_secrets(e.what(), url_),
+                  false);
   }
 }
 
@@ -124,11 +128,98 @@ void set_transaction_pooling(bool on) noexcept { g_transaction_pooling.store(on)
 
 bool transaction_pooling() noexcept { return g_transaction_pooling.load(); }
 
+namespace {
+
+bool is_url(const std::string& s) { return s.rfind("postgresql://", 0) == 0 || s.rfind("postgres://", 0) == 0; }
+
+// postgresql://user:PASS@host: up to the last '@' before the path.
+const std::regex kUserinfoPassword(R"(([A-Za-z][A-Za-z0-9+.-]*://[^:/@?\s]*):([^/?\s]*)@)");
+// ?password=PASS or &password=PASS in a URL's query.
+const std::regex kQueryPassword(R"(([?&]password=)([^&\s]*))");
+// password=PASS, password = 'a \' b' in a keyword string.
+const std::regex kKeywordPassword(R"((\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']\S*))");
+
+std::string percent_decoded(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// Every form of the password `url` holds, as written and decoded.
+std::vector<std::string> passwords_in(const std::string& url) {
+  std::vector<std::string> out;
+  std::smatch m;
+  if (is_url(url)) {
+    if (std::regex_search(url, m, kUserinfoPassword)) out.push_back(m[2]);
+    if (std::regex_search(url, m, kQueryPassword)) out.push_back(m[2]);
+  } else if (std::regex_search(url, m, kKeywordPassword)) {
+    std::string v = m[2];
+    if (v.size() >= 2 && v.front() == '\'') {
+      std::string unquoted;
+      for (std::size_t i = 1; i + 1 < v.size(); ++i) {
+        if (v[i] == '\\' && i + 2 < v.size()) ++i;
+        unquoted += v[i];
+      }
+      out.push_back(v);
+      v = unquoted;
+    }
+    out.push_back(v);
+  }
+  const std::size_t n = out.size();
+  for (std::size_t i = 0; i < n; ++i) out.push_back(percent_decoded(out[i]));
+  return out;
+}
+
+void replace_all(std::string& text, const std::string& what, const std::string& with) {
+  if (what.empty()) return;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + with.size()))
+    text.replace(at, what.size(), with);
+}
+
+}  // namespace
+
 std::string redact_url(const std::string& url) {
-  static const std::regex kUserinfoPassword(R"(^([a-z]+://[^:/@]*):[^@]*@)");
-  static const std::regex kKeywordPassword(R"(password=[^ &]*)");
-  std::string out = std::regex_replace(url, kUserinfoPassword, "$1:***@");
-  return std::regex_replace(out, kKeywordPassword, "password=***");
+  const std::string out = std::regex_replace(url, kUserinfoPassword, "$1:***@");
+  return is_url(url) ? std::regex_replace(out, kQueryPassword, "$1***")
+                     : std::regex_replace(out, kKeywordPassword, "$1***");
+}
+
+std::string redact_secrets(const std::string& text, const std::string& url) {
+  std::string out = text;
+  std::vector<std::string> secrets = passwords_in(url);
+  // Longest first, so that a decoded form inside a written one goes too.
+  std::sort(secrets.begin(), secrets.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  for (const std::string& s : secrets) replace_all(out, s, "***");
+  return redact_url(out);
+}
+
+std::string with_tcp_bounds(const std::string& url) {
+  static const std::pair<const char*, const char*> kBounds[] = {
+      {"connect_timeout", "10"},    {"keepalives", "1"},        {"keepalives_idle", "30"},
+      {"keepalives_interval", "10"}, {"keepalives_count", "3"}, {"tcp_user_timeout", "60000"},
+  };
+  std::string out = url;
+  const bool url_form = is_url(url);
+  for (const auto& [key, value] : kBounds) {
+    // Set by the user: theirs wins (a keyword is a whole word followed by '=').
+    const std::regex set(std::string(url_form ? "[?&]" : "(^|\\s)") + key + (url_form ? "=" : "\\s*="));
+    if (std::regex_search(url, set)) continue;
+    if (url_form) {
+      out += out.find('?') == std::string::npos ? '?' : '&';
+    } else if (!out.empty()) {
+      out += ' ';
+    }
+    out += std::string(key) + '=' + value;
+  }
+  return out;
 }
 
 }  // namespace inferq::db

@@ -70,7 +70,21 @@ class Session {
 void set_transaction_pooling(bool on) noexcept;
 bool transaction_pooling() noexcept;
 
-// The URL with any password replaced by "***", for log lines.
+// The URL with any password replaced by "***", for log lines: a URL's
+// userinfo (postgresql://u:PASS@h) and its ?password= parameter, and a
+// keyword string's password=PASS, password = 'quoted value' included.
 std::string redact_url(const std::string& url);
+
+// `text` (an error from libpq, which may echo parts of the URL) with the
+// password that `url` holds replaced by "***" wherever it appears, as
+// written and percent-decoded, and with redact_url applied to it.
+std::string redact_secrets(const std::string& text, const std::string& url);
+
+// `url` with the TCP bounds every connection gets unless the URL sets them:
+// connect_timeout=10 (seconds, the whole connection start-up), keepalives
+// every 10 s after 30 s idle, 3 lost (a dead host or a cut network is seen
+// in about a minute), tcp_user_timeout=60000 (ms: sent data unacknowledged
+// that long drops the connection). Works for URLs and keyword strings.
+std::string with_tcp_bounds(const std::string& url);
 
 }  // namespace inferq::db

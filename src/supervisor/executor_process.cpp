@@ -60,8 +60,11 @@ std::unique_ptr<ExecutorProcess> ExecutorProcess::spawn(const std::vector<std::s
     }
     return false;
   };
+  const auto database = [](const char* entry) {
+    return std::strncmp(entry, "INFERQ_DATABASE_URL=", 20) == 0 || std::strncmp(entry, "PG", 2) == 0;
+  };
   for (char** p = environ; *p != nullptr; ++p) {
-    if (!overridden(*p)) cenv.push_back(*p);
+    if (!overridden(*p) && !database(*p)) cenv.push_back(*p);
   }
   for (const std::string& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
   cenv.push_back(nullptr);

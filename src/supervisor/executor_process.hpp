@@ -20,6 +20,8 @@ class ExecutorProcess {
   // Starts argv[0] (a path) with the given arguments, in this process's
   // environment with `env` ("NAME=value" each) set on top: it must be in
   // place at exec, as libraries such as OpenBLAS read it when they load.
+  // The database's variables (INFERQ_DATABASE_URL and libpq's PG*) are left
+  // out: model code has no business with the DSN or its password.
   // Throws std::system_error when the socketpair, pidfd or fork fails; a
   // failed exec shows up as the child exiting with code 127.
   static std::unique_ptr<ExecutorProcess> spawn(const std::vector<std::string>& argv,
