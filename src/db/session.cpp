@@ -89,14 +89,15 @@ void Session::connect() {
     }
     raw_ = std::move(raw);
   } catch (const pqxx::broken_connection& e) {
-    throw DbError(std::string("cannot connect to ") + redact_url(url_) + ": " + redact_secrets(e.what(), url_),
-                  true);
+    throw DbError(
+        std::string("cannot connect to ") + redact_url(url_) + ": " + redact_secrets(e.what(), url_), true);
   } catch (const pqxx::sql_error& e) {
-    throw DbError(std::string("cannot set up session: ") + redact_secrets(e.what(), url_), false, e.sqlstate());
+    throw DbError(std::string("cannot set up session: ") + redact_secrets(e.what(), url_), false,
+                  e.sqlstate());
   } catch (const std::exception& e) {
     // libpq reports a malformed URL this way; it will not heal by retrying.
-    throw DbError(std::string("cannot connect to ") + redact_url(url_) + ": " + redact_secrets(e.what(), url_),
-                  false);
+    throw DbError(
+        std::string("cannot connect to ") + redact_url(url_) + ": " + redact_secrets(e.what(), url_), false);
   }
 }
 
@@ -130,7 +131,9 @@ bool transaction_pooling() noexcept { return g_transaction_pooling.load(); }
 
 namespace {
 
-bool is_url(const std::string& s) { return s.rfind("postgresql://", 0) == 0 || s.rfind("postgres://", 0) == 0; }
+bool is_url(const std::string& s) {
+  return s.rfind("postgresql://", 0) == 0 || s.rfind("postgres://", 0) == 0;
+}
 
 // postgresql://user:PASS@host: up to the last '@' before the path.
 const std::regex kUserinfoPassword(R"(([A-Za-z][A-Za-z0-9+.-]*://[^:/@?\s]*):([^/?\s]*)@)");
@@ -203,7 +206,7 @@ std::string redact_secrets(const std::string& text, const std::string& url) {
 
 std::string with_tcp_bounds(const std::string& url) {
   static const std::pair<const char*, const char*> kBounds[] = {
-      {"connect_timeout", "10"},    {"keepalives", "1"},        {"keepalives_idle", "30"},
+      {"connect_timeout", "10"},     {"keepalives", "1"},       {"keepalives_idle", "30"},
       {"keepalives_interval", "10"}, {"keepalives_count", "3"}, {"tcp_user_timeout", "60000"},
   };
   std::string out = url;

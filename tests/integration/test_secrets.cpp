@@ -78,9 +78,9 @@ TEST_CASE("a malformed password in the URL is not echoed into the daemon's log")
 
 TEST_CASE("a wrong password is refused without the password in the log") {
   const std::string port = std::to_string(PgCluster::shared().port());
-  DaemonConfig config = daemon_config("host=127.0.0.1 port=" + port +
-                                          " dbname=inferq_none user=nosuchuser password = 'Hunter 2\\' x'",
-                                      {test_queue("echo", "builtin:echo", 1, 4)});
+  DaemonConfig config = daemon_config(
+      "host=127.0.0.1 port=" + port + " dbname=inferq_none user=nosuchuser password = 'Hunter 2\\' x'",
+      {test_queue("echo", "builtin:echo", 1, 4)});
   Daemon daemon(config);
   // Whether it retries or gives up, the first failure is logged.
   daemon.process().wait_log("cannot connect", 20s);
