@@ -5,6 +5,7 @@
 #include "db/error.hpp"
 #include "db/json_text.hpp"
 #include "db/raw.hpp"
+#include "util/json_check.hpp"
 
 namespace inferq::db {
 
@@ -190,7 +191,10 @@ std::string completion_document(const std::vector<UnitFinish>& units) {
       doc += std::to_string(u.lease_id);
       doc += ",\"id\":";
       doc += std::to_string(j.job_id);
-      if (j.ok) {
+      // Pasted as is below: anything but one JSON value could add keys to
+      // this element (another "id", a fake failure), so it fails the job.
+      const bool injects = j.ok && !j.result_json.empty() && !util::is_one_json_value(j.result_json);
+      if (j.ok && !injects) {
         doc += ",\"ok\":true,\"result\":";
         doc += j.result_json.empty() ? "null" : j.result_json;
         if (!u.sink.empty()) {
@@ -201,9 +205,11 @@ std::string completion_document(const std::vector<UnitFinish>& units) {
         }
       } else {
         doc += ",\"ok\":false,\"class\":";
-        append_json_string(doc, j.error_class);
+        append_json_string(doc, injects ? "permanent" : j.error_class);
         doc += ",\"message\":";
-        append_json_string(doc, j.message);
+        append_json_string(doc, injects ? "the executor's result is not one JSON value (" +
+                                              std::to_string(j.result_json.size()) + " bytes)"
+                                        : j.message);
         doc += ",\"retry_ms\":";
         doc += std::to_string(j.retry_ms);
       }

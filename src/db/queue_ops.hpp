@@ -135,7 +135,9 @@ int release(Session& s, const std::vector<std::int64_t>& leases);
 // Whether `function` exists as fn(bigint, jsonb, jsonb), as a sink must.
 bool sink_function_exists(Session& s, const std::string& function);
 
-// The JSON document inferq.complete() takes; exposed for tests.
+// The JSON document inferq.complete() takes; exposed for tests. A success
+// whose result_json is not one JSON value is written as a permanent failure
+// saying so, since its text would otherwise become part of the document.
 std::string completion_document(const std::vector<UnitFinish>& units);
 
 }  // namespace inferq::db

@@ -519,8 +519,14 @@ template <typename T>
 void append_number(std::string& out, T v) {
   char buf[32];
   if constexpr (std::is_floating_point_v<T>) {
-    if (!std::isfinite(v)) {
-      out += "null";
+    // The strings the payload reader accepts: null would lose which it was,
+    // and a bare NaN token is not JSON (jsonb refuses it).
+    if (std::isnan(v)) {
+      out += "\"NaN\"";
+      return;
+    }
+    if (std::isinf(v)) {
+      out += v > 0 ? "\"Infinity\"" : "\"-Infinity\"";
       return;
     }
   }

@@ -1637,3 +1637,27 @@ TEST_CASE("claim returns every job it claimed, also one committed while the clai
   CHECK(db.state(second) == "running");
   for (const auto &job : unit->jobs) CHECK(job.wait_seconds >= 0.0);
 }
+
+TEST_CASE("a result that is not one JSON value cannot add keys to the completion: its job fails alone") {
+  QueueDb db;
+  const auto a = db.add();
+  const auto b = db.add();
+  const auto c = db.add();
+  const auto unit = db.claim(3);
+  REQUIRE(unit);
+  UnitFinish finish;
+  finish.lease_id = unit->lease_id;
+  // Each would otherwise rewrite its own element: a second "id" (jsonb keeps
+  // the last) that completes job c with a's result, and a fake success flag.
+  finish.jobs = {succeeded(a, "{}, \"id\": " + std::to_string(c)), succeeded(b, R"(1,"ok":false)"),
+                 succeeded(c, R"({"fine": true})")};
+  CHECK(db.complete({finish}) == 3);
+  for (const auto id : {a, b}) {
+    CHECK(db.state(id) == "dead");
+    CHECK(db.field(id, "last_error")->find("the executor's result is not one JSON value") !=
+          std::string::npos);
+    CHECK_FALSE(db.field(id, "result"));
+  }
+  CHECK(db.state(c) == "succeeded");
+  CHECK(*db.field(c, "result") == R"({"fine": true})");
+}

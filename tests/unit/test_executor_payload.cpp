@@ -165,22 +165,23 @@ TEST_CASE("non-finite values pass where the input allows them; tiny values under
   CHECK(values<float>(q.tensors[0]) == std::vector<float>{0, 0, 0, 0});
 }
 
-TEST_CASE("results are written in the protocol's form, floats shortest round-trip, non-finite as null") {
-  const float f[] = {0.1f, -2.5f, NAN, 1e30f};
+TEST_CASE(
+    "results are written in the protocol's form, floats shortest round-trip, non-finite as the strings "
+    "inputs accept") {
+  const float f[] = {0.1f, -2.5f, NAN, 1e30f, INFINITY, -INFINITY};
   const std::int64_t ids[] = {7, -1};
   const unsigned char flags[] = {1, 0};
   const std::uint16_t halves[] = {float_to_half(1.5f)};
   std::string out;
   encode_result(
       out, "enc\"oder",
-      {OutputView{"y", DataType::kFP32, {2, 2}, f}, OutputView{"ids", DataType::kINT64, {2}, ids},
+      {OutputView{"y", DataType::kFP32, {2, 3}, f}, OutputView{"ids", DataType::kINT64, {2}, ids},
        OutputView{"m", DataType::kBOOL, {2}, flags}, OutputView{"h", DataType::kFP16, {1}, halves}});
-  CHECK(
-      out ==
-      R"({"model_name":"enc\"oder","outputs":[{"name":"y","shape":[2,2],"datatype":"FP32","data":[0.1,-2.5,null,1e+30]},)"
-      R"({"name":"ids","shape":[2],"datatype":"INT64","data":[7,-1]},)"
-      R"({"name":"m","shape":[2],"datatype":"BOOL","data":[true,false]},)"
-      R"({"name":"h","shape":[1],"datatype":"FP16","data":[1.5]}]})");
+  CHECK(out == R"({"model_name":"enc\"oder","outputs":[{"name":"y","shape":[2,3],"datatype":"FP32",)"
+               R"("data":[0.1,-2.5,"NaN",1e+30,"Infinity","-Infinity"]},)"
+               R"({"name":"ids","shape":[2],"datatype":"INT64","data":[7,-1]},)"
+               R"({"name":"m","shape":[2],"datatype":"BOOL","data":[true,false]},)"
+               R"({"name":"h","shape":[1],"datatype":"FP16","data":[1.5]}]})");
 }
 
 TEST_CASE("FP16 conversion rounds to nearest even and keeps subnormals, infinities and NaN") {
