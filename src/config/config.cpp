@@ -444,8 +444,14 @@ QueueSettings read_queue(const YAML::Node& node, const At& at, YAML::Mark& name_
                {"batch",
                 [&](auto& v, auto& a) {
                   read_map(v, a,
-                           {{"max_jobs",
-                             [&](auto& v2, auto& a2) { queue.batch.max_jobs = read_int(v2, a2, 1, kMaxBatchJobs); }},
+                           {{"max_bytes",
+                             [&](auto& v2, auto& a2) {
+                               queue.batch.max_bytes = read_int(v2, a2, 1024, kMaxUnitBytes);
+                             }},
+                            {"max_jobs",
+                             [&](auto& v2, auto& a2) {
+                               queue.batch.max_jobs = read_int(v2, a2, 1, kMaxBatchJobs);
+                             }},
                             {"max_wait", [&](auto& v2, auto& a2) {
                                queue.batch.max_wait = read_duration(v2, a2, /*allow_zero=*/true);
                              }}});

@@ -47,8 +47,15 @@ struct RetrySettings {
   Duration max_backoff{300000};
 };
 
+// A unit's payloads are sent to its executor as one frame, which the
+// protocol bounds at 1 GiB: this leaves room for the frame's own fields.
+inline constexpr int kMaxUnitBytes = 900 * 1024 * 1024;
+
 struct BatchSettings {
   int max_jobs = 16;  // jobs in one work unit (1..4096)
+  // Payload bytes in one work unit (1 KiB..900 MiB): the jobs past it go
+  // back unrun to a later unit, and a job bigger than it alone fails.
+  int max_bytes = 256 * 1024 * 1024;
   // How long a partial unit may wait for more jobs before it runs; 0 = never
   // waits (the default: latency first).
   Duration max_wait{0};

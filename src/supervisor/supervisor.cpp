@@ -79,6 +79,9 @@ struct Supervisor::Slot {
   // heartbeated; dispatched the moment `unit` ends, so the executor does not
   // wait for a claim's round trip. Given back unrun if the executor ends.
   std::optional<db::ClaimedUnit> next;
+  // kBusy: the unit's jobs that were not sent (batch.max_bytes), with the
+  // outcome they are written with when the unit ends.
+  std::vector<db::JobFinish> unsent;
   std::string fatal_message;      // from a Fatal frame, until the process ends
   TimePoint unit_started{};       // kBusy: when the unit was dispatched
   // Why the current process is ending, for inferq_executor_restarts_total:
@@ -359,6 +362,7 @@ void Supervisor::stop_lost_units(TimePoint now) {
       // slot (and a GPU) until the deadline, and the result is fenced out.
       spdlog::warn("{}: lease {} was reaped by another daemon; stopping its unit", slot_name(*slot), lease);
       slot->unit.reset();
+      slot->unsent.clear();
       slot->count_restart = false;
       kill_executor(*slot, now, "lease lost");
     }
@@ -462,6 +466,48 @@ bool Supervisor::take_unit(Slot& slot, std::optional<db::ClaimedUnit> unit, Time
 
 void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
   leases_.add(unit.lease_id);
+  // batch.max_bytes: one frame carries the unit, and the protocol refuses a
+  // frame over 1 GiB. A job bigger than the bound fails alone; once the
+  // bound is reached the rest go back unrun (attempt refunded) in id order,
+  // so a key's order holds.
+  slot.unsent.clear();
+  const auto max_bytes = static_cast<std::size_t>(slot.queue->batch.max_bytes);
+  std::size_t bytes = 0;
+  std::vector<db::ClaimedJob> sent;
+  sent.reserve(unit.jobs.size());
+  for (auto& job : unit.jobs) {
+    db::JobFinish f;
+    f.job_id = job.id;
+    if (!slot.unsent.empty() && slot.unsent.back().error_class == "requeue") {
+      f.error_class = "requeue";
+      f.message = "the unit reached batch.max_bytes";
+    } else if (job.payload.size() > max_bytes) {
+      f.error_class = "permanent";
+      f.message = "payload of " + std::to_string(job.payload.size()) + " bytes is over batch.max_bytes (" +
+                  std::to_string(max_bytes) + ")";
+    } else if (bytes + job.payload.size() > max_bytes) {
+      f.error_class = "requeue";
+      f.message = "the unit reached batch.max_bytes";
+    } else {
+      bytes += job.payload.size();
+      sent.push_back(std::move(job));
+      continue;
+    }
+    slot.unsent.push_back(std::move(f));
+  }
+  unit.jobs = std::move(sent);
+  if (!slot.unsent.empty())
+    spdlog::warn("{}: unit {}: {} job(s) not sent (batch.max_bytes {})", slot_name(slot), unit.lease_id,
+                 slot.unsent.size(), max_bytes);
+  if (unit.jobs.empty()) {
+    db::UnitFinish finish;
+    finish.lease_id = unit.lease_id;
+    finish.jobs = std::move(slot.unsent);
+    slot.unsent.clear();
+    writer_.submit(std::move(finish));
+    slot.state = Slot::State::kIdle;
+    return;
+  }
   protocol::RunUnit run;
   run.unit_id = static_cast<std::uint64_t>(unit.lease_id);
   run.jobs.reserve(unit.jobs.size());
@@ -825,6 +871,8 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
     }
     finish.jobs.push_back(std::move(f));
   }
+  for (auto& f : slot.unsent) finish.jobs.push_back(std::move(f));
+  slot.unsent.clear();
   record_unit_end(slot);
   writer_.submit(std::move(finish));
   slot.unit.reset();
@@ -843,6 +891,8 @@ void Supervisor::fail_unit(Slot& slot, const std::string& error_class, const std
     f.retry_ms = retry_ms(*slot.queue, job.attempts);
     finish.jobs.push_back(std::move(f));
   }
+  for (auto& f : slot.unsent) finish.jobs.push_back(std::move(f));
+  slot.unsent.clear();
   writer_.submit(std::move(finish));
   slot.unit.reset();
   slot.state = Slot::State::kExiting;

@@ -103,6 +103,7 @@ std::string DaemonConfig::yaml() const {
       << "    batch:\n"
       << "      max_jobs: " << q.max_jobs << "\n";
     if (!q.max_wait.empty()) o << "      max_wait: " << q.max_wait << "\n";
+    if (q.max_bytes > 0) o << "      max_bytes: " << q.max_bytes << "\n";
     std::istringstream extra(q.extra_yaml);
     for (std::string line; std::getline(extra, line);) o << "    " << line << "\n";
     o << "    deadline: " << q.deadline << "\n"

@@ -27,6 +27,7 @@ struct TestQueue {
   // A model queue (issue 3): written as `model:` instead of `handler:`.
   std::string model;
   std::string max_wait;    // batch.max_wait; empty: left out
+  int max_bytes = 0;       // batch.max_bytes; 0: left out
   std::string extra_yaml;  // more keys of the queue entry, one "key: value" a line, unindented
 };
 

@@ -222,7 +222,8 @@ TEST_CASE("unknown keys are rejected at every level") {
             "queues[0].gpu: unknown key (expected one of name, handler, model, device, threads, inputs, "
             "outputs, extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, retry, sink)");
   CHECK(error_of(queue_with("    batch:\n      max_job: 4\n")) ==
-        error_prefix(5) + "queues[0].batch.max_job: unknown key (expected one of max_jobs, max_wait)");
+        error_prefix(5) +
+            "queues[0].batch.max_job: unknown key (expected one of max_bytes, max_jobs, max_wait)");
   CHECK(error_of(queue_with("    retry: {attempts: 3}\n")) ==
         error_prefix(4) + "queues[0].retry.attempts: unknown key (expected one of max_attempts, backoff, max_backoff)");
 }
@@ -250,7 +251,8 @@ TEST_CASE("wrong types are rejected") {
   CHECK(error_of(queue_with("    instances: 2.0\n")) ==
         error_prefix(4) + "queues[0].instances: expected an integer, got \"2.0\"");
   CHECK(error_of(queue_with("    batch: 16\n")) ==
-        error_prefix(4) + "queues[0].batch: expected a map with keys max_jobs, max_wait, got \"16\"");
+        error_prefix(4) +
+            "queues[0].batch: expected a map with keys max_bytes, max_jobs, max_wait, got \"16\"");
   CHECK(error_of(queue_with("    retry:\n      max_attempts: [1]\n")) ==
         error_prefix(5) + "queues[0].retry.max_attempts: expected an integer, got a list");
   CHECK(error_of("just text\n") ==
@@ -552,6 +554,7 @@ TEST_CASE("a model queue reads every key, with defaults for those left out") {
   CHECK(q.device == "auto");
   CHECK(q.threads == 0);
   CHECK(q.batch.max_wait == milliseconds(0));
+  CHECK(q.batch.max_bytes == 256 * 1024 * 1024);
   CHECK(q.idle_exit_after == milliseconds(600'000));
   CHECK(q.extra_libraries.empty());
   REQUIRE(q.inputs.size() == 1);
@@ -632,4 +635,14 @@ TEST_CASE("executor_threads divides the cores among all executors, at least one 
   s.queues[0].instances = 1;
   CHECK(inferq::config::executor_threads(s, s.queues[0]) ==
         static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+}
+
+TEST_CASE("batch.max_bytes is read and bounded below the protocol's 1 GiB frame") {
+  CHECK(
+      parse_settings(queue_with("    batch:\n      max_bytes: 4096\n"), kSource).queues[0].batch.max_bytes ==
+      4096);
+  CHECK(error_of(queue_with("    batch:\n      max_bytes: 1000\n")).find("queues[0].batch.max_bytes") !=
+        std::string::npos);
+  CHECK(error_of(queue_with("    batch:\n      max_bytes: 1073741824\n")).find("queues[0].batch.max_bytes") !=
+        std::string::npos);
 }
