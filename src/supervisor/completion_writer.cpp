@@ -18,6 +18,39 @@ namespace {
 constexpr std::size_t kMaxUnitsPerWrite = 256;
 constexpr std::size_t kMaxJobsPerWrite = 4096;
 
+// Bounds one write's bytes. PostgreSQL refuses a message over 1 GiB (the
+// connection is reset, which looks retryable, so such a write was retried
+// forever), and it holds the document's text and its jsonb at once. A unit's
+// results past the bound fail instead of being written, so that every unit
+// fits in a write of its own.
+constexpr std::size_t kMaxBytesPerWrite = 256 * 1024 * 1024;
+
+std::size_t unit_bytes(const db::UnitFinish& unit) {
+  std::size_t n = 0;
+  for (const auto& j : unit.jobs) n += 64 + j.result_json.size() + j.message.size();
+  return n;
+}
+
+// Fails the successes of `unit` whose results would take it past
+// kMaxBytesPerWrite, in job order.
+void bound_results(db::UnitFinish& unit) {
+  std::size_t bytes = 0;
+  for (auto& j : unit.jobs) {
+    const std::size_t size = 64 + j.result_json.size() + j.message.size();
+    if (!j.ok || bytes + size <= kMaxBytesPerWrite) {
+      bytes += j.ok ? size : 64 + j.message.size();
+      continue;
+    }
+    j.ok = false;
+    j.error_class = "permanent";
+    j.message = "the result of " + std::to_string(j.result_json.size()) +
+                " bytes could not be stored: a unit's results are written " +
+                std::to_string(kMaxBytesPerWrite >> 20) + " MiB at most";
+    j.result_json.clear();
+    bytes += 64 + j.message.size();
+  }
+}
+
 std::size_t job_count(const std::vector<db::UnitFinish>& units) {
   std::size_t n = 0;
   for (const auto& u : units) n += u.jobs.size();
@@ -41,6 +74,7 @@ CompletionWriter::~CompletionWriter() { stop(); }
 void CompletionWriter::start() { thread_ = std::thread([this] { loop(); }); }
 
 void CompletionWriter::submit(db::UnitFinish unit) {
+  bound_results(unit);
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(std::move(unit));
@@ -82,9 +116,13 @@ void CompletionWriter::loop() {
       cv_.wait(lock, [&] { return stop_ || !queue_.empty() || !batch.empty(); });
       if (stop_) return;
       std::size_t jobs = job_count(batch);
+      std::size_t bytes = 0;
+      for (const auto& u : batch) bytes += unit_bytes(u);
       while (!queue_.empty() && batch.size() < kMaxUnitsPerWrite &&
-             (batch.empty() || jobs + queue_.front().jobs.size() <= kMaxJobsPerWrite)) {
+             (batch.empty() || (jobs + queue_.front().jobs.size() <= kMaxJobsPerWrite &&
+                                bytes + unit_bytes(queue_.front()) <= kMaxBytesPerWrite))) {
         jobs += queue_.front().jobs.size();
+        bytes += unit_bytes(queue_.front());
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }

@@ -62,3 +62,48 @@ TEST_CASE("a backlog of finished units is written in transactions of at most 4,0
   }
   writer.stop();
 }
+
+TEST_CASE("results past 256 MiB in one unit fail instead of making a write that can never succeed") {
+  // Before the bound, a unit's document over PostgreSQL's 1 GiB message limit
+  // reset the connection, which is retryable: that write was retried forever
+  // and every completion behind it waited. 3 x 90 MiB shows the bound itself.
+  const std::string url = inferq::test::migrated_database();
+  pqxx::connection conn(url);
+  pqxx::nontransaction(conn).exec("SELECT inferq.enqueue('q', '{}') FROM generate_series(1, 4)");
+  inferq::db::Session session(url, "test-claims");
+  const auto worker = inferq::db::register_worker(session, {"h:1", "h", 1, "test", {"q"}});
+  const auto unit = inferq::db::claim(session, "q", worker, 3, 3);
+  const auto other = inferq::db::claim(session, "q", worker, 1, 3);
+  REQUIRE(unit);
+  REQUIRE(other);
+  REQUIRE(unit->jobs.size() == 3);
+  inferq::supervisor::LeaseRegistry leases;
+  inferq::supervisor::CompletionWriter writer(url, "h:1", leases, [] {});
+  const std::string big = "\"" + std::string(90u << 20, 'x') + "\"";
+  inferq::db::UnitFinish finish{unit->lease_id, {}};
+  for (const auto& job : unit->jobs) finish.jobs.push_back({job.id, true, big, "", "", 0});
+  writer.submit(std::move(finish));
+  writer.submit({other->lease_id, {{other->jobs[0].id, true, "{\"small\": 1}", "", "", 0}}});
+  writer.start();
+  REQUIRE(writer.flush(std::chrono::steady_clock::now() + std::chrono::seconds(50)));
+  CHECK(writer.jobs_written() == 4);
+  pqxx::nontransaction tx(conn);
+  const auto rows = tx.exec(
+      "SELECT state, octet_length(result::text), last_error FROM inferq.jobs WHERE lease_id IS NULL ORDER BY "
+      "id");
+  REQUIRE(rows.size() == 4);
+  int stored = 0;
+  for (int i = 0; i < 3; ++i) {
+    if (rows[i][0].as<std::string>() == "succeeded") {
+      ++stored;
+      CHECK(rows[i][1].as<long>() == static_cast<long>(big.size()));
+    } else {
+      CHECK(rows[i][0].as<std::string>() == "dead");
+      CHECK(rows[i][2].as<std::string>().find(
+                "could not be stored: a unit's results are written 256 MiB at most") != std::string::npos);
+    }
+  }
+  CHECK(stored == 2);
+  CHECK(rows[3][0].as<std::string>() == "succeeded");
+  writer.stop();
+}
