@@ -473,19 +473,18 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
   slot.unsent.clear();
   const auto max_bytes = static_cast<std::size_t>(slot.queue->batch.max_bytes);
   std::size_t bytes = 0;
+  bool full = false;
   std::vector<db::ClaimedJob> sent;
   sent.reserve(unit.jobs.size());
   for (auto& job : unit.jobs) {
     db::JobFinish f;
     f.job_id = job.id;
-    if (!slot.unsent.empty() && slot.unsent.back().error_class == "requeue") {
-      f.error_class = "requeue";
-      f.message = "the unit reached batch.max_bytes";
-    } else if (job.payload.size() > max_bytes) {
+    if (!full && job.payload.size() > max_bytes) {
       f.error_class = "permanent";
       f.message = "payload of " + std::to_string(job.payload.size()) + " bytes is over batch.max_bytes (" +
                   std::to_string(max_bytes) + ")";
-    } else if (bytes + job.payload.size() > max_bytes) {
+    } else if (full || bytes + job.payload.size() > max_bytes) {
+      full = true;
       f.error_class = "requeue";
       f.message = "the unit reached batch.max_bytes";
     } else {
