@@ -503,3 +503,78 @@ TEST_CASE("cancel of a finished or unknown job returns false and changes nothing
   pqxx::nontransaction tx(db.conn);
   CHECK(tx.exec1("SELECT count(*) FROM inferq.jobs WHERE cancel_requested")[0].as<int>() == 1);
 }
+
+// Numerics amplify: 1e131071 is a few bytes of jsonb and 131,072 digits of
+// text. The claims return payload::text, so the text is what must fit.
+namespace {
+
+// A payload of `n` copies of 1e131071: 2.3 KB stored, n * 131 KB of text.
+std::string amplified_payload(int n) {
+  return "jsonb_build_object('a', to_jsonb(array_fill(1e131071::numeric, ARRAY[" + std::to_string(n) + "])))";
+}
+
+}  // namespace
+
+TEST_CASE("inferq.enqueue refuses a payload whose JSON text is over 16 MiB, naming its size") {
+  ProducerDb db;
+  const std::string payload = amplified_payload(130);
+  {
+    pqxx::nontransaction tx(db.conn);
+    REQUIRE(tx.exec1("SELECT pg_column_size(" + payload + ") < 16384")[0].as<bool>());
+  }
+  const std::string text_bytes = [&] {
+    pqxx::nontransaction tx(db.conn);
+    return tx.exec1("SELECT octet_length((" + payload + ")::text)")[0].as<std::string>();
+  }();
+  CHECK(std::stoll(text_bytes) > 16777216);
+
+  const auto [message, sqlstate] = db.sql_error("SELECT inferq.enqueue('q', " + payload + ")");
+  CHECK(message == "ERROR:  inferq.enqueue: payload's JSON text is " + text_bytes +
+                       " bytes, over the limit of 16777216 bytes (16 MiB)");
+  CHECK(sqlstate == "54000");
+  CHECK(db.jobs() == 0);
+}
+
+TEST_CASE("inferq.enqueue refuses a payload whose JSON text would be over 1 GB, and says so") {
+  ProducerDb db;
+  // Over 1 GB of text: making it fails (54000, "out of memory"), and so
+  // would every claim of its queue.
+  const auto [message, sqlstate] =
+      db.sql_error("SELECT inferq.enqueue('q', " + amplified_payload(8300) + ")");
+  CHECK(message ==
+        "ERROR:  inferq.enqueue: payload's JSON text is over the limit of 16777216 bytes (16 MiB)");
+  CHECK(sqlstate == "54000");
+  CHECK(db.jobs() == 0);
+}
+
+TEST_CASE("inferq.enqueue refuses a run_at that is not finite; NULL and far-off times are accepted") {
+  ProducerDb db;
+  for (const std::string at : {"infinity", "-infinity"}) {
+    CAPTURE(at);
+    const auto [message, sqlstate] =
+        db.sql_error("SELECT inferq.enqueue('q', '{}', run_at => '" + at + "'::timestamptz)");
+    CHECK(message == "ERROR:  inferq.enqueue: run_at must be a finite time (or NULL for now), got " + at);
+    CHECK(sqlstate == "22023");
+    CHECK(db.jobs() == 0);
+  }
+  pqxx::nontransaction tx(db.conn);
+  tx.exec("SELECT inferq.enqueue('q', '{}', run_at => NULL)");
+  tx.exec("SELECT inferq.enqueue('q', '{}', run_at => '9999-12-31 00:00:00+00')");
+  tx.exec("SELECT inferq.enqueue('q', '{}', run_at => '1970-01-01 00:00:00+00')");
+  CHECK(tx.exec1("SELECT count(*) FROM inferq.jobs WHERE isfinite(run_at)")[0].as<int>() == 3);
+}
+
+TEST_CASE("inferq.enqueue refuses max_attempts over 1000") {
+  ProducerDb db;
+  for (const std::string n : {"1001", "2147483647"}) {
+    CAPTURE(n);
+    const auto [message, sqlstate] =
+        db.sql_error("SELECT inferq.enqueue('q', '{}', max_attempts => " + n + ")");
+    CHECK(message == "ERROR:  inferq.enqueue: max_attempts must be at most 1000, got " + n);
+    CHECK(sqlstate == "22023");
+    CHECK(db.jobs() == 0);
+  }
+  pqxx::nontransaction tx(db.conn);
+  tx.exec("SELECT inferq.enqueue('q', '{}', max_attempts => 1000)");
+  CHECK(tx.exec1("SELECT max_attempts FROM inferq.jobs")[0].as<int>() == 1000);
+}
