@@ -21,6 +21,13 @@ class DbError : public std::runtime_error {
   bool retryable() const noexcept {
     return connection_lost_ || sqlstate_.rfind("40", 0) == 0 || sqlstate_ == "55P03";
   }
+  // The statement ran out of a resource or past a program limit (SQLSTATE
+  // class 53 or 54). From a claim this is, most likely, what it read: a
+  // payload whose JSON text cannot be made (see inferq.fail_unclaimable),
+  // not an outage of the server.
+  bool resource_limit() const noexcept {
+    return sqlstate_.rfind("53", 0) == 0 || sqlstate_.rfind("54", 0) == 0;
+  }
 
  private:
   bool connection_lost_;

@@ -146,6 +146,17 @@ std::vector<ClaimedJob> claim_more(Session& s, std::int64_t lease_id, const std:
   return jobs;
 }
 
+int fail_unclaimable(Session& s, const std::string& queue, int limit) {
+  int n = 0;
+  s.run([&](Raw& raw) {
+    pqxx::nontransaction tx(raw.conn);
+    n = raw.exec_statement(tx, "inferq_fail_unclaimable", "SELECT inferq.fail_unclaimable($1, $2)", queue,
+                           limit)[0][0]
+            .as<int>();
+  });
+  return n;
+}
+
 bool has_available_work(Session& s, const std::string& queue) {
   bool found = false;
   s.run([&](Raw& raw) {

@@ -89,6 +89,13 @@ ReapAndClaim reap_then_claim(Session& s, std::chrono::milliseconds stale_after,
 std::vector<ClaimedJob> claim_more(Session& s, std::int64_t lease_id, const std::string& queue, int max_jobs,
                                    int default_max_attempts);
 
+// Makes dead the jobs that the next claims of `queue` would take (up to
+// `limit` unkeyed and `limit` keyed) whose payload's JSON text cannot be made
+// or is over 16 MiB (see inferq.fail_unclaimable); returns how many. For a
+// claim that failed with DbError::resource_limit(): such a job fails every
+// claim of its queue until it is gone.
+int fail_unclaimable(Session& s, const std::string& queue, int limit);
+
 // Whether `queue` has a job a claim could take now: an unkeyed job that is
 // available and due, or a claimable key (inferq.key_heads). Cheap: two index
 // probes.

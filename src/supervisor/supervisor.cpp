@@ -268,7 +268,11 @@ void Supervisor::top_up_filling_units(TimePoint now) {
       } catch (const db::DbError& e) {
         // The unit still runs with what it has when its wait ends.
         metrics_.db_error(metrics::DbOp::kClaim);
-        db_failed(e, now);
+        if (e.resource_limit()) {
+          fail_unclaimable(*slot.queue, e, now);
+        } else {
+          db_failed(e, now);
+        }
       }
     }
     if (draining_ || static_cast<int>(jobs.size()) >= max_jobs || now >= slot.timer) {
@@ -319,11 +323,20 @@ std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
   try {
     int n = 0;
     if (idle != nullptr) {
-      auto r = db::reap_then_claim(session_, settings_.worker.stale_after, leases_.snapshot(),
-                                   idle->queue->name, options_.worker_id, idle->queue->batch.max_jobs,
-                                   idle->queue->retry.max_attempts);
-      n = r.reaped;
-      claimed = ClaimedByReap{idle, std::move(r.unit)};
+      try {
+        auto r = db::reap_then_claim(session_, settings_.worker.stale_after, leases_.snapshot(),
+                                     idle->queue->name, options_.worker_id, idle->queue->batch.max_jobs,
+                                     idle->queue->retry.max_attempts);
+        n = r.reaped;
+        claimed = ClaimedByReap{idle, std::move(r.unit)};
+      } catch (const db::DbError& e) {
+        if (!e.resource_limit()) throw;
+        // Its claim failed on a payload it read (issue 13): the reap must
+        // never wait on one queue's data, so it runs alone; the claim below
+        // deals with the payload.
+        spdlog::warn("reap with the claim of queue {}: {}; reaping on its own", idle->queue->name, e.what());
+        n = db::reap(session_, settings_.worker.stale_after, leases_.snapshot());
+      }
     } else {
       n = db::reap(session_, settings_.worker.stale_after, leases_.snapshot());
     }
@@ -382,22 +395,59 @@ void Supervisor::claim_for_idle_slots(TimePoint now, std::optional<ClaimedByReap
     if (std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
     if (!db_usable(now)) return;
     std::optional<db::ClaimedUnit> unit;
-    if (!claim_for(slot, now, unit)) return;
-    if (!take_unit(slot, std::move(unit), now)) exhausted.push_back(slot.queue);
+    const auto result = claim_for(slot, now, unit);
+    if (result == ClaimResult::kDbFailed) return;
+    if (result == ClaimResult::kQueueSkipped || !take_unit(slot, std::move(unit), now))
+      exhausted.push_back(slot.queue);
   }
 }
 
-bool Supervisor::claim_for(const Slot& slot, TimePoint now, std::optional<db::ClaimedUnit>& unit) {
+Supervisor::ClaimResult Supervisor::claim_for(const Slot& slot, TimePoint now,
+                                              std::optional<db::ClaimedUnit>& unit) {
+  for (bool first = true;; first = false) {
+    try {
+      unit = db::claim(session_, slot.queue->name, options_.worker_id, slot.queue->batch.max_jobs,
+                       slot.queue->retry.max_attempts);
+      db_succeeded();
+      return ClaimResult::kClaimed;
+    } catch (const db::DbError& e) {
+      metrics_.db_error(metrics::DbOp::kClaim);
+      if (!e.resource_limit()) {
+        db_failed(e, now);
+        return ClaimResult::kDbFailed;
+      }
+      // Once: a claim that fails again has another cause, and the next tick
+      // tries again; either way the other queues are claimed for.
+      if (!first || !fail_unclaimable(*slot.queue, e, now))
+        return db_usable(now) ? ClaimResult::kQueueSkipped : ClaimResult::kDbFailed;
+    }
+  }
+}
+
+bool Supervisor::fail_unclaimable(const config::QueueSettings& queue, const db::DbError& why, TimePoint now) {
   try {
-    unit = db::claim(session_, slot.queue->name, options_.worker_id, slot.queue->batch.max_jobs,
-                     slot.queue->retry.max_attempts);
+    const int n = db::fail_unclaimable(session_, queue.name, queue.batch.max_jobs);
     db_succeeded();
+    if (n > 0) {
+      spdlog::warn("queue {}: a claim failed ({}); {} job(s) whose payload cannot be served are now dead",
+                   queue.name, why.what(), n);
+      metrics_.jobs_finished(queue.name, metrics::Outcome::kDead, n);
+    } else {
+      spdlog::warn(
+          "queue {}: a claim failed ({}), and no payload it would take is the cause; "
+          "the next tick claims again",
+          queue.name, why.what());
+    }
+    return n > 0;
   } catch (const db::DbError& e) {
     metrics_.db_error(metrics::DbOp::kClaim);
-    db_failed(e, now);
+    if (e.resource_limit() || (e.retryable() && !e.connection_lost())) {
+      spdlog::warn("queue {}: finding the payloads that fail its claims failed: {}", queue.name, e.what());
+    } else {
+      db_failed(e, now);
+    }
     return false;
   }
-  return true;
 }
 
 void Supervisor::record_claimed(const Slot& slot, const db::ClaimedUnit& unit) {
@@ -418,8 +468,9 @@ void Supervisor::claim_ahead_for_busy_slots(TimePoint now) {
     if (std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
     if (!db_usable(now)) return;
     std::optional<db::ClaimedUnit> unit;
-    if (!claim_for(slot, now, unit)) return;
-    if (!unit) {
+    const auto result = claim_for(slot, now, unit);
+    if (result == ClaimResult::kDbFailed) return;
+    if (result == ClaimResult::kQueueSkipped || !unit) {
       exhausted.push_back(slot.queue);
       continue;
     }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config/settings.hpp"
+#include "db/error.hpp"
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
 #include "metrics/metrics.hpp"
@@ -91,9 +92,18 @@ class Supervisor {
   // Puts a claimed unit on idle `slot`: dispatched, or filling (batch.max_wait).
   // False when the queue has nothing more to claim now (no unit, or a partial one).
   bool take_unit(Slot& slot, std::optional<db::ClaimedUnit> unit, TimePoint now);
-  // Claims a unit for `slot`'s queue into `unit` (nullopt: none due); false
-  // when the database failed (recorded; the tick backs off).
-  bool claim_for(const Slot& slot, TimePoint now, std::optional<db::ClaimedUnit>& unit);
+  // What claim_for did: claimed into `unit` (nullopt: none due); skipped
+  // the queue for this tick (its claim failed on what it read, and the other
+  // queues go on); or found the database failing (recorded; the tick backs off).
+  enum class ClaimResult { kClaimed, kQueueSkipped, kDbFailed };
+  // Claims a unit for `slot`'s queue into `unit`. A claim that fails on a
+  // resource or program limit is a payload that cannot be sent: those jobs
+  // are made dead (db::fail_unclaimable) and the claim made once more.
+  ClaimResult claim_for(const Slot& slot, TimePoint now, std::optional<db::ClaimedUnit>& unit);
+  // After a claim of `queue` failed with `why` (a resource limit): makes the
+  // payloads that cannot be served dead. True when it made any, so the claim
+  // may succeed now. Records a lost connection as a database failure.
+  bool fail_unclaimable(const config::QueueSettings& queue, const db::DbError& why, TimePoint now);
   // Counts a claimed unit's jobs and their waits in the metrics.
   void record_claimed(const Slot& slot, const db::ClaimedUnit& unit);
   // For each busy slot of a queue with prefetch (and no max_wait), claims
