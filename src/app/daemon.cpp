@@ -218,7 +218,8 @@ int cmd_run(const config::Settings& settings) {
   // Every few seconds; with a short poll interval (tests), every second.
   const auto sample_every = std::clamp<std::chrono::milliseconds>(5 * settings.worker.poll_interval,
                                                                    std::chrono::seconds(1), std::chrono::seconds(5));
-  supervisor::QueueSampler sampler(settings.database.url, queue_names, sample_every, metrics);
+  supervisor::QueueSampler sampler(settings.database.url, queue_names, sample_every,
+                                   settings.worker.stale_after, metrics);
   sampler.start();
   supervisor::Supervisor sup(options);
   return sup.run();

@@ -315,6 +315,51 @@ std::vector<QueueBacklog> sample_backlog(Session& s, const std::vector<std::stri
   return out;
 }
 
+std::vector<QueueBacklog> sample_unserved(Session& s, std::chrono::milliseconds live_within) {
+  std::vector<QueueBacklog> out;
+  s.run([&](Raw& raw) {
+    pqxx::nontransaction tx(raw.conn);
+    // Two loose index scans (the next queue name after the last one found):
+    // one probe per queue with available jobs, whatever their number.
+    const auto r = raw.exec_statement(
+        tx, "inferq_sample_unserved",
+        "WITH RECURSIVE unkeyed(queue) AS ("
+        "   (SELECT queue FROM inferq.jobs WHERE state = 'available' AND work_unit_key IS NULL"
+        "     ORDER BY queue LIMIT 1)"
+        "   UNION ALL"
+        "   SELECT (SELECT j.queue FROM inferq.jobs j"
+        "            WHERE j.state = 'available' AND j.work_unit_key IS NULL AND j.queue > u.queue"
+        "            ORDER BY j.queue LIMIT 1)"
+        "     FROM unkeyed u WHERE u.queue IS NOT NULL),"
+        " keyed(queue) AS ("
+        "   (SELECT queue FROM inferq.jobs WHERE state = 'available' AND work_unit_key IS NOT NULL"
+        "     ORDER BY queue LIMIT 1)"
+        "   UNION ALL"
+        "   SELECT (SELECT j.queue FROM inferq.jobs j"
+        "            WHERE j.state = 'available' AND j.work_unit_key IS NOT NULL AND j.queue > k.queue"
+        "            ORDER BY j.queue LIMIT 1)"
+        "     FROM keyed k WHERE k.queue IS NOT NULL),"
+        " served AS (SELECT DISTINCT unnest(w.queues) AS queue FROM inferq.workers w"
+        "             WHERE w.last_seen_at > clock_timestamp() - make_interval(secs => $1::float8 / 1000)),"
+        " unserved AS (SELECT queue FROM unkeyed WHERE queue IS NOT NULL"
+        "              UNION SELECT queue FROM keyed WHERE queue IS NOT NULL"
+        "              EXCEPT SELECT queue FROM served)"
+        " SELECT u.queue, a.n,"
+        "        coalesce(extract(epoch FROM clock_timestamp() - a.ready), 0)::float8"
+        "   FROM unserved u,"
+        "        LATERAL (SELECT count(*) AS n,"
+        "                        min(greatest(j.created_at, j.run_at)) FILTER (WHERE j.run_at <= now()) AS "
+        "ready"
+        "                   FROM inferq.jobs j WHERE j.queue = u.queue AND j.state = 'available') a"
+        "  ORDER BY 1",
+        static_cast<long long>(live_within.count()));
+    out.clear();
+    for (const auto& row : r)
+      out.push_back({row[0].c_str(), row[1].as<std::int64_t>(), 0, std::max(0.0, row[2].as<double>())});
+  });
+  return out;
+}
+
 int release(Session& s, const std::vector<std::int64_t>& leases) {
   if (leases.empty()) return 0;
   int n = 0;

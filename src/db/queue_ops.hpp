@@ -131,6 +131,14 @@ struct QueueBacklog {
   double oldest_available_age_seconds = 0;  // of due jobs, from max(created_at, run_at); 0 when none
 };
 
+// The queues that have available jobs and that no worker seen within
+// `live_within` lists among its queues: jobs nobody will run (a producer's
+// typo, a queue whose daemons are all gone), for
+// inferq_unserved_queue_jobs. `running` stays 0. Finds the queues by skipping
+// through the partial indexes of available jobs (one probe per queue), then
+// counts only the unserved ones' jobs.
+std::vector<QueueBacklog> sample_unserved(Session& s, std::chrono::milliseconds live_within);
+
 // Counts the available and running jobs of `queues` (one statement over the
 // partial indexes of those states, never the finished history).
 std::vector<QueueBacklog> sample_backlog(Session& s, const std::vector<std::string>& queues);

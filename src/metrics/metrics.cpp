@@ -9,6 +9,7 @@
 #include <prometheus/text_serializer.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <fstream>
 #include <mutex>
@@ -206,6 +207,11 @@ struct Metrics::Impl {
   std::atomic<std::int64_t> last_tick_ns{0};  // steady clock
   std::atomic<bool> db_is_up{false};
 
+  prometheus::Family<Gauge>* unserved_jobs = nullptr;  // fixed after construction
+  prometheus::Family<Gauge>* unserved_oldest = nullptr;
+  std::mutex unserved_mu;
+  std::map<std::string, std::pair<Gauge*, Gauge*>> unserved;  // guarded by unserved_mu
+
   std::mutex gpu_mu;
   prometheus::Family<Gauge>* gpu_used = nullptr;   // guarded by gpu_mu; created on first sample
   prometheus::Family<Gauge>* gpu_total = nullptr;  // guarded by gpu_mu
@@ -302,6 +308,16 @@ Metrics::Metrics(const std::vector<std::string>& queues, std::chrono::millisecon
       .Add({{"version", build.version}, {"torch", build.torch}, {"cuda", build.cuda}})
       .Set(1);
 
+  impl_->unserved_jobs =
+      &prometheus::BuildGauge()
+           .Name("inferq_unserved_queue_jobs")
+           .Help("Available jobs of a queue that no live daemon serves (from the backlog sampler).")
+           .Register(r);
+  impl_->unserved_oldest = &prometheus::BuildGauge()
+                                .Name("inferq_unserved_queue_oldest_available_age_seconds")
+                                .Help("Age of the oldest due job of a queue that no live daemon serves.")
+                                .Register(r);
+
   for (const auto& name : queues) {
     if (impl_->queues.count(name)) continue;
     auto q = std::make_unique<Impl::QueueSeries>();
@@ -389,6 +405,31 @@ void Metrics::set_queue_samples(const std::vector<QueueSample>& samples) {
     q->available->Set(static_cast<double>(s.available));
     q->running->Set(static_cast<double>(s.running));
     q->oldest->Set(s.oldest_available_age_seconds);
+  }
+}
+
+void Metrics::set_unserved_queues(const std::vector<QueueSample>& unserved) {
+  std::lock_guard<std::mutex> lock(impl_->unserved_mu);
+  auto& series = impl_->unserved;
+  for (auto it = series.begin(); it != series.end();) {
+    const bool still =
+        std::any_of(unserved.begin(), unserved.end(), [&](const auto& u) { return u.queue == it->first; });
+    if (still) {
+      ++it;
+      continue;
+    }
+    impl_->unserved_jobs->Remove(it->second.first);
+    impl_->unserved_oldest->Remove(it->second.second);
+    it = series.erase(it);
+  }
+  for (const auto& u : unserved) {
+    auto& g = series[u.queue];
+    if (!g.first) {
+      g.first = &impl_->unserved_jobs->Add({{"queue", u.queue}});
+      g.second = &impl_->unserved_oldest->Add({{"queue", u.queue}});
+    }
+    g.first->Set(static_cast<double>(u.available));
+    g.second->Set(u.oldest_available_age_seconds);
   }
 }
 

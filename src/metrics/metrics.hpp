@@ -102,6 +102,9 @@ class Metrics {
   void jobs_finished(const std::string& queue, Outcome outcome, std::int64_t jobs);
   void db_error(DbOp op);
   void set_queue_samples(const std::vector<QueueSample>& samples);
+  // inferq_unserved_queue_jobs: one series per queue in `unserved` (any
+  // queue, configured here or not); the series of queues served again go.
+  void set_unserved_queues(const std::vector<QueueSample>& unserved);
   // Creates the GPU series on the first call (absent until then) and sets them.
   void set_gpu_samples(const std::vector<GpuSample>& samples);
 

@@ -3,10 +3,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "db/queue_ops.hpp"
 #include "db/session.hpp"
 #include "metrics/metrics.hpp"
 
@@ -31,10 +33,16 @@ std::chrono::milliseconds next_sample_wait(std::chrono::milliseconds interval,
 // inferq_queue_oldest_available_age_seconds. Scrapes never query the
 // database; they read what this thread last stored. A failed sample counts
 // inferq_db_errors_total{op="sample"} and keeps the previous values.
+//
+// Each sample also finds the queues, any queue, with available jobs that no
+// worker seen within `live_within` (stale_after) serves, into
+// inferq_unserved_queue_jobs, and warns once when such a queue's oldest due
+// job has waited longer than `live_within` (a daemon starting up has
+// registered by then): a producer's typo would otherwise wait in silence.
 class QueueSampler {
  public:
   QueueSampler(std::string db_url, std::vector<std::string> queues, std::chrono::milliseconds interval,
-               metrics::Metrics& metrics);
+               std::chrono::milliseconds live_within, metrics::Metrics& metrics);
   ~QueueSampler();
   QueueSampler(const QueueSampler&) = delete;
   QueueSampler& operator=(const QueueSampler&) = delete;
@@ -44,11 +52,15 @@ class QueueSampler {
 
  private:
   void loop();
+  // Metrics and warnings from one sample of the unserved queues.
+  void report_unserved(const std::vector<db::QueueBacklog>& unserved);
 
   db::Session session_;
   std::vector<std::string> queues_;
   std::chrono::milliseconds interval_;
+  std::chrono::milliseconds live_within_;
   metrics::Metrics& metrics_;
+  std::set<std::string> warned_;  // unserved queues warned about; the thread's own
 
   std::mutex mu_;
   std::condition_variable cv_;
