@@ -7,6 +7,7 @@
 
 #include "db/error.hpp"
 #include "db/raw.hpp"
+#include "db/reply_watchdog.hpp"
 
 namespace inferq::db {
 namespace {
@@ -21,6 +22,14 @@ std::string primary_message(const std::string& text) {
 }
 
 std::atomic<bool> g_transaction_pooling{false};
+
+// What a lost connection's error says when the watchdog cut it.
+std::string lost(const char* what, const std::string& detail, bool shut_down,
+                 std::chrono::milliseconds bound) {
+  if (!shut_down) return what + detail;
+  return "no reply from the server within " + std::to_string(bound.count()) +
+         " ms; the connection was shut down (" + detail + ")";
+}
 
 class Receiver : public pqxx::notification_receiver {
  public:
@@ -41,6 +50,7 @@ Session::Session(std::string url, std::string application_name, std::chrono::mil
     : url_(std::move(url)),
       application_name_(std::move(application_name)),
       statement_timeout_(statement_timeout),
+      reply_bound_(reply_bound(statement_timeout)),
       listen_channels_(std::move(listen_channels)) {}
 
 Session::~Session() = default;
@@ -66,8 +76,11 @@ std::vector<Notification> Session::take_notifications() {
 
 void Session::connect() {
   if (raw_) return;
+  bool shut_down = false;
   try {
     auto raw = std::make_unique<Raw>(url_);
+    // Destroyed before raw (declared after it), so before the socket closes.
+    const ReplyWatch watch(raw->conn.sock(), reply_bound_, shut_down);
     pqxx::nontransaction tx(raw->conn);
     // PgBouncer keeps application_name for its client (it is a reported
     // parameter) and sets it on whichever server connection serves it; a
@@ -89,8 +102,9 @@ void Session::connect() {
     }
     raw_ = std::move(raw);
   } catch (const pqxx::broken_connection& e) {
-    throw DbError(
-        std::string("cannot connect to ") + redact_url(url_) + ": " + redact_secrets(e.what(), url_), true);
+    throw DbError(std::string("cannot connect to ") + redact_url(url_) + ": " +
+                      lost("", redact_secrets(e.what(), url_), shut_down, reply_bound_),
+                  true);
   } catch (const pqxx::sql_error& e) {
     throw DbError(std::string("cannot set up session: ") + redact_secrets(e.what(), url_), false,
                   e.sqlstate());
@@ -103,14 +117,18 @@ void Session::connect() {
 
 void Session::run(const std::function<void(Raw&)>& fn) {
   connect();
+  bool shut_down = false;
   try {
+    // Ends (in the unwinding, before any handler below closes the socket)
+    // when fn returns or throws.
+    const ReplyWatch watch(raw_->conn.sock(), reply_bound_, shut_down);
     fn(*raw_);
   } catch (const pqxx::broken_connection& e) {
     raw_.reset();
-    throw DbError(std::string("connection lost: ") + e.what(), true);
+    throw DbError(lost("connection lost: ", e.what(), shut_down, reply_bound_), true);
   } catch (const pqxx::in_doubt_error& e) {
     raw_.reset();
-    throw DbError(std::string("connection lost during commit: ") + e.what(), true);
+    throw DbError(lost("connection lost during commit: ", e.what(), shut_down, reply_bound_), true);
   } catch (const pqxx::sql_error& e) {
     // Admin shutdown / crash recovery arrive as SQL errors of class 57 or 08.
     const std::string& state = e.sqlstate();
@@ -121,8 +139,15 @@ void Session::run(const std::function<void(Raw&)>& fn) {
     throw;
   } catch (const pqxx::failure& e) {
     raw_.reset();
-    throw DbError(std::string("database failure: ") + e.what(), true);
+    throw DbError(lost("database failure: ", e.what(), shut_down, reply_bound_), true);
   }
+  // The reply came as the watchdog cut the socket: the connection is gone.
+  if (shut_down) raw_.reset();
+}
+
+std::chrono::milliseconds reply_bound(std::chrono::milliseconds statement_timeout) {
+  if (statement_timeout.count() <= 0) return std::chrono::milliseconds{0};
+  return statement_timeout + std::max<std::chrono::milliseconds>(statement_timeout, std::chrono::seconds(10));
 }
 
 void set_transaction_pooling(bool on) noexcept { g_transaction_pooling.store(on); }

@@ -21,7 +21,10 @@ struct Notification {
 class Session {
  public:
   // `application_name` shows in pg_stat_activity. `statement_timeout`
-  // bounds every statement (0 = server default) so no caller blocks forever.
+  // bounds every statement (0 = server default) so no caller blocks forever;
+  // the client also waits at most reply_bound(statement_timeout) for the
+  // server in any one run() or connect(), even through a pooler where no
+  // statement_timeout is set, then drops the connection.
   // Each (re)connection LISTENs on `listen_channels`. Through a transaction
   // pooler (transaction_pooling()) neither is set: see there.
   Session(std::string url, std::string application_name,
@@ -56,9 +59,17 @@ class Session {
   std::string url_;
   std::string application_name_;
   std::chrono::milliseconds statement_timeout_;
+  std::chrono::milliseconds reply_bound_;
   std::vector<std::string> listen_channels_;
   std::unique_ptr<Raw> raw_;
 };
+
+// How long a Session with `statement_timeout` waits for the server in one
+// run() before it shuts the socket down: twice the timeout, and at least 10 s
+// past it (the server's own cancel, and the reply's transfer); 0 (no bound)
+// for a Session without a timeout. A peer that froze mid-statement still
+// ACKs at the TCP level, so keepalives and tcp_user_timeout never fire.
+std::chrono::milliseconds reply_bound(std::chrono::milliseconds statement_timeout);
 
 // Says that every Session of this process reaches PostgreSQL through a
 // pooler in transaction mode (database.transaction_pooling; PgBouncer
