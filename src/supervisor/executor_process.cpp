@@ -35,6 +35,19 @@ constexpr int kChildFd = 3;
 
 }  // namespace
 
+std::vector<std::string> executor_environment(int threads, const char* glibc_tunables) {
+  const std::string n = std::to_string(threads);
+  std::vector<std::string> env = {"OMP_NUM_THREADS=" + n, "MKL_NUM_THREADS=" + n,
+                                  "OPENBLAS_NUM_THREADS=" + n};
+  const std::string huge = "glibc.malloc.hugetlb=1";
+  if (glibc_tunables == nullptr || *glibc_tunables == '\0') {
+    env.push_back("GLIBC_TUNABLES=" + huge);
+  } else if (std::strstr(glibc_tunables, "glibc.malloc.hugetlb") == nullptr) {
+    env.push_back(std::string("GLIBC_TUNABLES=") + glibc_tunables + ":" + huge);
+  }
+  return env;
+}
+
 ExecutorProcess::ExecutorProcess(pid_t pid, util::UniqueFd socket, util::UniqueFd pid_fd)
     : pid_(pid), socket_(std::move(socket)), pid_fd_(std::move(pid_fd)) {}
 

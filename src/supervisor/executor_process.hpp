@@ -12,6 +12,19 @@
 
 namespace inferq::supervisor {
 
+// What the supervisor sets on top of its own environment for an executor of
+// `threads` intra-op threads: OMP/MKL/OPENBLAS_NUM_THREADS (read when those
+// libraries load, before the executor's own set-up), and glibc's
+// malloc.hugetlb=1, which makes malloc ask for transparent huge pages
+// (glibc 2.35 and later; THP in the kernel's default madvise mode): a
+// model's weights and activations then cost far fewer TLB misses, and a
+// forward is as fast in every executor instead of fast or 1.6x slower by the
+// luck of its addresses (BENCHMARKS.md, issue 12). `glibc_tunables` is the
+// supervisor's own GLIBC_TUNABLES (nullptr: unset): a value that names
+// glibc.malloc.hugetlb is kept as it is (the operator's opt-out), another
+// gets the setting appended.
+std::vector<std::string> executor_environment(int threads, const char* glibc_tunables);
+
 // One inferq-executor child: fork+exec'd with the child end of a socketpair
 // as fd 3, and a pidfd so its exit can be poll()ed. The destructor kills and
 // reaps it, so a child never outlives its owner or stays a zombie.

@@ -15,3 +15,7 @@ add_dependencies(test_max_wait inferq inferq-executor)
 inferq_test(test_python_models SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_python_models.cpp
   LIBS inferq_test_support nlohmann_json::nlohmann_json LABELS integration TIMEOUT 400)
 add_dependencies(test_python_models inferq inferq-executor)
+# Issue 12 part 3: executors get malloc's huge pages (GLIBC_TUNABLES).
+inferq_test(test_huge_pages SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_huge_pages.cpp
+  LIBS inferq_test_support LABELS integration TIMEOUT 180)
+add_dependencies(test_huge_pages inferq inferq-executor)

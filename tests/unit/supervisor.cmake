@@ -1,3 +1,5 @@
 # Unit tests for src/supervisor's pure logic: fast, no database.
 inferq_test(test_supervisor_queue_sampler SOURCES unit/test_supervisor_queue_sampler.cpp
   LIBS inferq_supervisor LABELS unit TIMEOUT 30)
+inferq_test(test_supervisor_executor_env SOURCES unit/test_supervisor_executor_env.cpp
+  LIBS inferq_supervisor LABELS unit TIMEOUT 30)
