@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <unordered_map>
 
 #include "db/error.hpp"
@@ -307,34 +308,54 @@ void Supervisor::start_stopped_queues(TimePoint now) {
   }
 }
 
+bool Supervisor::wants_next(const Slot& slot) const {
+  // A unit that waits to fill (max_wait) is claimed when the slot is idle.
+  return slot.state == Slot::State::kBusy && !slot.next && slot.queue->prefetch &&
+         slot.queue->batch.max_wait.count() == 0;
+}
+
 std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
   std::optional<ClaimedByReap> claimed;
+  reap_found_nothing_for_ = nullptr;
   if (!db_usable(now)) return claimed;
-  // With a slot free, the reap's statement also claims its first unit.
+  // With a slot free, the reap's statement also claims its first unit; with
+  // none, a busy slot's next one.
   Slot* idle = nullptr;
+  Slot* ahead = nullptr;
   if (!draining_) {
     for (auto& slot : slots_) {
       if (slot->state == Slot::State::kIdle) {
         idle = slot.get();
         break;
       }
+      if (ahead == nullptr && wants_next(*slot)) ahead = slot.get();
     }
   }
+  Slot* const for_slot = idle != nullptr ? idle : ahead;
   try {
     int n = 0;
-    if (idle != nullptr) {
+    if (for_slot != nullptr) {
       try {
         auto r = db::reap_then_claim(session_, settings_.worker.stale_after, leases_.snapshot(),
-                                     idle->queue->name, options_.worker_id, idle->queue->batch.max_jobs,
-                                     idle->queue->retry.max_attempts);
+                                     for_slot->queue->name, options_.worker_id,
+                                     for_slot->queue->batch.max_jobs, for_slot->queue->retry.max_attempts);
         n = r.reaped;
-        claimed = ClaimedByReap{idle, std::move(r.unit)};
+        if (idle != nullptr) {
+          claimed = ClaimedByReap{idle, std::move(r.unit)};
+        } else if (r.unit) {
+          record_claimed(*ahead, *r.unit);
+          leases_.add(r.unit->lease_id);
+          ahead->next = std::move(r.unit);
+        } else {
+          reap_found_nothing_for_ = ahead->queue;
+        }
       } catch (const db::DbError& e) {
         if (!e.resource_limit()) throw;
         // Its claim failed on a payload it read (issue 13): the reap must
         // never wait on one queue's data, so it runs alone; the claim below
         // deals with the payload.
-        spdlog::warn("reap with the claim of queue {}: {}; reaping on its own", idle->queue->name, e.what());
+        spdlog::warn("reap with the claim of queue {}: {}; reaping on its own", for_slot->queue->name,
+                     e.what());
         n = db::reap(session_, settings_.worker.stale_after, leases_.snapshot());
       }
     } else {
@@ -459,12 +480,10 @@ void Supervisor::record_claimed(const Slot& slot, const db::ClaimedUnit& unit) {
 
 void Supervisor::claim_ahead_for_busy_slots(TimePoint now) {
   std::vector<const config::QueueSettings*> exhausted;
+  if (reap_found_nothing_for_ != nullptr) exhausted.push_back(reap_found_nothing_for_);
   for (auto& slot_ptr : slots_) {
     Slot& slot = *slot_ptr;
-    // A unit that waits to fill (max_wait) is claimed when the slot is idle.
-    if (slot.state != Slot::State::kBusy || slot.next || !slot.queue->prefetch ||
-        slot.queue->batch.max_wait.count() > 0)
-      continue;
+    if (!wants_next(slot)) continue;
     if (std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
     if (!db_usable(now)) return;
     std::optional<db::ClaimedUnit> unit;
@@ -844,11 +863,9 @@ void Supervisor::start_executor(Slot& slot, TimePoint now) {
     argv.insert(argv.end(), {"--handler", slot.queue->handler});
   }
   argv.insert(argv.end(), {"--parent-pid", std::to_string(::getpid())});
-  // OpenMP and BLAS read these when they load, before the executor's own
-  // set-up runs: executors together must not oversubscribe the cores.
-  const std::string threads = std::to_string(config::executor_threads(settings_, *slot.queue));
-  const std::vector<std::string> env = {"OMP_NUM_THREADS=" + threads, "MKL_NUM_THREADS=" + threads,
-                                        "OPENBLAS_NUM_THREADS=" + threads};
+  // Executors together must not oversubscribe the cores.
+  const auto env =
+      executor_environment(config::executor_threads(settings_, *slot.queue), std::getenv("GLIBC_TUNABLES"));
   try {
     slot.proc = ExecutorProcess::spawn(argv, env);
     slot.state = Slot::State::kStarting;

@@ -85,8 +85,14 @@ class Supervisor {
 
   void tick();
   // Reaps; with a slot free (and not draining), the same statement claims
-  // for it, and that claim is returned for claim_for_idle_slots.
+  // for it, and that claim is returned for claim_for_idle_slots. With none
+  // free, it claims the next unit of the first slot that wants_next(), set
+  // there at once: one statement per unit instead of a reap and a claim
+  // (on the 2-core machine PostgreSQL's share of the CPU at batch 1).
   std::optional<ClaimedByReap> reap_stale(TimePoint now);
+  // A busy slot of a queue with prefetch (and no max_wait) whose next unit
+  // is not claimed yet.
+  bool wants_next(const Slot& slot) const;
   void stop_lost_units(TimePoint now);
   void claim_for_idle_slots(TimePoint now, std::optional<ClaimedByReap> claimed_by_reap);
   // Puts a claimed unit on idle `slot`: dispatched, or filling (batch.max_wait).
@@ -110,6 +116,8 @@ class Supervisor {
   // the unit it runs next, so that unit starts the moment the current one
   // ends instead of after a claim's round trip.
   void claim_ahead_for_busy_slots(TimePoint now);
+  // A queue this tick's reap-and-claim found nothing to claim ahead for.
+  const config::QueueSettings* reap_found_nothing_for_ = nullptr;
   // Gives `slot`'s claimed-ahead unit back unrun (attempts refunded), if any.
   void give_back_next(Slot& slot, const std::string& why);
   // Starts an executor for each queue whose executors all exited idle (none
