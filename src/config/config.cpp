@@ -581,7 +581,9 @@ Settings parse_settings(const std::string& yaml_text, const std::string& source)
   }
 }
 
-Settings load_settings(const std::string& path) {
+namespace {
+
+std::string read_config_file(const std::string& path) {
   const auto cannot_read = [&](int error) {
     throw ConfigError("config " + path + ": cannot read: " + std::generic_category().message(error));
   };
@@ -598,21 +600,54 @@ Settings load_settings(const std::string& path) {
     }
     text.append(buffer, static_cast<std::size_t>(n));
   }
-  Settings settings = parse_settings(text, path);
-  // A relative model or library path means "beside the config file".
-  const std::size_t slash = path.rfind('/');
-  if (slash != std::string::npos) {
-    const std::string dir = path.substr(0, slash + 1);
-    const auto resolve = [&](std::string& p) {
-      if (!p.empty() && p.front() != '/') p = dir + p;
-    };
-    for (QueueSettings& queue : settings.queues) {
-      resolve(queue.model);
-      for (std::string& library : queue.extra_libraries) resolve(library);
-    }
+  return text;
+}
+
+// A relative model or library path means "beside the config file".
+std::string beside(const std::string& config_path, const std::string& p) {
+  const std::size_t slash = config_path.rfind('/');
+  if (p.empty() || p.front() == '/' || slash == std::string::npos) return p;
+  return config_path.substr(0, slash + 1) + p;
+}
+
+}  // namespace
+
+Settings load_settings(const std::string& path) {
+  Settings settings = parse_settings(read_config_file(path), path);
+  for (QueueSettings& queue : settings.queues) {
+    queue.model = beside(path, queue.model);
+    for (std::string& library : queue.extra_libraries) library = beside(path, library);
   }
   apply_environment(settings);
   return settings;
+}
+
+std::string executor_document(const std::string& path) {
+  const std::string text = read_config_file(path);
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError("config " + path + ": invalid YAML: " + e.msg);
+  }
+  if (!root.IsMap()) return text;  // empty: all defaults, nothing secret
+  root.remove("database");
+  const YAML::Node queues = root["queues"];
+  if (queues && queues.IsSequence()) {
+    for (YAML::Node queue : queues) {
+      if (!queue.IsMap()) continue;
+      if (queue["model"] && queue["model"].IsScalar())
+        queue["model"] = beside(path, queue["model"].as<std::string>());
+      YAML::Node libraries = queue["extra_libraries"];
+      if (libraries && libraries.IsSequence()) {
+        for (std::size_t i = 0; i < libraries.size(); ++i)
+          if (libraries[i].IsScalar()) libraries[i] = beside(path, libraries[i].as<std::string>());
+      }
+    }
+  }
+  YAML::Emitter out;
+  out << root;
+  return std::string(out.c_str()) + "\n";
 }
 
 const std::vector<std::string>& model_datatypes() {

@@ -139,6 +139,13 @@ Settings parse_settings(const std::string& yaml_text, const std::string& source)
 // Throws ConfigError when the file cannot be read or is invalid.
 Settings load_settings(const std::string& path);
 
+// The configuration an executor reads, made from the file at `path`: the
+// same document without its `database` section, and with each queue's
+// relative `model` and `extra_libraries` made absolute (beside `path`), so
+// it can be read from anywhere. Executors get this, never the DSN.
+// Throws ConfigError when the file cannot be read or is not YAML.
+std::string executor_document(const std::string& path);
+
 // Settings with every default and INFERQ_DATABASE_URL applied; for CLI
 // commands run without a config file.
 Settings default_settings();

@@ -3,12 +3,14 @@
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <system_error>
 #include <unordered_map>
 
 #include "db/error.hpp"
@@ -128,6 +130,9 @@ Supervisor::Supervisor(SupervisorOptions options)
       // should notice within about a poll, not after a long backoff.
       db_backoff_(std::make_unique<util::Backoff>(
           milliseconds(100), std::max<milliseconds>(settings_.worker.poll_interval, milliseconds(1000)))) {
+  if (std::any_of(settings_.queues.begin(), settings_.queues.end(),
+                  [](const auto& q) { return q.is_model(); }))
+    write_executor_config();
   for (const auto& q : settings_.queues) {
     for (int i = 0; i < q.instances; ++i) {
       auto slot = std::make_unique<Slot>();
@@ -139,6 +144,22 @@ Supervisor::Supervisor(SupervisorOptions options)
 }
 
 Supervisor::~Supervisor() = default;
+
+void Supervisor::write_executor_config() {
+  // Model code has no business with the DSN (issue 13 item 5): executors
+  // read the daemon's file without its database section, from memory.
+  const std::string text = config::executor_document(settings_.source);
+  executor_config_fd_ = util::UniqueFd(::memfd_create("inferq-executor-config", MFD_CLOEXEC));
+  if (!executor_config_fd_) throw std::system_error(errno, std::generic_category(), "memfd_create");
+  for (std::size_t off = 0; off < text.size();) {
+    const ssize_t n = ::write(executor_config_fd_.get(), text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw std::system_error(errno, std::generic_category(), "writing the executors' config");
+    off += static_cast<std::size_t>(n);
+  }
+  executor_config_path_ =
+      "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(executor_config_fd_.get());
+}
 
 bool Supervisor::tick_alive() const {
   // The tick waits at most poll_interval between ticks; allow slow statements
@@ -857,8 +878,8 @@ void Supervisor::start_executor(Slot& slot, TimePoint now) {
   const auto scope = log_scope(slot);
   std::vector<std::string> argv = {options_.executor_path, "--fd", "3", "--queue", slot.queue->name};
   if (slot.queue->is_model()) {
-    // The executor reads its queue's model settings from the same file.
-    argv.insert(argv.end(), {"--config", settings_.source});
+    // Its queue's model settings, from the daemon's file without the database.
+    argv.insert(argv.end(), {"--config", executor_config_path_});
   } else {
     argv.insert(argv.end(), {"--handler", slot.queue->handler});
   }

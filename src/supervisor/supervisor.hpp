@@ -23,6 +23,7 @@
 #include "util/backoff.hpp"
 #include "util/clock.hpp"
 #include "util/event_fd.hpp"
+#include "util/fd.hpp"
 #include "util/log_fields.hpp"
 
 namespace inferq::supervisor {
@@ -84,6 +85,8 @@ class Supervisor {
   };
 
   void tick();
+  // Makes executor_config_fd_ and executor_config_path_.
+  void write_executor_config();
   // Reaps; with a slot free (and not draining), the same statement claims
   // for it, and that claim is returned for claim_for_idle_slots. With none
   // free, it claims the next unit of the first slot that wants_next(), set
@@ -170,6 +173,11 @@ class Supervisor {
   std::atomic<std::int64_t> last_tick_ns_{0};  // steady clock; read by the heartbeat thread
   TimePoint db_retry_at_{};
   std::unique_ptr<util::Backoff> db_backoff_;
+  // What model executors read as their config (config::executor_document:
+  // no database section), in a memfd of this process that they open as
+  // /proc/PID/fd/N; empty path: no model queue.
+  util::UniqueFd executor_config_fd_;
+  std::string executor_config_path_;
   bool db_failing_ = false;
   bool draining_ = false;
   bool stop_now_ = false;

@@ -2,6 +2,7 @@
 // executors. The real daemon, the real executors, a real PostgreSQL.
 #include <doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -10,8 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "support/child_process.hpp"
 #include "support/daemon.hpp"
 #include "support/pg_cluster.hpp"
+#include "support/test_env.hpp"
 
 namespace {
 
@@ -88,4 +91,53 @@ TEST_CASE("a wrong password is refused without the password in the log") {
   CAPTURE(log);
   CHECK(log.find("cannot connect") != std::string::npos);
   CHECK(log.find("Hunter") == std::string::npos);
+}
+
+TEST_CASE("a model executor reads a config without the database section, and serves") {
+  TempDir models("inferq-models");
+  ChildProcess make({bin_path("inferq-executor"), "make-models", models.path()});
+  const auto made = make.wait_exit(120s);
+  REQUIRE((made && exited_with(*made, 0)));
+  // A password in the URL (the harness's trust authentication ignores it):
+  // what must never reach an executor.
+  std::string url = fresh_inferq_database();
+  const auto at = url.find('@');
+  REQUIRE(at != std::string::npos);
+  url.insert(at, ":S3cretPass");
+  TestQueue queue;
+  queue.name = "encoder";
+  queue.model = models.file("encoder.pt");
+  queue.max_jobs = 4;
+  queue.extra_yaml =
+      "threads: 1\n"
+      "inputs: [{name: input_ids, datatype: INT64, shape: [-1], pad: 0}]\n"
+      "outputs: [{name: embedding}]\n";
+  Daemon daemon(daemon_config(url, {queue}));
+  INFO("daemon log:\n", daemon.log());
+  REQUIRE(daemon.wait_ready());
+  const auto pids = daemon.executor_pids();
+  REQUIRE(pids.size() == 1);
+
+  // The executor's --config argument, and what that file holds.
+  std::ifstream cmdline_file("/proc/" + std::to_string(pids[0]) + "/cmdline", std::ios::binary);
+  std::vector<std::string> args;
+  for (std::string a; std::getline(cmdline_file, a, '\0');) args.push_back(a);
+  const auto flag = std::find(args.begin(), args.end(), "--config");
+  REQUIRE(flag != args.end());
+  REQUIRE(flag + 1 != args.end());
+  std::ifstream config_file(*(flag + 1));
+  std::stringstream config;
+  config << config_file.rdbuf();
+  CAPTURE(config.str());
+  REQUIRE(config.str().find("encoder.pt") != std::string::npos);
+  CHECK(config.str().find("S3cretPass") == std::string::npos);
+  CHECK(config.str().find("database") == std::string::npos);
+  CHECK(config.str().find("url") == std::string::npos);
+
+  const auto id =
+      enqueue(url, "encoder",
+              R"({"inputs": [{"name": "input_ids", "datatype": "INT64", "shape": [3], "data": [5, 6, 7]}]})");
+  REQUIRE(wait_all_final(url, 30s));
+  CHECK(job(url, id)->state == "succeeded");
+  CHECK(daemon.log().find("S3cretPass") == std::string::npos);
 }

@@ -646,3 +646,35 @@ TEST_CASE("batch.max_bytes is read and bounded below the protocol's 1 GiB frame"
   CHECK(error_of(queue_with("    batch:\n      max_bytes: 1073741824\n")).find("queues[0].batch.max_bytes") !=
         std::string::npos);
 }
+
+TEST_CASE("executor_document: the same settings without the database, with paths beside the file") {
+  const auto path = write_temp("executor.yaml",
+                               "database:\n  url: 'postgresql://u:S3cret@h/db'\n"
+                               "worker: {poll_interval: 250ms}\n"
+                               "queues:\n"
+                               "  - name: enc\n    model: models/enc.pt\n    threads: 2\n"
+                               "    extra_libraries: [ops/libx.so, /abs/liby.so]\n"
+                               "    inputs: [{name: ids, datatype: INT64, shape: [-1], pad: 0}]\n"
+                               "    outputs: [{name: e}]\n"
+                               "  - name: echo\n    handler: builtin:echo\n    instances: 3\n");
+  const inferq::util::ScopeGuard remove_file([&] { std::filesystem::remove(path); });
+  const std::string doc = inferq::config::executor_document(path.string());
+  CAPTURE(doc);
+  CHECK(doc.find("S3cret") == std::string::npos);
+  CHECK(doc.find("database") == std::string::npos);
+  // Read back as the executor reads it, from a file elsewhere.
+  const Settings got = inferq::config::parse_settings(doc, "/proc/1/fd/7");
+  const Settings want = inferq::config::load_settings(path.string());
+  REQUIRE(got.queues.size() == 2);
+  const std::string dir = path.parent_path().string() + "/";
+  CHECK(got.queues[0].model == dir + "models/enc.pt");
+  CHECK(got.queues[0].extra_libraries == std::vector<std::string>{dir + "ops/libx.so", "/abs/liby.so"});
+  CHECK(got.queues[0].model == want.queues[0].model);
+  CHECK(got.queues[0].threads == 2);
+  CHECK(got.queues[0].inputs.size() == 1);
+  CHECK(got.queues[1].instances == 3);
+  CHECK(got.worker.poll_interval == want.worker.poll_interval);
+  CHECK(inferq::config::executor_threads(got, got.queues[0]) ==
+        inferq::config::executor_threads(want, want.queues[0]));
+  CHECK(got.database.url == Settings().database.url);
+}
