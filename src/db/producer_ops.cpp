@@ -24,7 +24,7 @@ std::optional<JobView> get_job(Session& s, std::int64_t id) {
     pqxx::nontransaction tx(raw.conn);
     const auto r = tx.exec_params(
         "SELECT id, queue, state::text, attempts, max_attempts, result::text, last_error"
-        " FROM inferq.jobs WHERE id = $1",
+        " FROM inferq.my_jobs WHERE id = $1",
         id);
     if (r.empty()) return;
     const auto& row = r[0];

@@ -32,7 +32,9 @@ struct JobView {
   std::optional<std::string> last_error;
 };
 
-// The job's current row; nullopt if there is none.
+// The job's current row, through inferq.my_jobs (so a producer role may read
+// it: the jobs this login role enqueued); nullopt if there is none, or it was
+// enqueued by another role.
 std::optional<JobView> get_job(Session& s, std::int64_t id);
 
 // inferq.cancel(): true when the job was available or running.

@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "db/producer_ops.hpp"
+#include "db/session.hpp"
 #include "support/migrated_database.hpp"
 
 namespace {
@@ -344,4 +346,25 @@ TEST_CASE("the producer's search_path does not reach inside enqueue and cancel")
                       "'inferq.cancel(bigint)'::regprocedure,"
                       " 'inferq.enqueue(text,jsonb,text,integer,timestamptz,integer)'::regprocedure)"
                       " AND p.prosecdef AND p.proconfig = '{\"search_path=pg_catalog, pg_temp\"}'") == 2);
+}
+
+TEST_CASE("what inferq enqueue --wait does (db::enqueue, then db::get_job) works for a producer role") {
+  OwnerDb db;
+  LoginRole alice(db, "alice");
+  LoginRole bob(db, "bob");
+  db.exec("SELECT inferq.grant_producer('" + alice.name() + "')");
+  db.exec("SELECT inferq.grant_producer('" + bob.name() + "')");
+  inferq::db::Session session(alice.url(), "inferq enqueue");
+  inferq::db::EnqueueRequest request;
+  request.queue = "q";
+  request.payload_json = R"({"x": 1})";
+  const std::int64_t id = inferq::db::enqueue(session, request);
+  const auto job = inferq::db::get_job(session, id);
+  REQUIRE(job);
+  CHECK(job->id == id);
+  CHECK(job->queue == "q");
+  CHECK(job->state == "available");
+  // Another producer does not see it.
+  inferq::db::Session other(bob.url(), "inferq enqueue");
+  CHECK_FALSE(inferq::db::get_job(other, id).has_value());
 }
