@@ -76,3 +76,25 @@ TEST_CASE("a payload whose text cannot be made is made dead; its queue, the othe
   CHECK(daemon.log().find("retrying with backoff") == std::string::npos);  // never taken for an outage
   CHECK(daemon.process().running());
 }
+
+TEST_CASE("a unit filling up (batch.max_wait) that meets such a payload runs with what it has") {
+  const std::string url = fresh_inferq_database();
+  TestQueue queue = test_queue("echo", "builtin:echo", 1, 4);
+  queue.max_wait = "3s";
+  Daemon daemon(daemon_config(url, {queue}));
+  INFO("daemon log:\n", daemon.log());
+  REQUIRE(daemon.wait_ready());
+  // The unit starts filling with this job, and tops itself up every tick.
+  const auto first = enqueue(url, "echo", R"({"n": 1})");
+  REQUIRE(wait_until([&] { return job(url, first)->state == "running"; }, 10s, 20ms));
+  const auto bad = insert_unservable(url, "echo", 0);
+  REQUIRE(wait_all_final(url, 30s));
+  CHECK(job(url, first)->state == "succeeded");
+  CHECK(job(url, bad)->state == "dead");
+  CHECK(daemon.process().wait_log("job(s) whose payload cannot be served are now dead", 2s));
+  CHECK(daemon.log().find("retrying with backoff") == std::string::npos);
+  // Later jobs are served.
+  const auto later = enqueue(url, "echo", R"({"n": 2})");
+  REQUIRE(wait_all_final(url, 30s));
+  CHECK(job(url, later)->state == "succeeded");
+}
