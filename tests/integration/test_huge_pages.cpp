@@ -20,14 +20,6 @@ namespace {
 using namespace inferq::test;
 using namespace std::chrono_literals;
 
-std::vector<std::string> environment_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
-  std::vector<std::string> out;
-  std::string entry;
-  while (std::getline(in, entry, '\0')) out.push_back(entry);
-  return out;
-}
-
 std::string value_of(const std::vector<std::string>& env, const std::string& name) {
   for (const auto& e : env)
     if (e.rfind(name + "=", 0) == 0) return e.substr(name.size() + 1);

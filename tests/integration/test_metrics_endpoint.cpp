@@ -23,14 +23,6 @@ namespace {
 using namespace inferq::test;
 using namespace std::chrono_literals;
 
-// The value of `series` in a fresh scrape of `address`; nullopt when the
-// scrape fails or the series is absent.
-std::optional<double> scrape(const std::string& address, const std::string& series) {
-  const auto r = http_get(address, "/metrics");
-  if (!r || r->status != 200) return std::nullopt;
-  return metric_value(r->body, series);
-}
-
 bool wait_metric(const std::string& address, const std::string& series, double want,
                  std::chrono::milliseconds timeout = 20s) {
   return wait_until([&] { return scrape(address, series) == want; }, timeout, 50ms);

@@ -21,15 +21,6 @@ namespace {
 using namespace inferq::test;
 using namespace std::chrono_literals;
 
-// NUL-separated NAME=value entries of /proc/PID/environ.
-std::vector<std::string> environment_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
-  std::vector<std::string> out;
-  std::string entry;
-  while (std::getline(in, entry, '\0')) out.push_back(entry);
-  return out;
-}
-
 bool has_entry(const std::vector<std::string>& env, const std::string& prefix) {
   for (const auto& e : env)
     if (e.rfind(prefix, 0) == 0) return true;

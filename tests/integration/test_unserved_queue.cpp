@@ -14,12 +14,6 @@ namespace {
 using namespace inferq::test;
 using namespace std::chrono_literals;
 
-std::optional<double> scrape(const std::string& address, const std::string& series) {
-  const auto r = http_get(address, "/metrics");
-  if (!r || r->status != 200) return std::nullopt;
-  return metric_value(r->body, series);
-}
-
 }  // namespace
 
 TEST_CASE("jobs of a queue no daemon serves get a metric and one warning, both gone when the jobs are") {

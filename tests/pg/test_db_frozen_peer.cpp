@@ -24,30 +24,18 @@
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
 #include "support/migrated_database.hpp"
+#include "support/test_env.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
-
-int listen_on_loopback(int& port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(::listen(fd, 16) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  port = ntohs(a.sin_port);
-  return fd;
-}
 
 // Forwards 127.0.0.1:port to 127.0.0.1:target both ways. Frozen, it neither
 // accepts, reads nor writes, and keeps every socket open: what the client
 // sends is ACKed by the kernel and no reply ever comes.
 class FreezableProxy {
  public:
-  explicit FreezableProxy(int target) : target_(target), listen_fd_(listen_on_loopback(port)) {
+  explicit FreezableProxy(int target) : target_(target), listen_fd_(inferq::test::listen_on_loopback(port)) {
     thread_ = std::thread([this] { loop(); });
   }
   ~FreezableProxy() {

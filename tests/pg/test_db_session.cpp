@@ -2,8 +2,6 @@
 // every connection gets (issue 13 items 5 and 6).
 #include <doctest.h>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -11,6 +9,7 @@
 
 #include "db/error.hpp"
 #include "db/session.hpp"
+#include "support/test_env.hpp"
 
 namespace {
 
@@ -21,18 +20,8 @@ using inferq::db::with_tcp_bounds;
 // A TCP socket on 127.0.0.1 that listens but never accepts or answers: the
 // kernel completes the handshake, and the server's reply never comes.
 struct SilentServer {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   int port = 0;
-  SilentServer() {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(fd, 16) == 0);
-    socklen_t len = sizeof a;
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    port = ntohs(a.sin_port);
-  }
+  int fd = inferq::test::listen_on_loopback(port);
   ~SilentServer() { ::close(fd); }
 };
 

@@ -74,4 +74,10 @@ std::optional<double> metric_value(const std::string& exposition, const std::str
   return std::nullopt;
 }
 
+std::optional<double> scrape(const std::string& address, const std::string& series) {
+  const auto r = http_get(address, "/metrics");
+  if (!r || r->status != 200) return std::nullopt;
+  return metric_value(r->body, series);
+}
+
 }  // namespace inferq::test

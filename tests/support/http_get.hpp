@@ -23,4 +23,8 @@ std::optional<HttpResponse> http_get(const std::string& address, const std::stri
 // exposition; nullopt when absent.
 std::optional<double> metric_value(const std::string& exposition, const std::string& series);
 
+// The value of `series` in a fresh scrape of http://ADDRESS/metrics; nullopt
+// when the scrape fails or the series is absent.
+std::optional<double> scrape(const std::string& address, const std::string& series);
+
 }  // namespace inferq::test

@@ -1,8 +1,10 @@
 #pragma once
 
+#include <sys/types.h>
 #include <chrono>
 #include <functional>
 #include <string>
+#include <vector>
 
 // Paths, temporary directories and polling for the tests.
 namespace inferq::test {
@@ -45,5 +47,12 @@ class TempDir {
 // calling thread; pred must not block for long.
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
                 std::chrono::milliseconds step = std::chrono::milliseconds(20));
+
+// A TCP socket listening on 127.0.0.1 at a free port, which it stores in
+// `port`; the caller closes it. Throws on failure.
+int listen_on_loopback(int& port);
+
+// The NAME=value entries of /proc/PID/environ (empty when unreadable).
+std::vector<std::string> environment_of(pid_t pid);
 
 }  // namespace inferq::test
