@@ -112,6 +112,9 @@ def write_config(env, batches):
     queues.append(queue_entry(env, "idle", "text", dev, 8, extra="    idle_exit_after: 20s\n"))
     for b in batches:
         queues.append(queue_entry(env, f"tput{b}", "text", dev, b))
+        # The same with what a small-batch GPU queue should run with: two
+        # executors sharing the GPU, each claiming its next unit ahead.
+        queues.append(queue_entry(env, f"tput{b}pf", "text", dev, b, instances=2, extra="    prefetch: true\n"))
     path = os.path.join(env.args.work, "inferq.yaml")
     with open(path, "w") as f:
         f.write(f"database: {{url: '{env.args.dsn}'}}\n"
@@ -341,31 +344,32 @@ def raw_throughput(env, batch, seq, seconds):
         return batch * n / (time.perf_counter() - t0)
 
 
-def check_throughput(env, batches, jobs, seq):
+def check_throughput(env, batches, jobs, seq, suffix="", what="one executor, prefetch off"):
     """e2e (enqueue to done through SQL) vs the raw forward of the same model at batch 1, 32 and 256."""
     lines = []
     for b in batches:
         n = jobs[b]
+        q = f"tput{b}{suffix}"
         payload = ("jsonb_build_object('inputs', jsonb_build_array(jsonb_build_object('name', 'input_ids', "
                    f"'datatype', 'INT64', 'shape', jsonb_build_array({seq}), 'data', "
                    f"(SELECT jsonb_agg(1 + (g * 131 + i * 71) % 999) FROM generate_series(0, {seq - 1}) i))))")
-        env.sql(f"SELECT count(inferq.enqueue('tput{b}', {payload})) FROM generate_series(1, {n}) g")
+        env.sql(f"SELECT count(inferq.enqueue('{q}', {payload})) FROM generate_series(1, {n}) g")
         deadline = time.time() + 240
         while time.time() < deadline:
-            left = int(env.sql(f"SELECT count(*) FROM inferq.jobs WHERE queue = 'tput{b}' "
+            left = int(env.sql(f"SELECT count(*) FROM inferq.jobs WHERE queue = '{q}' "
                                "AND state NOT IN ('succeeded', 'dead')")[0][0])
             if left == 0:
                 break
             time.sleep(0.2)
         row = env.sql("SELECT count(*) FILTER (WHERE state = 'succeeded'), "
                       "extract(epoch FROM max(finished_at) - min(started_at)) "
-                      f"FROM inferq.jobs WHERE queue = 'tput{b}'")[0]
+                      f"FROM inferq.jobs WHERE queue = '{q}'")[0]
         done, span = int(row[0]), float(row[1] or 0)
         e2e = done / span if span > 0 else 0.0
         raw = raw_throughput(env, b, seq, 2.0)
         lines.append((b, done, n, e2e, raw))
     ok = all(done == n for _, done, n, _, _ in lines)
-    report("PASS" if ok else "FAIL", f"throughput on {env.args.device}, text model, {seq} tokens: " + "; ".join(
+    report("PASS" if ok else "FAIL", f"throughput on {env.args.device}, text model, {seq} tokens, {what}: " + "; ".join(
         f"batch {b}: e2e {e2e:,.0f} jobs/s ({done}/{n} jobs), raw forward {raw:,.0f} jobs/s, "
         f"{100 * e2e / raw:.1f}%" for b, done, n, e2e, raw in lines))
 
@@ -397,6 +401,7 @@ def main():
         try:
             check_idle_exit(env, before)
             check_throughput(env, batches, jobs, 64)
+            check_throughput(env, batches, jobs, 64, "pf", "2 executors, prefetch on")
         except Exception as e:
             report("FAIL", f"{e}")
     finally:
