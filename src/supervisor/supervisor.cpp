@@ -364,9 +364,7 @@ std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
         if (idle != nullptr) {
           claimed = ClaimedByReap{idle, std::move(r.unit)};
         } else if (r.unit) {
-          record_claimed(*ahead, *r.unit);
-          leases_.add(r.unit->lease_id);
-          ahead->next = std::move(r.unit);
+          set_next(*ahead, std::move(*r.unit));
         } else {
           reap_found_nothing_for_ = ahead->queue;
         }
@@ -514,10 +512,14 @@ void Supervisor::claim_ahead_for_busy_slots(TimePoint now) {
       exhausted.push_back(slot.queue);
       continue;
     }
-    record_claimed(slot, *unit);
-    leases_.add(unit->lease_id);
-    slot.next = std::move(unit);
+    set_next(slot, std::move(*unit));
   }
+}
+
+void Supervisor::set_next(Slot& slot, db::ClaimedUnit unit) {
+  record_claimed(slot, unit);
+  leases_.add(unit.lease_id);
+  slot.next = std::move(unit);
 }
 
 void Supervisor::give_back_next(Slot& slot, const std::string& why) {

@@ -119,6 +119,8 @@ class Supervisor {
   // the unit it runs next, so that unit starts the moment the current one
   // ends instead of after a claim's round trip.
   void claim_ahead_for_busy_slots(TimePoint now);
+  // Makes `unit` (claimed ahead) busy `slot`'s next: counted, its lease heartbeated.
+  void set_next(Slot& slot, db::ClaimedUnit unit);
   // A queue this tick's reap-and-claim found nothing to claim ahead for.
   const config::QueueSettings* reap_found_nothing_for_ = nullptr;
   // Gives `slot`'s claimed-ahead unit back unrun (attempts refunded), if any.
