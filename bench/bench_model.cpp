@@ -67,16 +67,21 @@ std::vector<std::int64_t> token_ids(int n, long j) {
   return ids;
 }
 
-// `instances` threads, each with its own copy of the model, loop over the
-// forward pass of one batch for `seconds`: the daemon's layout (I executors
-// x T intra-op threads) without the queue. Returns jobs per second.
-double raw_throughput(const std::string& model_path, int batch, int seq_len, double seconds, int instances) {
+// One batch of `batch` rows of token_ids, as the raw passes feed the model.
+at::Tensor batch_input(int batch, int seq_len) {
   std::vector<std::int64_t> ids;
   for (int b = 0; b < batch; ++b) {
     const auto row = token_ids(seq_len, b);
     ids.insert(ids.end(), row.begin(), row.end());
   }
-  const at::Tensor input = at::tensor(ids).reshape({batch, seq_len});
+  return at::tensor(ids).reshape({batch, seq_len});
+}
+
+// `instances` threads, each with its own copy of the model, loop over the
+// forward pass of one batch for `seconds`: the daemon's layout (I executors
+// x T intra-op threads) without the queue. Returns jobs per second.
+double raw_throughput(const std::string& model_path, int batch, int seq_len, double seconds, int instances) {
+  const at::Tensor input = batch_input(batch, seq_len);
   std::vector<torch::jit::Module> modules;
   for (int i = 0; i < instances; ++i) {
     modules.push_back(torch::jit::load(model_path));
@@ -107,12 +112,7 @@ double raw_throughput(const std::string& model_path, int batch, int seq_len, dou
 // warms it up, waits until `start` (CLOCK_MONOTONIC, the same in every
 // process), loops for `seconds` and prints "RUNS ELAPSED".
 int raw_child(const std::string& model_path, int batch, int seq_len, double seconds, std::int64_t start_ns) {
-  std::vector<std::int64_t> ids;
-  for (int b = 0; b < batch; ++b) {
-    const auto row = token_ids(seq_len, b);
-    ids.insert(ids.end(), row.begin(), row.end());
-  }
-  const at::Tensor input = at::tensor(ids).reshape({batch, seq_len});
+  const at::Tensor input = batch_input(batch, seq_len);
   auto module = torch::jit::load(model_path);
   module.eval();
   c10::InferenceMode guard;

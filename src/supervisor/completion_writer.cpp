@@ -25,9 +25,12 @@ constexpr std::size_t kMaxJobsPerWrite = 4096;
 // fits in a write of its own.
 constexpr std::size_t kMaxBytesPerWrite = 256 * 1024 * 1024;
 
+// A job's share of a write's document (its ids and keys about 64 bytes).
+std::size_t job_bytes(const db::JobFinish& j) { return 64 + j.result_json.size() + j.message.size(); }
+
 std::size_t unit_bytes(const db::UnitFinish& unit) {
   std::size_t n = 0;
-  for (const auto& j : unit.jobs) n += 64 + j.result_json.size() + j.message.size();
+  for (const auto& j : unit.jobs) n += job_bytes(j);
   return n;
 }
 
@@ -36,18 +39,15 @@ std::size_t unit_bytes(const db::UnitFinish& unit) {
 void bound_results(db::UnitFinish& unit) {
   std::size_t bytes = 0;
   for (auto& j : unit.jobs) {
-    const std::size_t size = 64 + j.result_json.size() + j.message.size();
-    if (!j.ok || bytes + size <= kMaxBytesPerWrite) {
-      bytes += j.ok ? size : 64 + j.message.size();
-      continue;
+    if (j.ok && bytes + job_bytes(j) > kMaxBytesPerWrite) {
+      j.ok = false;
+      j.error_class = "permanent";
+      j.message = "the result of " + std::to_string(j.result_json.size()) +
+                  " bytes could not be stored: a unit's results are written " +
+                  std::to_string(kMaxBytesPerWrite >> 20) + " MiB at most";
+      j.result_json.clear();
     }
-    j.ok = false;
-    j.error_class = "permanent";
-    j.message = "the result of " + std::to_string(j.result_json.size()) +
-                " bytes could not be stored: a unit's results are written " +
-                std::to_string(kMaxBytesPerWrite >> 20) + " MiB at most";
-    j.result_json.clear();
-    bytes += 64 + j.message.size();
+    bytes += job_bytes(j);
   }
 }
 

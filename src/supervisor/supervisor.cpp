@@ -522,6 +522,11 @@ void Supervisor::set_next(Slot& slot, db::ClaimedUnit unit) {
   slot.next = std::move(unit);
 }
 
+void Supervisor::take_unsent(Slot& slot, db::UnitFinish& finish) {
+  for (auto& f : slot.unsent) finish.jobs.push_back(std::move(f));
+  slot.unsent.clear();
+}
+
 void Supervisor::give_back_next(Slot& slot, const std::string& why) {
   if (!slot.next) return;
   // Through the completion writer, fenced like any completion: the jobs go
@@ -594,8 +599,7 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
   if (unit.jobs.empty()) {
     db::UnitFinish finish;
     finish.lease_id = unit.lease_id;
-    finish.jobs = std::move(slot.unsent);
-    slot.unsent.clear();
+    take_unsent(slot, finish);
     writer_.submit(std::move(finish));
     slot.state = Slot::State::kIdle;
     return;
@@ -961,8 +965,7 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
     }
     finish.jobs.push_back(std::move(f));
   }
-  for (auto& f : slot.unsent) finish.jobs.push_back(std::move(f));
-  slot.unsent.clear();
+  take_unsent(slot, finish);
   record_unit_end(slot);
   writer_.submit(std::move(finish));
   slot.unit.reset();
@@ -981,8 +984,7 @@ void Supervisor::fail_unit(Slot& slot, const std::string& error_class, const std
     f.retry_ms = retry_ms(*slot.queue, job.attempts);
     finish.jobs.push_back(std::move(f));
   }
-  for (auto& f : slot.unsent) finish.jobs.push_back(std::move(f));
-  slot.unsent.clear();
+  take_unsent(slot, finish);
   writer_.submit(std::move(finish));
   slot.unit.reset();
   slot.state = Slot::State::kExiting;

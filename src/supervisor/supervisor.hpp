@@ -123,6 +123,9 @@ class Supervisor {
   void set_next(Slot& slot, db::ClaimedUnit unit);
   // A queue this tick's reap-and-claim found nothing to claim ahead for.
   const config::QueueSettings* reap_found_nothing_for_ = nullptr;
+  // Moves the outcomes of the jobs dispatch() did not send (batch.max_bytes)
+  // into the unit's `finish`, so its lease is released once, with all of them.
+  void take_unsent(Slot& slot, db::UnitFinish& finish);
   // Gives `slot`'s claimed-ahead unit back unrun (attempts refunded), if any.
   void give_back_next(Slot& slot, const std::string& why);
   // Starts an executor for each queue whose executors all exited idle (none
