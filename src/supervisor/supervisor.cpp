@@ -337,7 +337,7 @@ bool Supervisor::wants_next(const Slot& slot) const {
 
 std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
   std::optional<ClaimedByReap> claimed;
-  reap_found_nothing_for_ = nullptr;
+  no_claim_for_ = nullptr;
   if (!db_usable(now)) return claimed;
   // With a slot free, the reap's statement also claims its first unit; with
   // none, a busy slot's next one.
@@ -353,6 +353,7 @@ std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
     }
   }
   Slot* const for_slot = idle != nullptr ? idle : ahead;
+  std::optional<db::DbError> claim_failed;
   try {
     int n = 0;
     if (for_slot != nullptr) {
@@ -366,7 +367,7 @@ std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
         } else if (r.unit) {
           set_next(*ahead, std::move(*r.unit));
         } else {
-          reap_found_nothing_for_ = ahead->queue;
+          no_claim_for_ = ahead->queue;
         }
       } catch (const db::DbError& e) {
         if (!e.resource_limit()) throw;
@@ -375,6 +376,7 @@ std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
         // deals with the payload.
         spdlog::warn("reap with the claim of queue {}: {}; reaping on its own", for_slot->queue->name,
                      e.what());
+        claim_failed = e;
         n = db::reap(session_, settings_.worker.stale_after, leases_.snapshot());
       }
     } else {
@@ -393,6 +395,10 @@ std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
     }
     db_failed(e, now);
   }
+  // The payload is dealt with now, not by claiming it again first: every
+  // statement that reads it makes its (maybe 1 GB) text, seconds each.
+  if (claim_failed && !fail_unclaimable(*for_slot->queue, *claim_failed, now))
+    no_claim_for_ = for_slot->queue;
   return claimed;
 }
 
@@ -428,6 +434,7 @@ void Supervisor::claim_for_idle_slots(TimePoint now, std::optional<ClaimedByReap
   // can return: its lease is live and must reach a slot.
   if (claimed_by_reap && !take_unit(*claimed_by_reap->slot, std::move(claimed_by_reap->unit), now))
     exhausted.push_back(claimed_by_reap->slot->queue);
+  if (no_claim_for_ != nullptr) exhausted.push_back(no_claim_for_);
   if (draining_) return;
   for (auto& slot_ptr : slots_) {
     Slot& slot = *slot_ptr;
@@ -499,7 +506,7 @@ void Supervisor::record_claimed(const Slot& slot, const db::ClaimedUnit& unit) {
 
 void Supervisor::claim_ahead_for_busy_slots(TimePoint now) {
   std::vector<const config::QueueSettings*> exhausted;
-  if (reap_found_nothing_for_ != nullptr) exhausted.push_back(reap_found_nothing_for_);
+  if (no_claim_for_ != nullptr) exhausted.push_back(no_claim_for_);
   for (auto& slot_ptr : slots_) {
     Slot& slot = *slot_ptr;
     if (!wants_next(slot)) continue;

@@ -121,8 +121,9 @@ class Supervisor {
   void claim_ahead_for_busy_slots(TimePoint now);
   // Makes `unit` (claimed ahead) busy `slot`'s next: counted, its lease heartbeated.
   void set_next(Slot& slot, db::ClaimedUnit unit);
-  // A queue this tick's reap-and-claim found nothing to claim ahead for.
-  const config::QueueSettings* reap_found_nothing_for_ = nullptr;
+  // A queue this tick claims no more for: the reap's statement found nothing
+  // to claim ahead for, or its claim failed on a payload no job was blamed for.
+  const config::QueueSettings* no_claim_for_ = nullptr;
   // Moves the outcomes of the jobs dispatch() did not send (batch.max_bytes)
   // into the unit's `finish`, so its lease is released once, with all of them.
   void take_unsent(Slot& slot, db::UnitFinish& finish);
