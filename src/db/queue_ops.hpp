@@ -46,6 +46,9 @@ struct UnitFinish {
   // in the completion's transaction; a sink that fails fails that job, with
   // retry_ms used when its error is a race. Empty: none.
   std::string sink;
+  // The lease is a work-unit key's: writing it lets that key's next jobs be
+  // claimed, which no notification announces.
+  bool keyed = false;
 };
 
 struct WorkerIdentity {

@@ -128,8 +128,9 @@ void CompletionWriter::loop() {
       }
       in_flight_ = batch.size();
     }
+    bool claimable = false;
     try {
-      write_batch(batch);
+      write_batch(batch, claimable);
       batch.clear();
       backoff.reset();
       {
@@ -137,8 +138,9 @@ void CompletionWriter::loop() {
         in_flight_ = 0;
       }
       cv_.notify_all();
-      if (on_written_) on_written_();
+      if (claimable && on_written_) on_written_();
     } catch (const db::DbError& e) {
+      if (claimable && on_written_) on_written_();  // for the units written before it failed
       // Only a lost connection or a lost race (a deadlock with a producer's
       // transaction, say) gets here; write_batch handles bad data. Keep the
       // batch and write it again.
@@ -152,10 +154,14 @@ void CompletionWriter::loop() {
   }
 }
 
-void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch) {
+void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch, bool& claimable) {
   std::vector<db::OutcomeCount> outcomes;
   const auto account = [&](const std::vector<db::UnitFinish>& units, int written) {
-    for (const auto& u : units) leases_.remove(u.lease_id);
+    for (const auto& u : units) {
+      leases_.remove(u.lease_id);
+      claimable = claimable || u.keyed;
+    }
+    for (const auto& o : outcomes) claimable = claimable || o.outcome == "requeued" || o.outcome == "retried";
     if (on_outcomes_) on_outcomes_(outcomes);
     outcomes.clear();
     const auto total = job_count(units);

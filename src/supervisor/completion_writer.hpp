@@ -19,8 +19,11 @@ namespace inferq::supervisor {
 // thousand jobs: see kMaxJobsPerWrite). A write
 // that fails because the database is gone is retried until it lands; the
 // write is idempotent, so a commit that was in doubt does no harm when
-// repeated. After each write it drops the units' leases from the registry and
-// calls on_written (the tick uses it to claim a key's next unit).
+// repeated. After each write it drops the units' leases from the registry,
+// and calls on_written when the write made work claimable (a keyed unit, or
+// jobs back to available): the tick then claims a key's next unit at once.
+// Other writes wake nothing: at one unit per job, a tick per write was a
+// third of the daemon's statements.
 class CompletionWriter {
  public:
   // How the jobs of one write ended (for metrics); called on the writer thread.
@@ -50,7 +53,9 @@ class CompletionWriter {
 
  private:
   void loop();
-  void write_batch(std::vector<db::UnitFinish>& batch);
+  // Sets `claimable` once a written unit lets work be claimed that was not
+  // claimable before: a key's next jobs, or jobs back to available.
+  void write_batch(std::vector<db::UnitFinish>& batch, bool& claimable);
 
   db::Session session_;
   std::string worker_name_;

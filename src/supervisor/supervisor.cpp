@@ -529,6 +529,13 @@ void Supervisor::set_next(Slot& slot, db::ClaimedUnit unit) {
   slot.next = std::move(unit);
 }
 
+db::UnitFinish Supervisor::finish_of(const db::ClaimedUnit& unit) {
+  db::UnitFinish finish;
+  finish.lease_id = unit.lease_id;
+  finish.keyed = unit.work_unit_key.has_value();
+  return finish;
+}
+
 void Supervisor::take_unsent(Slot& slot, db::UnitFinish& finish) {
   for (auto& f : slot.unsent) finish.jobs.push_back(std::move(f));
   slot.unsent.clear();
@@ -538,8 +545,7 @@ void Supervisor::give_back_next(Slot& slot, const std::string& why) {
   if (!slot.next) return;
   // Through the completion writer, fenced like any completion: the jobs go
   // back to available with their attempt refunded, and the lease ends.
-  db::UnitFinish finish;
-  finish.lease_id = slot.next->lease_id;
+  db::UnitFinish finish = finish_of(*slot.next);
   for (const auto& job : slot.next->jobs) {
     db::JobFinish f;
     f.job_id = job.id;
@@ -604,8 +610,7 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
     spdlog::warn("{}: unit {}: {} job(s) not sent (batch.max_bytes {})", slot_name(slot), unit.lease_id,
                  slot.unsent.size(), max_bytes);
   if (unit.jobs.empty()) {
-    db::UnitFinish finish;
-    finish.lease_id = unit.lease_id;
+    db::UnitFinish finish = finish_of(unit);
     take_unsent(slot, finish);
     writer_.submit(std::move(finish));
     slot.state = Slot::State::kIdle;
@@ -939,8 +944,7 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
     kill_executor(slot, clock_.now(), "protocol violation");
     return;
   }
-  db::UnitFinish finish;
-  finish.lease_id = unit.lease_id;
+  db::UnitFinish finish = finish_of(unit);
   finish.sink = slot.queue->sink;
   finish.jobs.reserve(unit.jobs.size());
   bool requeue_rest = false;
@@ -981,8 +985,7 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
 void Supervisor::fail_unit(Slot& slot, const std::string& error_class, const std::string& message) {
   if (!slot.unit) return;
   record_unit_end(slot);
-  db::UnitFinish finish;
-  finish.lease_id = slot.unit->lease_id;
+  db::UnitFinish finish = finish_of(*slot.unit);
   for (const auto& job : slot.unit->jobs) {
     db::JobFinish f;
     f.job_id = job.id;

@@ -124,6 +124,8 @@ class Supervisor {
   // A queue this tick claims no more for: the reap's statement found nothing
   // to claim ahead for, or its claim failed on a payload no job was blamed for.
   const config::QueueSettings* no_claim_for_ = nullptr;
+  // The finish of `unit`'s lease, with no job outcomes yet.
+  static db::UnitFinish finish_of(const db::ClaimedUnit& unit);
   // Moves the outcomes of the jobs dispatch() did not send (batch.max_bytes)
   // into the unit's `finish`, so its lease is released once, with all of them.
   void take_unsent(Slot& slot, db::UnitFinish& finish);
