@@ -206,10 +206,25 @@ std::vector<std::string> passwords_in(const std::string& url) {
   return out;
 }
 
-void replace_all(std::string& text, const std::string& what, const std::string& with) {
+bool is_word_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
+
+// Replaces `what` where it stands alone, not inside a longer word: libpq
+// echoes a password between delimiters (quotes, ':', '@', '='), and a short
+// one replaced everywhere would garble the message and, by where the ***
+// fell, spell the password out ("p***ssword" for "a").
+void replace_tokens(std::string& text, const std::string& what, const std::string& with) {
   if (what.empty()) return;
-  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + with.size()))
-    text.replace(at, what.size(), with);
+  for (std::size_t at = text.find(what); at != std::string::npos;) {
+    const std::size_t end = at + what.size();
+    const bool alone =
+        (at == 0 || !is_word_char(text[at - 1])) && (end == text.size() || !is_word_char(text[end]));
+    if (alone) {
+      text.replace(at, what.size(), with);
+      at = text.find(what, at + with.size());
+    } else {
+      at = text.find(what, at + 1);
+    }
+  }
 }
 
 }  // namespace
@@ -225,7 +240,7 @@ std::string redact_secrets(const std::string& text, const std::string& url) {
   std::vector<std::string> secrets = passwords_in(url);
   // Longest first, so that a decoded form inside a written one goes too.
   std::sort(secrets.begin(), secrets.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
-  for (const std::string& s : secrets) replace_all(out, s, "***");
+  for (const std::string& s : secrets) replace_tokens(out, s, "***");
   return redact_url(out);
 }
 

@@ -87,8 +87,9 @@ bool transaction_pooling() noexcept;
 std::string redact_url(const std::string& url);
 
 // `text` (an error from libpq, which may echo parts of the URL) with the
-// password that `url` holds replaced by "***" wherever it appears, as
-// written and percent-decoded, and with redact_url applied to it.
+// password that `url` holds replaced by "***" wherever it stands alone (not
+// inside a longer word), as written and percent-decoded, and with
+// redact_url applied to it.
 std::string redact_secrets(const std::string& text, const std::string& url);
 
 // `url` with the TCP bounds every connection gets unless the URL sets them:

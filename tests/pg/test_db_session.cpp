@@ -47,6 +47,16 @@ TEST_CASE("redact_secrets removes the password from text that echoes it, written
   CHECK(redact_secrets("nothing secret", "postgresql:///inferq") == "nothing secret");
 }
 
+TEST_CASE("redact_secrets leaves a short password inside other words alone, so the *** cannot spell it out") {
+  const std::string url = "postgresql://u:a@h/x";
+  CHECK(redact_secrets("FATAL: password authentication failed for user \"u\"", url) ==
+        "FATAL: password authentication failed for user \"u\"");
+  CHECK(redact_secrets("token: \"a\" at a, then a", url) == "token: \"***\" at ***, then ***");
+  CHECK(redact_secrets("dsn u:a@h", url) == "dsn u:***@h");
+  CHECK(redact_secrets("host=h password=ab0 said ab0c and ab0", "host=h password=ab0") ==
+        "host=h password=*** said ab0c and ***");
+}
+
 TEST_CASE("with_tcp_bounds adds connect timeout, keepalives and tcp_user_timeout unless set") {
   CHECK(with_tcp_bounds("postgresql:///inferq") ==
         "postgresql:///inferq?connect_timeout=10&keepalives=1&keepalives_idle=30&keepalives_interval=10"
