@@ -80,7 +80,8 @@ constexpr const char* kCancelHelp = R"(Usage: inferq cancel JOB_ID [--config FIL
 
 Cancels a job: an available job at once, a running one when its unit ends
 (its result is discarded). Exit code 1 when the job was already finished or
-does not exist.
+does not exist, or when a statement ran past its 30s bound (another
+transaction holding the job's row, say).
 )";
 
 struct Args {

@@ -1,4 +1,5 @@
 // The short-lived commands: migrate, enqueue, status, cancel.
+#include <chrono>
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
@@ -15,6 +16,12 @@
 
 namespace inferq::app {
 namespace {
+
+// Every statement of enqueue, status and cancel is bounded, so a row lock
+// held by another transaction or a stalled server makes the command fail
+// with the server's reason instead of hanging a shell or a cron job.
+// migrate is not: a migration may rightly take longer than any fixed bound.
+constexpr std::chrono::milliseconds kClientStatementTimeout{30'000};
 
 int db_failure(const db::DbError& e) {
   std::cerr << "inferq: " << e.what() << "\n";
@@ -75,7 +82,7 @@ int cmd_migrate(const config::Settings& settings) {
 
 int cmd_enqueue(const config::Settings& settings, const EnqueueOptions& options) {
   try {
-    db::Session session(settings.database.url, "inferq enqueue");
+    db::Session session(settings.database.url, "inferq enqueue", kClientStatementTimeout);
     // LISTEN before enqueueing so a fast completion cannot be missed.
     std::optional<db::Listener> listener;
     if (options.wait) {
@@ -142,7 +149,7 @@ int cmd_enqueue(const config::Settings& settings, const EnqueueOptions& options)
 
 int cmd_status(const config::Settings& settings, bool json) {
   try {
-    db::Session session(settings.database.url, "inferq status");
+    db::Session session(settings.database.url, "inferq status", kClientStatementTimeout);
     const auto report = db::read_status(session, settings.worker.stale_after);
     if (json) {
       std::ostringstream o;
@@ -212,7 +219,7 @@ int cmd_status(const config::Settings& settings, bool json) {
 
 int cmd_cancel(const config::Settings& settings, std::int64_t job_id) {
   try {
-    db::Session session(settings.database.url, "inferq cancel");
+    db::Session session(settings.database.url, "inferq cancel", kClientStatementTimeout);
     if (db::cancel(session, job_id)) {
       std::cout << "job " << job_id << " cancelled\n";
       return kExitOk;

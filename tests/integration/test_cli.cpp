@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <pqxx/pqxx>
+
 #include "support/daemon.hpp"
 
 namespace {
@@ -188,4 +190,24 @@ TEST_CASE("enqueue --wait, status and cancel against a running daemon") {
   CHECK(wait_until([&] { return contains(run_cli({"status", "--config", config_file}, url).out, "LIVE WORKERS: 0"); },
                    10s, 100ms));
   CHECK(std::chrono::steady_clock::now() - killed_at < 5s);
+}
+
+TEST_CASE("cancel blocked by a row lock gives up at its statement bound with the server's reason") {
+  const std::string url = fresh_inferq_database();
+  const std::int64_t id = enqueue(url, "nobody", R"({"c":3})");
+  // Another transaction holds the job's row, as a producer's long
+  // transaction may: an unbounded cancel would wait for it forever.
+  pqxx::connection holder(url);
+  pqxx::work tx(holder);
+  tx.exec("SELECT 1 FROM inferq.jobs WHERE id = " + std::to_string(id) + " FOR UPDATE");
+  const auto started = std::chrono::steady_clock::now();
+  const auto blocked = run_cli({"cancel", std::to_string(id)}, url, 60s);
+  const auto waited = std::chrono::steady_clock::now() - started;
+  CAPTURE(blocked.err);
+  CHECK(exited_with(blocked.status, 1));
+  CHECK(contains(blocked.err, "statement timeout"));
+  CHECK(waited >= 29s);
+  tx.abort();
+  CHECK(job(url, id)->state == "available");
+  CHECK(exited_with(run_cli({"cancel", std::to_string(id)}, url).status, 0));
 }
