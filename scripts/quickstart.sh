@@ -117,6 +117,32 @@ $finished && echo "all done" || echo "still $pending job(s) pending after ${wait
 say "SELECT id, queue, state, attempts, left(result::text, 90) AS result, last_error FROM inferq.jobs"
 sql -c "SELECT id, queue, state, attempts, left(result::text, 90) AS result, last_error FROM inferq.jobs WHERE id >= $first_id ORDER BY id"
 
+say "checking that each job ended as it should"
+# The fail job ends dead with its own message; every other job succeeds, and
+# each model job's result holds its output tensor.
+wrong=$(sql -At <<SQL
+SELECT id || ' ' || queue || ': ' || state || coalesce(' (' || last_error || ')', '')
+  FROM inferq.jobs
+ WHERE id >= $first_id
+   AND NOT CASE queue
+         WHEN 'fail' THEN state = 'dead' AND last_error LIKE '%quickstart: this job fails on purpose%'
+         WHEN 'mlp' THEN state = 'succeeded' AND result->'outputs'->0->>'name' = 'y'
+         WHEN 'encoder' THEN state = 'succeeded' AND result->'outputs'->0->>'name' = 'embedding'
+         ELSE state = 'succeeded'
+       END
+ ORDER BY id
+SQL
+)
+count=$(sql -At -c "SELECT count(*) FROM inferq.jobs WHERE id >= $first_id")
+jobs_ok=false
+if [[ -z "$wrong" && "$count" == 12 ]]; then
+  jobs_ok=true
+  echo "all 12 jobs ended as expected: 11 succeeded, the fail job dead"
+else
+  echo "jobs that did not end as expected (of $count):" >&2
+  printf '  %s\n' "$wrong" >&2
+fi
+
 say "inferq status"
 "$inferq" status --config "$config"
 
@@ -140,4 +166,4 @@ if $started_cluster; then
   echo "  scripts/pg-local.sh stop              # stops the private PostgreSQL"
 fi
 
-$finished && [[ "$daemon_status" == 0 ]]
+$finished && $jobs_ok && [[ "$daemon_status" == 0 ]]

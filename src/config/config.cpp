@@ -9,7 +9,9 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <set>
@@ -603,11 +605,22 @@ std::string read_config_file(const std::string& path) {
   return text;
 }
 
-// A relative model or library path means "beside the config file".
+// A relative model or library path means "beside the config file", made
+// absolute: executors read a copy of the config from /proc/PID/fd/N, where
+// a path relative to a relative config path would resolve under /proc.
 std::string beside(const std::string& config_path, const std::string& p) {
+  if (p.empty() || p.front() == '/') return p;
+  std::string dir;
+  if (config_path.empty() || config_path.front() != '/') {
+    char cwd[PATH_MAX];
+    if (::getcwd(cwd, sizeof cwd) == nullptr)
+      throw ConfigError("config " + config_path + ": cannot resolve " + p +
+                        ": getcwd: " + std::strerror(errno));
+    dir = std::string(cwd) + "/";
+  }
   const std::size_t slash = config_path.rfind('/');
-  if (p.empty() || p.front() == '/' || slash == std::string::npos) return p;
-  return config_path.substr(0, slash + 1) + p;
+  if (slash != std::string::npos) dir += config_path.substr(0, slash + 1);
+  return dir + p;
 }
 
 }  // namespace

@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -294,4 +296,36 @@ TEST_CASE("a model queue that cannot start stops inferq run with a message namin
       CHECK(d.log().find(c.message) != std::string::npos);
     }
   }
+}
+
+TEST_CASE("relative config and model paths work as in the quick start (issue 22 item 1)") {
+  // `inferq run --config etc/inferq.yaml` from DIR, with `model:
+  // ../models/mlp.pt`: executors read their copy of the config from
+  // /proc/PID/fd/N, and must still find the model beside the file.
+  const std::string url = fresh_inferq_database();
+  TempDir dir("inferq-relative");
+  std::filesystem::create_directory(dir.file("etc"));
+  std::filesystem::create_directory_symlink(models().path(), dir.file("models"));
+  TestQueue q = mlp_queue();
+  q.model = "../models/mlp.pt";
+  {
+    std::ofstream out(dir.file("etc/inferq.yaml"));
+    out << daemon_config(url, {q}).yaml();
+  }
+  const auto old_cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path());  // the child inherits it
+  ChildProcess d({bin_path("inferq"), "run", "--config", "etc/inferq.yaml"}, {{"INFERQ_DATABASE_URL", url}},
+                 dir.file("daemon.log"));
+  std::filesystem::current_path(old_cwd);
+  INFO("daemon log:\n", d.log());
+  const auto id = enqueue(url, "mlp", payload({x_input(features(5))}));
+  REQUIRE(wait_all_final(url, 60s));
+  const auto row = job(url, id);
+  REQUIRE(row);
+  check_result(*row, "mlp", "y", reference(models().file("mlp.pt"), at::tensor(features(5))));
+  CHECK(d.running());
+  d.send_signal(SIGTERM);
+  const auto status = d.wait_exit(30s);
+  REQUIRE(status);
+  CHECK(exited_with(*status, 0));
 }

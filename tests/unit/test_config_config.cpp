@@ -678,3 +678,37 @@ TEST_CASE("executor_document: the same settings without the database, with paths
         inferq::config::executor_threads(want, want.queues[0]));
   CHECK(got.database.url == Settings().database.url);
 }
+
+TEST_CASE("a relative config path still gives executors absolute model paths (the quick start's case)") {
+  // The quick start runs `inferq run --config config/quickstart.yaml` with
+  // `model: ../.inferq/models/mlp.pt`; executors read the copy from
+  // /proc/PID/fd/N, where a path relative to the config's would be wrong.
+  const auto path = write_temp("relative.yaml",
+                               "queues:\n  - name: enc\n    model: ../models/enc.pt\n"
+                               "    extra_libraries: [ops/libx.so]\n"
+                               "    inputs: [{name: ids, datatype: INT64, shape: [-1]}]\n"
+                               "    outputs: [{name: e}]\n");
+  const inferq::util::ScopeGuard remove_file([&] { std::filesystem::remove(path); });
+  const auto old_cwd = std::filesystem::current_path();
+  const inferq::util::ScopeGuard restore_cwd([&] { std::filesystem::current_path(old_cwd); });
+  const auto tmp = path.parent_path();
+  std::filesystem::current_path(tmp.parent_path());
+  const std::string relative = tmp.filename().string() + "/" + path.filename().string();
+  const std::string want_model =
+      tmp.parent_path().string() + "/" + tmp.filename().string() + "/../models/enc.pt";
+
+  const Settings daemon = inferq::config::load_settings(relative);
+  REQUIRE(daemon.queues.size() == 1);
+  CHECK(daemon.queues[0].model == want_model);
+  const Settings got =
+      inferq::config::parse_settings(inferq::config::executor_document(relative), "/proc/1/fd/7");
+  REQUIRE(got.queues.size() == 1);
+  CHECK(got.queues[0].model == want_model);
+  CHECK(got.queues[0].extra_libraries == std::vector<std::string>{tmp.parent_path().string() + "/" +
+                                                                  tmp.filename().string() + "/ops/libx.so"});
+  // The executor loads the copy from elsewhere (load_settings, as run_loop
+  // does); the absolute paths stay as they are.
+  const auto copy = write_temp("relative-copy.yaml", inferq::config::executor_document(relative));
+  const inferq::util::ScopeGuard remove_copy([&] { std::filesystem::remove(copy); });
+  CHECK(inferq::config::load_settings(copy.string()).queues[0].model == want_model);
+}
