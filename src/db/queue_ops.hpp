@@ -26,6 +26,8 @@ struct ClaimedUnit {
   std::int64_t lease_id = 0;
   std::optional<std::string> work_unit_key;
   std::vector<ClaimedJob> jobs;
+  // When the caller took the unit (its clock), for the unit's dispatch stage.
+  std::chrono::steady_clock::time_point claimed_at{};
 };
 
 // How one job of a unit ended. `error_class` is one of permanent, transient,
@@ -49,6 +51,9 @@ struct UnitFinish {
   // The lease is a work-unit key's: writing it lets that key's next jobs be
   // claimed, which no notification announces.
   bool keyed = false;
+  // For metrics: the unit's queue, and when it was handed to the writer.
+  std::string queue;
+  std::chrono::steady_clock::time_point submitted_at{};
 };
 
 struct WorkerIdentity {

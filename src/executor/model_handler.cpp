@@ -9,6 +9,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <utility>
@@ -130,6 +131,8 @@ class ModelHandler final : public Handler {
     protocol::UnitResult result;
     result.unit_id = unit.unit_id;
     result.jobs.resize(n);
+    timing_ = {};
+    const auto decode_started = Clock::now();
     std::vector<std::vector<DecodedTensor>> decoded;
     std::vector<std::size_t> valid;  // indexes into unit.jobs, in order
     decoded.reserve(n);
@@ -145,7 +148,11 @@ class ModelHandler final : public Handler {
       decoded.push_back(std::move(p.tensors));
       std::string().swap(unit.jobs[i].payload);  // free it early
     }
-    if (valid.empty()) return result;
+    timing_.decode_ns += elapsed_ns(decode_started);
+    if (valid.empty()) {
+      result.timing = timing_;
+      return result;
+    }
 
     // One forward over valid jobs [begin, end). The fault policy splits the
     // range on out-of-memory and ends the executor on a sticky CUDA error;
@@ -160,6 +167,7 @@ class ModelHandler final : public Handler {
       outs[k].job_id = unit.jobs[valid[k]].job_id;
       result.jobs[valid[k]] = std::move(outs[k]);
     }
+    result.timing = timing_;
     return result;
   }
 
@@ -342,14 +350,20 @@ class ModelHandler final : public Handler {
     std::vector<at::Tensor> results;
     {
       c10::InferenceMode guard;
+      auto started = Clock::now();
       std::vector<c10::IValue> args = make_batch(decoded, begin, end);
+      timing_.decode_ns += elapsed_ns(started);
+      started = Clock::now();
       const c10::IValue out = module_.forward(std::move(args));
       results = map_outputs(out, m);
+      // The copy to the host waits for the device: the forward's whole time.
       for (at::Tensor& t : results) {
         const auto type = result_type(t.scalar_type());
         t = t.to(at::kCPU, type.second).contiguous();
       }
+      timing_.forward_ns += elapsed_ns(started);
     }
+    const auto encode_started = Clock::now();
     std::vector<JobOutput> outs(static_cast<std::size_t>(m));
     std::vector<OutputView> views(results.size());
     for (std::int64_t i = 0; i < m; ++i) {
@@ -364,6 +378,7 @@ class ModelHandler final : public Handler {
       }
       encode_result(outs[static_cast<std::size_t>(i)].body, name_, views);
     }
+    timing_.encode_ns += elapsed_ns(encode_started);
     return outs;
   }
 
@@ -389,6 +404,15 @@ class ModelHandler final : public Handler {
     for (int round = 0; round < 2; ++round) run_batch(decoded, 0, batch);
   }
 
+  using Clock = std::chrono::steady_clock;
+  static std::uint64_t elapsed_ns(Clock::time_point since) {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - since).count());
+  }
+
+  // The current unit's stages, added up over its forwards (a split batch
+  // runs several).
+  protocol::UnitTiming timing_;
   std::string name_;
   std::vector<InputSpec> specs_;
   std::vector<std::string> outputs_;

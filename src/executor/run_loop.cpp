@@ -7,9 +7,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <chrono>
 #include <climits>
 #include <csignal>
-#include <charconv>
 #include <cstdio>
 #include <exception>
 #include <optional>
@@ -164,8 +165,14 @@ int serve(int fd, Handler& handler, std::string_view handler_name,
       const std::size_t jobs = unit->jobs.size();
       protocol::UnitResult result;
       std::string fatal;
+      const auto started = std::chrono::steady_clock::now();
       try {
         result = handler.run_unit(std::move(*unit));
+        const protocol::UnitTiming& t = result.timing;
+        if (t.decode_ns == 0 && t.forward_ns == 0 && t.encode_ns == 0)
+          result.timing.forward_ns = static_cast<std::uint64_t>(
+              std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started)
+                  .count());
         if (result.jobs.size() != jobs) {
           fatal = "handler " + std::string(handler_name) + " returned " + std::to_string(result.jobs.size()) +
                   " outputs for " + std::to_string(jobs) + " jobs";
@@ -182,6 +189,10 @@ int serve(int fd, Handler& handler, std::string_view handler_name,
         return kExitFatal;
       }
       result.unit_id = unit_id;
+      result.timing.sent_ns =
+          static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                         std::chrono::steady_clock::now().time_since_epoch())
+                                         .count());
       try {
         protocol::write_message(fd, result);
       } catch (const std::length_error& e) {

@@ -28,6 +28,8 @@ constexpr std::array<RestartReason, 4> kReasons = {RestartReason::kDeadline, Res
                                                    RestartReason::kFatalGpu, RestartReason::kIdle};
 constexpr std::array<DbOp, 6> kDbOps = {DbOp::kReap,     DbOp::kClaim,   DbOp::kHeartbeat,
                                         DbOp::kComplete, DbOp::kRelease, DbOp::kSample};
+constexpr std::array<Stage, 6> kStages = {Stage::kDispatch, Stage::kDecode, Stage::kForward,
+                                          Stage::kEncode,   Stage::kReturn, Stage::kComplete};
 
 // Seconds a job waits: from milliseconds (a hot queue) to an hour (a backlog).
 const Histogram::BucketBoundaries kWaitBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,    2.5,
@@ -35,6 +37,11 @@ const Histogram::BucketBoundaries kWaitBuckets = {0.005, 0.01, 0.025, 0.05, 0.1,
 // Seconds a unit runs: from a built-in echo to a deadline of minutes.
 const Histogram::BucketBoundaries kRunBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                                  1,     2.5,    5,     10,   30,    60,   120, 300,  600};
+// Seconds a unit spends in one stage: from a pipe hop (tens of microseconds)
+// to a forward pass of seconds.
+const Histogram::BucketBoundaries kStageBuckets = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                   0.01,    0.025,  0.05,    0.1,    0.25,  0.5,    1,
+                                                   2.5,     5,      10,      30,     60};
 const Histogram::BucketBoundaries kBatchBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
 // Seconds a tick takes: a few statements; long ticks mean a slow database.
 const Histogram::BucketBoundaries kTickBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -173,6 +180,24 @@ const char* to_string(DbOp op) {
   return "unknown";
 }
 
+const char* to_string(Stage stage) {
+  switch (stage) {
+    case Stage::kDispatch:
+      return "dispatch";
+    case Stage::kDecode:
+      return "decode";
+    case Stage::kForward:
+      return "forward";
+    case Stage::kEncode:
+      return "encode";
+    case Stage::kReturn:
+      return "return";
+    case Stage::kComplete:
+      return "complete";
+  }
+  return "unknown";
+}
+
 struct Metrics::Impl {
   struct QueueSeries {
     Counter* claimed = nullptr;
@@ -180,6 +205,7 @@ struct Metrics::Impl {
     Histogram* wait = nullptr;
     Histogram* run = nullptr;
     Histogram* batch = nullptr;
+    std::array<Histogram*, kStages.size()> stages{};
     Counter* deadline = nullptr;
     std::array<Counter*, kReasons.size()> restarts{};
     Gauge* busy = nullptr;
@@ -250,6 +276,13 @@ Metrics::Metrics(const std::vector<std::string>& queues, std::chrono::millisecon
                     .Name("inferq_batch_jobs")
                     .Help("Jobs per work unit handed to an executor.")
                     .Register(r);
+  auto& stages = prometheus::BuildHistogram()
+                     .Name("inferq_unit_stage_seconds")
+                     .Help(
+                         "Seconds a work unit spent in each stage: dispatch (claimed to sent to its "
+                         "executor), decode, forward, encode (in the executor), return (executor to "
+                         "supervisor), complete (handed to the writer to committed).")
+                     .Register(r);
   auto& deadline = prometheus::BuildCounter()
                        .Name("inferq_deadline_exceeded_total")
                        .Help("Work units whose executor was killed at the queue's deadline.")
@@ -327,6 +360,8 @@ Metrics::Metrics(const std::vector<std::string>& queues, std::chrono::millisecon
     q->wait = &wait.Add({{"queue", name}}, kWaitBuckets);
     q->run = &run.Add({{"queue", name}}, kRunBuckets);
     q->batch = &batch.Add({{"queue", name}}, kBatchBuckets);
+    for (std::size_t i = 0; i < kStages.size(); ++i)
+      q->stages[i] = &stages.Add({{"queue", name}, {"stage", to_string(kStages[i])}}, kStageBuckets);
     q->deadline = &deadline.Add({{"queue", name}});
     for (std::size_t i = 0; i < kReasons.size(); ++i)
       q->restarts[i] = &restarts.Add({{"queue", name}, {"reason", to_string(kReasons[i])}});
@@ -355,6 +390,10 @@ void Metrics::unit_started(const std::string& queue, std::size_t jobs) {
 
 void Metrics::unit_finished(const std::string& queue, double run_seconds) {
   if (auto* q = impl_->find(queue)) q->run->Observe(run_seconds < 0 ? 0 : run_seconds);
+}
+
+void Metrics::unit_stage(const std::string& queue, Stage stage, double seconds) {
+  if (auto* q = impl_->find(queue)) q->stages[index_of(kStages, stage)]->Observe(seconds < 0 ? 0 : seconds);
 }
 
 void Metrics::deadline_exceeded(const std::string& queue) {

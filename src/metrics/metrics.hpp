@@ -31,6 +31,16 @@ enum class RestartReason {
 // A database operation, as inferq_db_errors_total{op} counts its failures.
 enum class DbOp { kReap, kClaim, kHeartbeat, kComplete, kRelease, kSample };
 
+// A stage of a work unit, as inferq_unit_stage_seconds{stage} times it.
+enum class Stage {
+  kDispatch,  // claimed to sent to its executor (a prefetched unit waits here)
+  kDecode,    // payloads to input tensors, in the executor
+  kForward,   // the forward pass with its outputs on the host (a built-in: its run)
+  kEncode,    // outputs to result documents, in the executor
+  kReturn,    // the executor's write of the result to the supervisor's read
+  kComplete,  // handed to the completion writer to committed
+};
+
 // The labels of inferq_build_info.
 struct BuildInfo {
   std::string version;
@@ -65,6 +75,7 @@ struct Health {
 const char* to_string(Outcome outcome);
 const char* to_string(RestartReason reason);
 const char* to_string(DbOp op);
+const char* to_string(Stage stage);
 
 class Metrics {
  public:
@@ -84,6 +95,8 @@ class Metrics {
   void unit_started(const std::string& queue, std::size_t jobs);
   // A unit ended (result, failure, deadline or crash) `run_seconds` after it started.
   void unit_finished(const std::string& queue, double run_seconds);
+  // One unit spent `seconds` in `stage` (any thread).
+  void unit_stage(const std::string& queue, Stage stage, double seconds);
   void deadline_exceeded(const std::string& queue);
   // The one call for every executor replacement; the reasons fatal_gpu and
   // idle are fed by the executor code paths that detect them.

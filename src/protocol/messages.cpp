@@ -16,6 +16,7 @@ constexpr std::size_t kHeaderBytes = 2;  // version, type
 // checked against these before anything is reserved for it.
 constexpr std::size_t kMinJobInputBytes = 8 + 4;
 constexpr std::size_t kMinJobOutputBytes = 8 + 1 + 4;
+constexpr std::size_t kTimingBytes = 4 * 8;  // UnitTiming, after the jobs
 
 template <typename T>
 T to_le(T v) noexcept {
@@ -69,7 +70,7 @@ std::size_t body_bytes(const RunUnit& m) {
 std::size_t body_bytes(const UnitResult& m) {
   std::size_t n = 8 + 4;
   for (const JobOutput& j : m.jobs) n += 8 + 1 + str_bytes(j.body);
-  return n;
+  return n + kTimingBytes;
 }
 
 void put_body(std::string& out, const Ready& m) {
@@ -93,6 +94,10 @@ void put_body(std::string& out, const UnitResult& m) {
     put_u8(out, static_cast<std::uint8_t>(j.outcome));
     put_str(out, j.body);
   }
+  put(out, m.timing.decode_ns);
+  put(out, m.timing.forward_ns);
+  put(out, m.timing.encode_ns);
+  put(out, m.timing.sent_ns);
 }
 
 MessageType type_of(const Message& m) noexcept {
@@ -211,6 +216,9 @@ std::string decode_body(Reader& r, UnitResult& m) {
     j.outcome = static_cast<Outcome>(outcome);
     if (!r.get_str(j.body)) return short_body("UnitResult", indexed("jobs", i, "body"));
   }
+  if (!r.get(m.timing.decode_ns) || !r.get(m.timing.forward_ns) || !r.get(m.timing.encode_ns) ||
+      !r.get(m.timing.sent_ns))
+    return short_body("UnitResult", "timing");
   return {};
 }
 

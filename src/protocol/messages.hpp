@@ -16,7 +16,8 @@
 // decode exactly is malformed.
 namespace inferq::protocol {
 
-inline constexpr std::uint8_t kProtocolVersion = 1;
+// 2: UnitResult carries the executor's stage timing (issue 21).
+inline constexpr std::uint8_t kProtocolVersion = 2;
 inline constexpr std::uint32_t kMaxFrameBytes = 1u << 30;  // 1 GiB
 
 enum class MessageType : std::uint8_t {
@@ -54,9 +55,22 @@ struct JobOutput {
   std::string body;
 };
 
+// Where a unit's time went in the executor, for inferq_unit_stage_seconds.
+// A built-in handler's whole run counts as its forward.
+struct UnitTiming {
+  std::uint64_t decode_ns = 0;   // payloads to the batch's input tensors
+  std::uint64_t forward_ns = 0;  // the forward pass, its outputs on the host
+  std::uint64_t encode_ns = 0;   // output tensors to result documents
+  // steady_clock (CLOCK_MONOTONIC, shared by the processes of one host) when
+  // the executor wrote the result: the supervisor's receipt minus this is the
+  // result's trip back.
+  std::uint64_t sent_ns = 0;
+};
+
 struct UnitResult {
   std::uint64_t unit_id = 0;
   std::vector<JobOutput> jobs;  // one per job of the unit, same order
+  UnitTiming timing;
 };
 
 // The executor is about to exit because it can no longer run units safely

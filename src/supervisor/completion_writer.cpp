@@ -61,13 +61,14 @@ std::size_t job_count(const std::vector<db::UnitFinish>& units) {
 
 CompletionWriter::CompletionWriter(std::string db_url, std::string worker_name, LeaseRegistry& leases,
                                    std::function<void()> on_written, OutcomesFn on_outcomes,
-                                   std::function<void()> on_db_error)
+                                   std::function<void()> on_db_error, UnitWrittenFn on_unit_written)
     : session_(std::move(db_url), "inferq completion writer", std::chrono::seconds(60)),
       worker_name_(std::move(worker_name)),
       leases_(leases),
       on_written_(std::move(on_written)),
       on_outcomes_(std::move(on_outcomes)),
-      on_db_error_(std::move(on_db_error)) {}
+      on_db_error_(std::move(on_db_error)),
+      on_unit_written_(std::move(on_unit_written)) {}
 
 CompletionWriter::~CompletionWriter() { stop(); }
 
@@ -75,6 +76,7 @@ void CompletionWriter::start() { thread_ = std::thread([this] { loop(); }); }
 
 void CompletionWriter::submit(db::UnitFinish unit) {
   bound_results(unit);
+  unit.submitted_at = std::chrono::steady_clock::now();
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(std::move(unit));
@@ -157,9 +159,12 @@ void CompletionWriter::loop() {
 void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch, bool& claimable) {
   std::vector<db::OutcomeCount> outcomes;
   const auto account = [&](const std::vector<db::UnitFinish>& units, int written) {
+    const auto committed = std::chrono::steady_clock::now();
     for (const auto& u : units) {
       leases_.remove(u.lease_id);
       claimable = claimable || u.keyed;
+      if (on_unit_written_)
+        on_unit_written_(u.queue, std::chrono::duration<double>(committed - u.submitted_at).count());
     }
     for (const auto& o : outcomes) claimable = claimable || o.outcome == "requeued" || o.outcome == "retried";
     if (on_outcomes_) on_outcomes_(outcomes);

@@ -28,11 +28,15 @@ class CompletionWriter {
  public:
   // How the jobs of one write ended (for metrics); called on the writer thread.
   using OutcomesFn = std::function<void(const std::vector<db::OutcomeCount>&)>;
+  // A unit of `queue` was committed `seconds` after its submit(); called on
+  // the writer thread.
+  using UnitWrittenFn = std::function<void(const std::string& queue, double seconds)>;
 
-  // on_outcomes and on_db_error (each failed write) are optional metrics hooks.
+  // on_outcomes, on_db_error (each failed write) and on_unit_written are
+  // optional metrics hooks.
   CompletionWriter(std::string db_url, std::string worker_name, LeaseRegistry& leases,
                    std::function<void()> on_written, OutcomesFn on_outcomes = {},
-                   std::function<void()> on_db_error = {});
+                   std::function<void()> on_db_error = {}, UnitWrittenFn on_unit_written = {});
   ~CompletionWriter();
   CompletionWriter(const CompletionWriter&) = delete;
   CompletionWriter& operator=(const CompletionWriter&) = delete;
@@ -63,6 +67,7 @@ class CompletionWriter {
   std::function<void()> on_written_;
   OutcomesFn on_outcomes_;
   std::function<void()> on_db_error_;
+  UnitWrittenFn on_unit_written_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -116,7 +116,10 @@ Supervisor::Supervisor(SupervisorOptions options)
                 metrics_.jobs_finished(c.queue, *outcome, c.jobs);
             }
           },
-          [this] { metrics_.db_error(metrics::DbOp::kComplete); }),
+          [this] { metrics_.db_error(metrics::DbOp::kComplete); },
+          [this](const std::string& queue, double seconds) {
+            metrics_.unit_stage(queue, metrics::Stage::kComplete, seconds);
+          }),
       heartbeater_(
           settings_.database.url, options_.worker_id, settings_.worker.heartbeat_interval, leases_,
           [this] { return tick_alive(); }, [this] { wake(); },
@@ -497,7 +500,8 @@ bool Supervisor::fail_unclaimable(const config::QueueSettings& queue, const db::
   }
 }
 
-void Supervisor::record_claimed(const Slot& slot, const db::ClaimedUnit& unit) {
+void Supervisor::record_claimed(const Slot& slot, db::ClaimedUnit& unit) {
+  unit.claimed_at = clock_.now();
   std::vector<double> waits;
   waits.reserve(unit.jobs.size());
   for (const auto& job : unit.jobs) waits.push_back(job.wait_seconds);
@@ -529,8 +533,9 @@ void Supervisor::set_next(Slot& slot, db::ClaimedUnit unit) {
   slot.next = std::move(unit);
 }
 
-db::UnitFinish Supervisor::finish_of(const db::ClaimedUnit& unit) {
+db::UnitFinish Supervisor::finish_of(const Slot& slot, const db::ClaimedUnit& unit) {
   db::UnitFinish finish;
+  finish.queue = slot.queue->name;
   finish.lease_id = unit.lease_id;
   finish.keyed = unit.work_unit_key.has_value();
   return finish;
@@ -545,7 +550,7 @@ void Supervisor::give_back_next(Slot& slot, const std::string& why) {
   if (!slot.next) return;
   // Through the completion writer, fenced like any completion: the jobs go
   // back to available with their attempt refunded, and the lease ends.
-  db::UnitFinish finish = finish_of(*slot.next);
+  db::UnitFinish finish = finish_of(slot, *slot.next);
   for (const auto& job : slot.next->jobs) {
     db::JobFinish f;
     f.job_id = job.id;
@@ -610,7 +615,7 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
     spdlog::warn("{}: unit {}: {} job(s) not sent (batch.max_bytes {})", slot_name(slot), unit.lease_id,
                  slot.unsent.size(), max_bytes);
   if (unit.jobs.empty()) {
-    db::UnitFinish finish = finish_of(unit);
+    db::UnitFinish finish = finish_of(slot, unit);
     take_unsent(slot, finish);
     writer_.submit(std::move(finish));
     slot.state = Slot::State::kIdle;
@@ -633,6 +638,8 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
   const util::LogScope scope({util::LogField::text("queue", slot.queue->name), util::LogField::number("slot", slot.index),
                               util::LogField::number("lease", unit.lease_id), util::LogField::numbers("job_ids", ids)});
   spdlog::debug("{}: unit {} with {} job(s)", slot_name(slot), unit.lease_id, unit.jobs.size());
+  metrics_.unit_stage(slot.queue->name, metrics::Stage::kDispatch,
+                      seconds_between(unit.claimed_at, clock_.now()));
   slot.unit = std::move(unit);
   if (!slot.proc->writer.flush_to(slot.proc->socket_fd())) {
     // The executor is gone; its exit will fail the unit.
@@ -742,6 +749,7 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
         kill_executor(slot, now, "protocol violation");
         return;
       }
+      record_stages(slot, result->timing);
       finish_unit(slot, *result);
       if (slot.state == Slot::State::kExiting) return;
       slot.state = Slot::State::kIdle;
@@ -936,6 +944,21 @@ std::int64_t Supervisor::retry_ms(const config::QueueSettings& queue, int attemp
   return delay.count();
 }
 
+void Supervisor::record_stages(const Slot& slot, const protocol::UnitTiming& timing) {
+  const std::string& queue = slot.queue->name;
+  metrics_.unit_stage(queue, metrics::Stage::kDecode, static_cast<double>(timing.decode_ns) * 1e-9);
+  metrics_.unit_stage(queue, metrics::Stage::kForward, static_cast<double>(timing.forward_ns) * 1e-9);
+  metrics_.unit_stage(queue, metrics::Stage::kEncode, static_cast<double>(timing.encode_ns) * 1e-9);
+  // The executor stamped sent_ns with its steady clock, which is this
+  // host's CLOCK_MONOTONIC: so is std::chrono::steady_clock here, whatever
+  // clock_ is (tests run the tick under a manual clock).
+  const auto received = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+  const auto trip = static_cast<double>(received - static_cast<std::int64_t>(timing.sent_ns)) * 1e-9;
+  metrics_.unit_stage(queue, metrics::Stage::kReturn, timing.sent_ns == 0 ? 0 : trip);
+}
+
 void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
   db::ClaimedUnit& unit = *slot.unit;
   if (result.jobs.size() != unit.jobs.size()) {
@@ -944,7 +967,7 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
     kill_executor(slot, clock_.now(), "protocol violation");
     return;
   }
-  db::UnitFinish finish = finish_of(unit);
+  db::UnitFinish finish = finish_of(slot, unit);
   finish.sink = slot.queue->sink;
   finish.jobs.reserve(unit.jobs.size());
   bool requeue_rest = false;
@@ -985,7 +1008,7 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
 void Supervisor::fail_unit(Slot& slot, const std::string& error_class, const std::string& message) {
   if (!slot.unit) return;
   record_unit_end(slot);
-  db::UnitFinish finish = finish_of(*slot.unit);
+  db::UnitFinish finish = finish_of(slot, *slot.unit);
   for (const auto& job : slot.unit->jobs) {
     db::JobFinish f;
     f.job_id = job.id;

@@ -114,7 +114,8 @@ class Supervisor {
   // may succeed now. Records a lost connection as a database failure.
   bool fail_unclaimable(const config::QueueSettings& queue, const db::DbError& why, TimePoint now);
   // Counts a claimed unit's jobs and their waits in the metrics.
-  void record_claimed(const Slot& slot, const db::ClaimedUnit& unit);
+  // and stamps its claimed_at.
+  void record_claimed(const Slot& slot, db::ClaimedUnit& unit);
   // For each busy slot of a queue with prefetch (and no max_wait), claims
   // the unit it runs next, so that unit starts the moment the current one
   // ends instead of after a claim's round trip.
@@ -124,8 +125,8 @@ class Supervisor {
   // A queue this tick claims no more for: the reap's statement found nothing
   // to claim ahead for, or its claim failed on a payload no job was blamed for.
   const config::QueueSettings* no_claim_for_ = nullptr;
-  // The finish of `unit`'s lease, with no job outcomes yet.
-  static db::UnitFinish finish_of(const db::ClaimedUnit& unit);
+  // The finish of `unit`'s lease (of `slot`'s queue), with no job outcomes yet.
+  static db::UnitFinish finish_of(const Slot& slot, const db::ClaimedUnit& unit);
   // Moves the outcomes of the jobs dispatch() did not send (batch.max_bytes)
   // into the unit's `finish`, so its lease is released once, with all of them.
   void take_unsent(Slot& slot, db::UnitFinish& finish);
@@ -146,6 +147,8 @@ class Supervisor {
   void on_exit(Slot& slot, TimePoint now);
   void check_timers(TimePoint now);
   void start_executor(Slot& slot, TimePoint now);
+  // Observes the executor's stages of `slot`'s unit, and the result's trip back.
+  void record_stages(const Slot& slot, const protocol::UnitTiming& timing);
   void finish_unit(Slot& slot, const protocol::UnitResult& result);
   void fail_unit(Slot& slot, const std::string& error_class, const std::string& message);
   void kill_executor(Slot& slot, TimePoint now, const std::string& why);

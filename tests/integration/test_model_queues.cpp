@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "support/daemon.hpp"
+#include "support/http_get.hpp"
 
 namespace {
 
@@ -328,4 +329,59 @@ TEST_CASE("relative config and model paths work as in the quick start (issue 22 
   const auto status = d.wait_exit(30s);
   REQUIRE(status);
   CHECK(exited_with(*status, 0));
+}
+
+TEST_CASE("each unit's stages are timed in inferq_unit_stage_seconds (issue 21)") {
+  const std::string url = fresh_inferq_database();
+  std::vector<std::string> payloads;
+  for (int j = 0; j < 20; ++j) payloads.push_back(payload({x_input(features(j))}));
+  enqueue_many(url, "mlp", payloads);
+  enqueue_many(url, "echo", {R"({"i": 1})", R"({"i": 2})", R"({"i": 3})"});
+  Daemon d(daemon_config(url, {mlp_queue(8), test_queue("echo", "builtin:echo", 1, 2)}), "stages");
+  INFO("daemon log:\n", d.log());
+  REQUIRE(d.wait_ready(60s));
+  const auto address = d.metrics_address();
+  REQUIRE(address);
+  REQUIRE(wait_all_final(url, 60s));
+  CHECK(state_counts(url)["succeeded"] == 23);
+  const auto series = [](const std::string& queue, const std::string& stage, const char* part) {
+    return "inferq_unit_stage_seconds_" + std::string(part) + "{queue=\"" + queue + "\",stage=\"" + stage +
+           "\"}";
+  };
+  for (const std::string queue : {"mlp", "echo"}) {
+    CAPTURE(queue);
+    const std::string units_series = "inferq_batch_jobs_count{queue=\"" + queue + "\"}";
+    // The completion's stage is observed once its commit returns.
+    REQUIRE(wait_until(
+        [&] {
+          return scrape(*address, series(queue, "complete", "count")) == scrape(*address, units_series);
+        },
+        10s, 50ms));
+    const auto page = http_get(*address, "/metrics");
+    REQUIRE(page);
+    const double units = metric_value(page->body, units_series).value_or(-1);
+    CHECK(units >= (queue == "mlp" ? 3 : 2));
+    for (const std::string stage : {"dispatch", "decode", "forward", "encode", "return", "complete"}) {
+      CAPTURE(stage);
+      CHECK(metric_value(page->body, series(queue, stage, "count")) == units);
+    }
+    const auto sum = [&](const std::string& stage) {
+      return metric_value(page->body, series(queue, stage, "sum")).value_or(-1);
+    };
+    // The executor's stages lie inside the unit's run as the supervisor saw it.
+    const double run =
+        metric_value(page->body, "inferq_unit_run_seconds_sum{queue=\"" + queue + "\"}").value_or(0);
+    CHECK(sum("forward") > 0);
+    CHECK(sum("decode") + sum("forward") + sum("encode") <= run);
+    CHECK(sum("return") >= 0);
+    CHECK(sum("return") <= run);
+    CHECK(sum("complete") > 0);
+    if (queue == "mlp") {
+      CHECK(sum("decode") > 0);
+      CHECK(sum("encode") > 0);
+    } else {
+      CHECK(sum("decode") == 0);  // a built-in's whole run is its forward
+      CHECK(sum("encode") == 0);
+    }
+  }
 }

@@ -17,6 +17,7 @@ using inferq::metrics::DbOp;
 using inferq::metrics::Metrics;
 using inferq::metrics::Outcome;
 using inferq::metrics::RestartReason;
+using inferq::metrics::Stage;
 using inferq::test::metric_value;
 using namespace std::chrono_literals;
 
@@ -34,6 +35,7 @@ TEST_CASE("the exposition holds every family and every pre-created label value a
                              "inferq_job_wait_seconds",
                              "inferq_unit_run_seconds",
                              "inferq_batch_jobs",
+                             "inferq_unit_stage_seconds",
                              "inferq_deadline_exceeded_total",
                              "inferq_executor_restarts_total",
                              "inferq_leases_reaped_total",
@@ -71,6 +73,9 @@ TEST_CASE("the exposition holds every family and every pre-created label value a
     CHECK(metric_value(text, "inferq_job_wait_seconds_count{queue=\"" + q + "\"}") == 0);
     CHECK(metric_value(text, "inferq_unit_run_seconds_count{queue=\"" + q + "\"}") == 0);
     CHECK(metric_value(text, "inferq_batch_jobs_count{queue=\"" + q + "\"}") == 0);
+    for (const char* stage : {"dispatch", "decode", "forward", "encode", "return", "complete"})
+      CHECK(metric_value(
+                text, "inferq_unit_stage_seconds_count{queue=\"" + q + "\",stage=\"" + stage + "\"}") == 0);
   }
   for (const char* op : {"reap", "claim", "heartbeat", "complete", "release", "sample"})
     CHECK(metric_value(text, "inferq_db_errors_total{op=\"" + std::string(op) + "\"}") == 0);
@@ -90,6 +95,10 @@ TEST_CASE("the typed methods move their series and ignore unknown queues") {
   m.jobs_claimed("q", {0.5, 2.0, -1.0});
   m.unit_started("q", 3);
   m.unit_finished("q", 0.25);
+  m.unit_stage("q", Stage::kForward, 0.5);
+  m.unit_stage("q", Stage::kForward, 0.25);
+  m.unit_stage("q", Stage::kReturn, -0.001);  // clocks a hair apart count as 0
+  m.unit_stage("unknown", Stage::kDecode, 1);
   m.jobs_finished("q", Outcome::kSucceeded, 2);
   m.jobs_finished("q", Outcome::kRetried, 1);
   m.jobs_finished("q", Outcome::kDead, 4);
@@ -115,6 +124,12 @@ TEST_CASE("the typed methods move their series and ignore unknown queues") {
   CHECK(metric_value(t, "inferq_job_wait_seconds_sum{queue=\"q\"}") == 2.5);  // a negative wait counts as 0
   CHECK(metric_value(t, "inferq_batch_jobs_sum{queue=\"q\"}") == 3);
   CHECK(metric_value(t, "inferq_unit_run_seconds_sum{queue=\"q\"}") == 0.25);
+  CHECK(metric_value(t, "inferq_unit_stage_seconds_count{queue=\"q\",stage=\"forward\"}") == 2);
+  CHECK(metric_value(t, "inferq_unit_stage_seconds_sum{queue=\"q\",stage=\"forward\"}") == 0.75);
+  CHECK(metric_value(t, "inferq_unit_stage_seconds_bucket{queue=\"q\",stage=\"forward\",le=\"0.5\"}") == 2);
+  CHECK(metric_value(t, "inferq_unit_stage_seconds_bucket{queue=\"q\",stage=\"forward\",le=\"0.25\"}") == 1);
+  CHECK(metric_value(t, "inferq_unit_stage_seconds_sum{queue=\"q\",stage=\"return\"}") == 0);
+  CHECK(metric_value(t, "inferq_unit_stage_seconds_count{queue=\"q\",stage=\"decode\"}") == 0);
   CHECK(metric_value(t, "inferq_jobs_finished_total{outcome=\"succeeded\",queue=\"q\"}") == 2);
   CHECK(metric_value(t, "inferq_jobs_finished_total{outcome=\"retried\",queue=\"q\"}") == 1);
   CHECK(metric_value(t, "inferq_jobs_finished_total{outcome=\"dead\",queue=\"q\"}") == 4);

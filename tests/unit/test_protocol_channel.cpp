@@ -129,7 +129,7 @@ TEST_CASE("FrameReader: a malformed frame is final") {
   Pair p(SOCK_NONBLOCK);
   // A good frame, then a frame of an unknown type, then a good one.
   std::string bytes = encoded(Fatal{"ok"});
-  bytes += std::string("\x02\x00\x00\x00\x01\x09", 6);
+  bytes += std::string("\x02\x00\x00\x00", 4) + static_cast<char>(kProtocolVersion) + "\x09";
   bytes += encoded(Fatal{"never"});
   write_all(p.fd[1], bytes);
   FrameReader reader;
@@ -241,7 +241,8 @@ TEST_CASE("read_message: a bad header is reported without waiting for the body")
 
 TEST_CASE("read_message: a malformed body is kMalformed") {
   Pair p;
-  write_all(p.fd[1], std::string("\x03\x00\x00\x00\x01\x04\x00", 7));
+  write_all(p.fd[1], std::string("\x03\x00\x00\x00", 4) + static_cast<char>(kProtocolVersion) +
+                         std::string("\x04\x00", 2));
   try {
     read_message(p.fd[0]);
     FAIL("no exception");

@@ -106,6 +106,19 @@ TEST_CASE("UnitResult round-trips every outcome") {
   }
 }
 
+TEST_CASE("UnitResult carries the executor's stage timing") {
+  UnitResult u{7, {{1, Outcome::kSucceeded, "{}"}}};
+  u.timing = {11, 0x0102030405060708ull, 33, 0xfffffffffffffffeull};
+  const auto r = std::get<UnitResult>(round_trip(u));
+  CHECK(r.timing.decode_ns == 11);
+  CHECK(r.timing.forward_ns == 0x0102030405060708ull);
+  CHECK(r.timing.encode_ns == 33);
+  CHECK(r.timing.sent_ns == 0xfffffffffffffffeull);
+  // A body without the timing (version 1's) is too short.
+  const std::string body = frame_of(u).substr(6);
+  check_malformed(raw_frame(3, body.substr(0, body.size() - 8)), "UnitResult: body too short for timing");
+}
+
 TEST_CASE("Fatal round-trips") {
   CHECK(std::get<Fatal>(round_trip(Fatal{"CUDA error: an illegal memory access"})).message ==
         "CUDA error: an illegal memory access");
@@ -114,7 +127,7 @@ TEST_CASE("Fatal round-trips") {
 
 TEST_CASE("the wire format is what the header documents") {
   const std::string bytes = frame_of(Ready{0x01020304, "ab"});
-  const std::string expected = std::string("\x0c\x00\x00\x00", 4) + "\x01\x01" + "\x04\x03\x02\x01" +
+  const std::string expected = std::string("\x0c\x00\x00\x00", 4) + "\x02\x01" + "\x04\x03\x02\x01" +
                                std::string("\x02\x00\x00\x00", 4) + "ab";
   CHECK(bytes == expected);
   CHECK(message_name(Message{RunUnit{}}) == std::string("RunUnit"));
@@ -165,9 +178,9 @@ TEST_CASE("malformed frames are rejected with a reason") {
     check_malformed(s, "exceeds the limit");
   }
   SUBCASE("wrong version, before the body has arrived") {
-    std::string s = raw_frame(1, std::string(100, '\0'), 2);
-    check_malformed(s.substr(0, 5), "protocol version 2");
-    check_malformed(s, "protocol version 2");
+    std::string s = raw_frame(1, std::string(100, '\0'), 1);  // version 1 had no unit timing
+    check_malformed(s.substr(0, 5), "protocol version 1");
+    check_malformed(s, "protocol version 1");
   }
   SUBCASE("unknown type, before the body has arrived") {
     check_malformed(raw_frame(0, "").substr(0, 6), "unknown message type 0");

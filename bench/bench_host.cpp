@@ -1,0 +1,320 @@
+// Host-cost benchmark (issue 21): how close a near-free model's queue comes
+// to the queue's own floor. The model is the `embed` model of
+// tests/python/export_models.py (nn.Embedding(1000, 32) mean-pooled over
+// 64 INT64 ids, scripted in Python with a fixed seed), so its forward costs
+// next to nothing and what is left is inferq's per-unit and per-job work.
+// For each batch size and instance count it drains a backlog of that model's
+// jobs end to end (a real `inferq run` on its own PostgreSQL) and, in the
+// same run, a backlog of builtin:echo jobs with `{"i": n}` payloads (the
+// queue's floor), and prints jobs/s for each, their ratio, the per-job time
+// of each stage of a unit (inferq_unit_stage_seconds) and the CPU per job of
+// PostgreSQL, the supervisor and the executors. Prints figures, asserts
+// nothing.
+//
+//   inferq-bench-host [--jobs N] [--batches 32,256] [--instances 1,2]
+//                     [--raw-seconds S] [--no-prefetch]
+#include <torch/script.h>
+#include <pqxx/pqxx>
+
+#include <ATen/Parallel.h>
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <csignal>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/child_process.hpp"
+#include "support/daemon.hpp"
+#include "support/http_get.hpp"
+#include "support/pg_cluster.hpp"
+#include "support/test_env.hpp"
+
+#ifndef INFERQ_SOURCE_DIR
+#error "INFERQ_SOURCE_DIR must be defined by the build"
+#endif
+
+using namespace inferq::test;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr int kIds = 64;  // ids per job, as the issue's user tried it
+const std::vector<std::string> kStages = {"dispatch", "decode", "forward", "encode", "return", "complete"};
+
+struct Options {
+  long jobs = 100000;
+  std::vector<int> batches = {32, 256};
+  std::vector<int> instances = {1, 2};
+  double raw_seconds = 2;
+  bool prefetch = true;
+};
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::vector<int> int_list(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  for (std::string x; std::getline(ss, x, ',');) out.push_back(std::stoi(x));
+  return out;
+}
+
+// The raw forward of the model at `batch`, one thread, in this process.
+double raw_throughput(const std::string& model_path, int batch, double seconds) {
+  std::vector<std::int64_t> ids;
+  for (int b = 0; b < batch; ++b)
+    for (int i = 0; i < kIds; ++i) ids.push_back((b * 131 + i * 71) % 1000);
+  const at::Tensor input = at::tensor(ids).reshape({batch, kIds});
+  auto module = torch::jit::load(model_path);
+  module.eval();
+  c10::InferenceMode guard;
+  for (int w = 0; w < 3; ++w) module.forward({input});
+  long runs = 0;
+  const auto t0 = Clock::now();
+  while (seconds_since(t0) < seconds) {
+    module.forward({input});
+    ++runs;
+  }
+  return static_cast<double>(runs * batch) / seconds_since(t0);
+}
+
+void fill_backlog(const std::string& url, const std::string& queue, long n) {
+  pqxx::connection c(url);
+  pqxx::work tx(c);
+  tx.exec("TRUNCATE inferq.jobs, inferq.active_sessions");
+  if (queue == "echo") {
+    tx.exec("SELECT inferq.enqueue('echo', jsonb_build_object('i', g)) FROM generate_series(1, " +
+            std::to_string(n) + ") g");
+  } else {
+    tx.exec(
+        "SELECT inferq.enqueue('embed', jsonb_build_object('inputs', jsonb_build_array(jsonb_build_object("
+        "'name', 'ids', 'datatype', 'INT64', 'shape', jsonb_build_array(" +
+        std::to_string(kIds) +
+        "), 'data', (SELECT jsonb_agg((g * 131 + i * 71) % 1000 ORDER BY i) FROM generate_series(0, " +
+        std::to_string(kIds - 1) + ") i))))) FROM generate_series(1, " + std::to_string(n) + ") g");
+  }
+  tx.commit();
+  pqxx::nontransaction nt(c);
+  nt.exec("VACUUM ANALYZE inferq.jobs");
+  nt.exec("CHECKPOINT");  // a standing backlog has been through one (see bench_queue)
+}
+
+// The fields of /proc/PID/stat after the command name, from field 3
+// (state) on; empty when the process is gone.
+std::vector<std::string> stat_fields(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto close = text.rfind(')');
+  std::vector<std::string> fields;
+  if (close == std::string::npos) return fields;
+  std::istringstream rest(text.substr(close + 2));
+  for (std::string field; rest >> field;) fields.push_back(field);
+  return fields;
+}
+
+// utime + stime (fields 14 and 15) of process `pid`, in seconds; 0 when it is gone.
+double cpu_seconds(pid_t pid) {
+  const auto f = stat_fields(pid);
+  if (f.size() < 13) return 0;
+  return (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// Field 4; 0 when the process is gone.
+pid_t parent_of(pid_t pid) {
+  const auto f = stat_fields(pid);
+  return f.size() < 2 ? 0 : static_cast<pid_t>(std::stol(f[1]));
+}
+
+// The pids whose parent is `parent`.
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  if (DIR* dir = ::opendir("/proc")) {
+    while (const dirent* e = ::readdir(dir)) {
+      const pid_t pid = static_cast<pid_t>(std::atol(e->d_name));
+      if (pid > 0 && parent_of(pid) == parent) out.push_back(pid);
+    }
+    ::closedir(dir);
+  }
+  return out;
+}
+
+// CPU seconds so far of the daemon itself, of its executors, and of the
+// cluster's backends (every child of the postmaster).
+struct CpuSplit {
+  double supervisor = 0, executors = 0, postgres = 0;
+};
+CpuSplit cpu_split(pid_t daemon, pid_t postmaster) {
+  CpuSplit c;
+  c.supervisor = cpu_seconds(daemon);
+  for (const pid_t e : children_of(daemon)) c.executors += cpu_seconds(e);
+  c.postgres = cpu_seconds(postmaster);
+  for (const pid_t b : children_of(postmaster)) c.postgres += cpu_seconds(b);
+  return c;
+}
+
+struct Drain {
+  double jobs_per_second = 0;
+  long jobs = 0;
+  std::map<std::string, double> stage_us_per_job;  // stage -> µs of one unit's stage, per job
+  double units = 0;
+  CpuSplit cpu_us_per_job;
+};
+
+Drain drain(const Options& o, const std::string& url, pid_t postmaster, const std::string& queue,
+            const std::string& model, int max_jobs, int instances) {
+  fill_backlog(url, queue, o.jobs);
+  TestQueue q = test_queue(queue, "builtin:echo", instances, max_jobs, "60s");
+  q.extra_yaml = std::string("prefetch: ") + (o.prefetch ? "true" : "false") + "\n";
+  if (queue != "echo") {
+    q.model = model;
+    q.extra_yaml +=
+        "device: cpu\nthreads: 1\nidle_exit_after: 0s\n"
+        "inputs: [{name: ids, datatype: INT64, shape: [" +
+        std::to_string(kIds) + "]}]\noutputs: [{name: e}]\n";
+  }
+  DaemonConfig config = daemon_config(url, {q});
+  config.log_level = "info";
+  config.poll_interval = "1s";
+  config.heartbeat_interval = "2s";
+  config.stale_after = "15s";
+  Daemon d(config, "bench-host");
+  const auto address = d.metrics_address(std::chrono::seconds(60));
+  if (!address || !d.wait_ready(std::chrono::seconds(60))) {
+    std::cerr << "the daemon did not start:\n" << d.log();
+    std::exit(1);
+  }
+  const CpuSplit before = cpu_split(d.pid(), postmaster);
+  pqxx::connection c(url);
+  for (;;) {
+    pqxx::nontransaction tx(c);
+    const auto left =
+        tx.exec("SELECT count(*) FROM inferq.jobs WHERE state IN ('available', 'running')")[0][0].as<long>();
+    if (left == 0) break;
+    if (!d.process().running()) {
+      std::cerr << "the daemon exited:\n" << d.log();
+      std::exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const CpuSplit after = cpu_split(d.pid(), postmaster);
+  Drain out;
+  {
+    pqxx::nontransaction tx(c);
+    // From the first claim to the last completion.
+    const auto r = tx.exec(
+        "SELECT count(*) FILTER (WHERE state = 'succeeded'), count(*),"
+        " extract(epoch FROM max(finished_at) - min(started_at))::float8 FROM inferq.jobs");
+    out.jobs = r[0][0].as<long>();
+    if (out.jobs != o.jobs)
+      std::printf("  warning: only %ld of %ld jobs succeeded\n", out.jobs, r[0][1].as<long>());
+    out.jobs_per_second = static_cast<double>(out.jobs) / r[0][2].as<double>();
+  }
+  const auto page = http_get(*address, "/metrics");
+  const double jobs = static_cast<double>(std::max(1L, out.jobs));
+  for (const std::string& stage : kStages) {
+    const std::string labels = "{queue=\"" + queue + "\",stage=\"" + stage + "\"}";
+    const auto sum = page ? metric_value(page->body, "inferq_unit_stage_seconds_sum" + labels) : std::nullopt;
+    const auto count =
+        page ? metric_value(page->body, "inferq_unit_stage_seconds_count" + labels) : std::nullopt;
+    out.stage_us_per_job[stage] = sum ? *sum * 1e6 / jobs : -1;
+    if (stage == "dispatch" && count) out.units = *count;
+  }
+  out.cpu_us_per_job.supervisor = (after.supervisor - before.supervisor) * 1e6 / jobs;
+  out.cpu_us_per_job.executors = (after.executors - before.executors) * 1e6 / jobs;
+  out.cpu_us_per_job.postgres = (after.postgres - before.postgres) * 1e6 / jobs;
+  d.terminate(std::chrono::seconds(30));
+  return out;
+}
+
+void print_drain(const char* what, const Drain& d) {
+  std::printf("  %-6s %9.0f jobs/s  %6.0f units", what, d.jobs_per_second, d.units);
+  std::printf("  | CPU us/job: postgres %5.1f supervisor %5.1f executors %5.1f\n", d.cpu_us_per_job.postgres,
+              d.cpu_us_per_job.supervisor, d.cpu_us_per_job.executors);
+  std::printf("         stage us/job:");
+  for (const std::string& stage : kStages) {
+    const double us = d.stage_us_per_job.at(stage);
+    if (us < 0) {
+      std::printf(" %s -", stage.c_str());
+    } else {
+      std::printf(" %s %.2f", stage.c_str(), us);
+    }
+  }
+  std::printf("\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const auto next = [&] { return std::string(i + 1 < argc ? argv[++i] : "0"); };
+    if (a == "--jobs") {
+      o.jobs = std::stol(next());
+    } else if (a == "--batches") {
+      o.batches = int_list(next());
+    } else if (a == "--instances") {
+      o.instances = int_list(next());
+    } else if (a == "--raw-seconds") {
+      o.raw_seconds = std::stod(next());
+    } else if (a == "--no-prefetch") {
+      o.prefetch = false;
+    } else {
+      std::cerr
+          << "usage: inferq-bench-host [--jobs N] [--batches 32,256] [--instances 1,2] [--raw-seconds S]"
+             " [--no-prefetch]\n";
+      return 2;
+    }
+  }
+  TempDir models("inferq-bench-host-models");
+  {
+    ChildProcess make({"/usr/bin/python3", std::string(INFERQ_SOURCE_DIR) + "/tests/python/export_models.py",
+                       models.path(), "--models", "embed"});
+    const auto status = make.wait_exit(std::chrono::seconds(300));
+    if (!status || !exited_with(*status, 0)) {
+      std::cerr << "export_models.py failed:\n" << make.log();
+      return 1;
+    }
+  }
+  const std::string model = models.file("embed.pt");
+  std::printf(
+      "inferq host-cost benchmark: embed.pt (nn.Embedding(1000, 32), mean over %d INT64 ids), %ld jobs per "
+      "drain, prefetch %s, %u cores\n",
+      kIds, o.jobs, o.prefetch ? "on" : "off", std::thread::hardware_concurrency());
+  at::set_num_threads(1);
+  at::set_num_interop_threads(1);
+  for (const int b : o.batches)
+    std::printf("raw forward, batch %3d, 1 thread: %10.0f jobs/s\n", b,
+                raw_throughput(model, b, o.raw_seconds));
+
+  PgCluster pg({}, PgCluster::Wal::kDefaultSegments);
+  pg.start();
+  // The unix socket, as a daemon beside its PostgreSQL would use.
+  const std::string url = pg.socket_url(PgCluster::database_name(pg.create_database()));
+  migrate_with_cli(url);
+  const pid_t postmaster = pg.server_pid();
+  for (const int b : o.batches) {
+    for (const int n : o.instances) {
+      std::printf("max_jobs %d, %d instance(s):\n", b, n);
+      const Drain echo = drain(o, url, postmaster, "echo", model, b, n);
+      print_drain("echo", echo);
+      const Drain json = drain(o, url, postmaster, "embed", model, b, n);
+      print_drain("json", json);
+      std::printf("  json / echo = %.2f\n", json.jobs_per_second / echo.jobs_per_second);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
