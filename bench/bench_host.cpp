@@ -42,10 +42,6 @@
 #include "support/pg_cluster.hpp"
 #include "support/test_env.hpp"
 
-#ifndef INFERQ_SOURCE_DIR
-#error "INFERQ_SOURCE_DIR must be defined by the build"
-#endif
-
 using namespace inferq::test;
 using Clock = std::chrono::steady_clock;
 
@@ -197,13 +193,15 @@ Drain drain(const Options& o, const std::string& url, pid_t postmaster, const st
   }
   const CpuSplit before = cpu_split(d.pid(), postmaster);
   pqxx::connection c(url);
+  const auto give_up = Clock::now() + std::chrono::minutes(10);
   for (;;) {
     pqxx::nontransaction tx(c);
     const auto left =
         tx.exec("SELECT count(*) FROM inferq.jobs WHERE state IN ('available', 'running')")[0][0].as<long>();
     if (left == 0) break;
-    if (!d.process().running()) {
-      std::cerr << "the daemon exited:\n" << d.log();
+    if (!d.process().running() || Clock::now() > give_up) {
+      std::cerr << "the daemon exited or did not drain within 10 minutes (" << left << " jobs left):\n"
+                << d.log();
       std::exit(1);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -279,14 +277,13 @@ int main(int argc, char** argv) {
     }
   }
   TempDir models("inferq-bench-host-models");
-  {
-    ChildProcess make({"/usr/bin/python3", std::string(INFERQ_SOURCE_DIR) + "/tests/python/export_models.py",
-                       models.path(), "--models", "embed"});
-    const auto status = make.wait_exit(std::chrono::seconds(300));
-    if (!status || !exited_with(*status, 0)) {
-      std::cerr << "export_models.py failed:\n" << make.log();
-      return 1;
-    }
+  try {
+    run_to_success({"/usr/bin/python3", source_path("tests/python/export_models.py"), models.path(),
+                    "--models", "embed"},
+                   std::chrono::seconds(300), "export_models.py");
+  } catch (const std::exception& e) {
+    std::cerr << e.what();
+    return 1;
   }
   const std::string model = models.file("embed.pt");
   std::printf(

@@ -282,13 +282,12 @@ int main(int argc, char** argv) {
   }
 
   TempDir models("inferq-bench-models");
-  {
-    ChildProcess make({bin_path("inferq-executor"), "make-models", models.path()});
-    const auto status = make.wait_exit(std::chrono::seconds(120));
-    if (!status || !exited_with(*status, 0)) {
-      std::cerr << "make-models failed:\n" << make.log();
-      return 1;
-    }
+  try {
+    run_to_success({bin_path("inferq-executor"), "make-models", models.path()}, std::chrono::seconds(120),
+                   "make-models");
+  } catch (const std::exception& e) {
+    std::cerr << e.what();
+    return 1;
   }
   const std::string model = models.file("encoder.pt");
   std::printf(

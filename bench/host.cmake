@@ -1,5 +1,4 @@
 find_package(Torch REQUIRED)
 add_executable(inferq-bench-host ${CMAKE_CURRENT_LIST_DIR}/bench_host.cpp)
 target_link_libraries(inferq-bench-host PRIVATE inferq_test_support PkgConfig::PQXX ${TORCH_LIBRARIES} inferq_warnings)
-target_compile_definitions(inferq-bench-host PRIVATE INFERQ_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 add_dependencies(inferq-bench-host inferq inferq-executor)

@@ -21,6 +21,7 @@
 #include "config/settings.hpp"
 #include "executor/model_plugin.hpp"
 #include "protocol/channel.hpp"
+#include "util/clock.hpp"
 #include "util/duration.hpp"
 
 #ifndef INFERQ_VERSION
@@ -169,7 +170,7 @@ int serve(int fd, Handler& handler, std::string_view handler_name,
       try {
         result = handler.run_unit(std::move(*unit));
         const protocol::UnitTiming& t = result.timing;
-        if (t.decode_ns == 0 && t.forward_ns == 0 && t.encode_ns == 0)
+        if (t.decode_ns == 0 && t.forward_ns == 0 && t.encode_ns == 0)  // a built-in: its whole run
           result.timing.forward_ns = static_cast<std::uint64_t>(
               std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started)
                   .count());
@@ -189,10 +190,7 @@ int serve(int fd, Handler& handler, std::string_view handler_name,
         return kExitFatal;
       }
       result.unit_id = unit_id;
-      result.timing.sent_ns =
-          static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                         std::chrono::steady_clock::now().time_since_epoch())
-                                         .count());
+      result.timing.sent_ns = static_cast<std::uint64_t>(util::steady_ns(std::chrono::steady_clock::now()));
       try {
         protocol::write_message(fd, result);
       } catch (const std::length_error& e) {

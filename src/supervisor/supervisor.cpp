@@ -52,10 +52,6 @@ std::vector<std::string> queue_names(const config::Settings& settings) {
   return names;
 }
 
-std::int64_t to_ns(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-}
-
 }  // namespace
 
 struct Supervisor::Slot {
@@ -181,7 +177,7 @@ std::string Supervisor::slot_name(const Slot& slot) const {
 
 int Supervisor::run() {
   const auto now = clock_.now();
-  last_tick_ns_ = to_ns(now);
+  last_tick_ns_ = util::steady_ns(now);
   writer_.start();
   heartbeater_.start();
   janitor_.start();
@@ -205,7 +201,7 @@ int Supervisor::run() {
 
 void Supervisor::tick() {
   const auto now = clock_.now();
-  last_tick_ns_ = to_ns(now);
+  last_tick_ns_ = util::steady_ns(now);
   // Invariant 1: reap first, every tick, whatever the slots say (with a slot
   // free, the same statement then claims for it).
   auto claimed_by_reap = reap_stale(now);
@@ -952,9 +948,7 @@ void Supervisor::record_stages(const Slot& slot, const protocol::UnitTiming& tim
   // The executor stamped sent_ns with its steady clock, which is this
   // host's CLOCK_MONOTONIC: so is std::chrono::steady_clock here, whatever
   // clock_ is (tests run the tick under a manual clock).
-  const auto received = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                            std::chrono::steady_clock::now().time_since_epoch())
-                            .count();
+  const std::int64_t received = util::steady_ns(std::chrono::steady_clock::now());
   const auto trip = static_cast<double>(received - static_cast<std::int64_t>(timing.sent_ns)) * 1e-9;
   metrics_.unit_stage(queue, metrics::Stage::kReturn, timing.sent_ns == 0 ? 0 : trip);
 }

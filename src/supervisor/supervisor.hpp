@@ -113,8 +113,8 @@ class Supervisor {
   // payloads that cannot be served dead. True when it made any, so the claim
   // may succeed now. Records a lost connection as a database failure.
   bool fail_unclaimable(const config::QueueSettings& queue, const db::DbError& why, TimePoint now);
-  // Counts a claimed unit's jobs and their waits in the metrics.
-  // and stamps its claimed_at.
+  // Counts a claimed unit's jobs and their waits in the metrics, and stamps
+  // its claimed_at.
   void record_claimed(const Slot& slot, db::ClaimedUnit& unit);
   // For each busy slot of a queue with prefetch (and no max_wait), claims
   // the unit it runs next, so that unit starts the moment the current one

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <mutex>
 
 namespace inferq::util {
@@ -18,6 +19,13 @@ class Clock {
   // Calendar time: for timestamps shown to people or written to the database.
   virtual std::chrono::system_clock::time_point wall_now() const = 0;
 };
+
+// `t` in nanoseconds since the steady clock's epoch. The steady clock is
+// CLOCK_MONOTONIC, one clock for every process of a host, so the number can
+// go from one process to another (an executor's send time of a result).
+inline std::int64_t steady_ns(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
 
 // The real clocks.
 class SystemClock final : public Clock {

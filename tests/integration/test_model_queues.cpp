@@ -20,6 +20,7 @@
 
 #include "support/daemon.hpp"
 #include "support/http_get.hpp"
+#include "util/scope_guard.hpp"
 
 namespace {
 
@@ -31,9 +32,7 @@ using nlohmann::json;
 const TempDir& models() {
   static TempDir dir("inferq-models");
   static const bool made = [] {
-    ChildProcess make({bin_path("inferq-executor"), "make-models", dir.path()});
-    const auto status = make.wait_exit(120s);
-    if (!status || !exited_with(*status, 0)) throw std::runtime_error("make-models failed:\n" + make.log());
+    run_to_success({bin_path("inferq-executor"), "make-models", dir.path()}, 120s, "make-models");
     return true;
   }();
   (void)made;
@@ -313,11 +312,16 @@ TEST_CASE("relative config and model paths work as in the quick start (issue 22 
     std::ofstream out(dir.file("etc/inferq.yaml"));
     out << daemon_config(url, {q}).yaml();
   }
-  const auto old_cwd = std::filesystem::current_path();
-  std::filesystem::current_path(dir.path());  // the child inherits it
-  ChildProcess d({bin_path("inferq"), "run", "--config", "etc/inferq.yaml"}, {{"INFERQ_DATABASE_URL", url}},
-                 dir.file("daemon.log"));
-  std::filesystem::current_path(old_cwd);
+  ChildProcess d = [&] {
+    const auto old_cwd = std::filesystem::current_path();
+    std::filesystem::current_path(dir.path());  // the child inherits it
+    const inferq::util::ScopeGuard restore_cwd([&] {
+      std::error_code ignored;
+      std::filesystem::current_path(old_cwd, ignored);
+    });
+    return ChildProcess({bin_path("inferq"), "run", "--config", "etc/inferq.yaml"},
+                        {{"INFERQ_DATABASE_URL", url}}, dir.file("daemon.log"));
+  }();
   INFO("daemon log:\n", d.log());
   const auto id = enqueue(url, "mlp", payload({x_input(features(5))}));
   REQUIRE(wait_all_final(url, 60s));

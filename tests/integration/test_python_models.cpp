@@ -30,10 +30,8 @@ using nlohmann::json;
 const TempDir& models() {
   static TempDir dir("inferq-pymodels");
   static const bool made = [] {
-    ChildProcess make({"/usr/bin/python3", source_path("tests/python/export_models.py"), dir.path()});
-    const auto status = make.wait_exit(240s);
-    if (!status || !exited_with(*status, 0))
-      throw std::runtime_error("export_models.py failed:\n" + make.log());
+    run_to_success({"/usr/bin/python3", source_path("tests/python/export_models.py"), dir.path()}, 240s,
+                   "export_models.py");
     return true;
   }();
   (void)made;

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <system_error>
 #include <thread>
 
@@ -129,5 +130,12 @@ bool ChildProcess::wait_log(const std::string& needle, std::chrono::milliseconds
 std::string describe_wait_status(int status) { return detail::describe_status(status); }
 
 bool exited_with(int status, int code) { return WIFEXITED(status) && WEXITSTATUS(status) == code; }
+
+void run_to_success(std::vector<std::string> argv, std::chrono::milliseconds timeout,
+                    const std::string& what) {
+  ChildProcess child(std::move(argv));
+  const auto status = child.wait_exit(timeout);
+  if (!status || !exited_with(*status, 0)) throw std::runtime_error(what + " failed:\n" + child.log());
+}
 
 }  // namespace inferq::test

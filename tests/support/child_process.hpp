@@ -72,4 +72,10 @@ std::string describe_wait_status(int status);
 // True when the raw wait status says the process exited with `code`.
 bool exited_with(int status, int code);
 
+// Runs `argv` to its exit (at most `timeout`); throws std::runtime_error
+// "`what` failed:" and the child's log unless it exited 0. For the tools a
+// test or benchmark needs first (making models).
+void run_to_success(std::vector<std::string> argv, std::chrono::milliseconds timeout,
+                    const std::string& what);
+
 }  // namespace inferq::test
