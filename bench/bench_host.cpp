@@ -38,6 +38,7 @@
 
 #include "support/child_process.hpp"
 #include "support/daemon.hpp"
+#include "support/drain.hpp"
 #include "support/http_get.hpp"
 #include "support/pg_cluster.hpp"
 #include "support/test_env.hpp"
@@ -160,12 +161,28 @@ CpuSplit cpu_split(pid_t daemon, pid_t postmaster) {
   return c;
 }
 
+// The database's own counters (pg_stat_database, the WAL position): what
+// PostgreSQL did for the drain, per job, beside what it cost in CPU.
+struct DbWork {
+  double commits = 0, rows_read = 0, rows_written = 0, blocks = 0, wal_bytes = 0;
+};
+DbWork db_work(pqxx::connection& c) {
+  pqxx::nontransaction tx(c);
+  const auto r = tx.exec(
+      "SELECT xact_commit, tup_returned + tup_fetched, tup_inserted + tup_updated + tup_deleted,"
+      " blks_hit + blks_read, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8"
+      "  FROM pg_stat_database WHERE datname = current_database()");
+  return {r[0][0].as<double>(), r[0][1].as<double>(), r[0][2].as<double>(), r[0][3].as<double>(),
+          r[0][4].as<double>()};
+}
+
 struct Drain {
   double jobs_per_second = 0;
   long jobs = 0;
   std::map<std::string, double> stage_us_per_job;  // stage -> µs of one unit's stage, per job
   double units = 0;
   CpuSplit cpu_us_per_job;
+  DbWork db_per_job;
 };
 
 Drain drain(const Options& o, const std::string& url, pid_t postmaster, const std::string& queue,
@@ -193,20 +210,20 @@ Drain drain(const Options& o, const std::string& url, pid_t postmaster, const st
   }
   const CpuSplit before = cpu_split(d.pid(), postmaster);
   pqxx::connection c(url);
+  const DbWork db_before = db_work(c);
   const auto give_up = Clock::now() + std::chrono::minutes(10);
   for (;;) {
-    pqxx::nontransaction tx(c);
-    const auto left =
-        tx.exec("SELECT count(*) FROM inferq.jobs WHERE state IN ('available', 'running')")[0][0].as<long>();
-    if (left == 0) break;
+    if (backlog_drained(c, queue)) break;
     if (!d.process().running() || Clock::now() > give_up) {
-      std::cerr << "the daemon exited or did not drain within 10 minutes (" << left << " jobs left):\n"
-                << d.log();
+      std::cerr << "the daemon exited or did not drain within 10 minutes:\n" << d.log();
       std::exit(1);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   const CpuSplit after = cpu_split(d.pid(), postmaster);
+  // Backends flush their statistics at most once a second.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  const DbWork db_after = db_work(c);
   Drain out;
   {
     pqxx::nontransaction tx(c);
@@ -232,6 +249,10 @@ Drain drain(const Options& o, const std::string& url, pid_t postmaster, const st
   out.cpu_us_per_job.supervisor = (after.supervisor - before.supervisor) * 1e6 / jobs;
   out.cpu_us_per_job.executors = (after.executors - before.executors) * 1e6 / jobs;
   out.cpu_us_per_job.postgres = (after.postgres - before.postgres) * 1e6 / jobs;
+  out.db_per_job = {
+      (db_after.commits - db_before.commits) / jobs, (db_after.rows_read - db_before.rows_read) / jobs,
+      (db_after.rows_written - db_before.rows_written) / jobs, (db_after.blocks - db_before.blocks) / jobs,
+      (db_after.wal_bytes - db_before.wal_bytes) / jobs};
   d.terminate(std::chrono::seconds(30));
   return out;
 }
@@ -249,7 +270,11 @@ void print_drain(const char* what, const Drain& d) {
       std::printf(" %s %.2f", stage.c_str(), us);
     }
   }
-  std::printf("\n");
+  std::printf(
+      "\n         database per job: %.3f commits, %.1f rows read, %.1f rows written, %.1f blocks, %.0f WAL "
+      "bytes\n",
+      d.db_per_job.commits, d.db_per_job.rows_read, d.db_per_job.rows_written, d.db_per_job.blocks,
+      d.db_per_job.wal_bytes);
 }
 
 }  // namespace

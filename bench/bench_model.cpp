@@ -39,6 +39,7 @@
 
 #include "supervisor/executor_process.hpp"
 #include "support/child_process.hpp"
+#include "support/drain.hpp"
 #include "support/pg_cluster.hpp"
 #include "support/test_env.hpp"
 
@@ -202,10 +203,7 @@ double end_to_end(const Options& o, const std::string& url, const std::string& m
   ChildProcess daemon({bin_path("inferq"), "run", "--config", config}, {}, dir.file("daemon.log"));
   pqxx::connection c(url);
   for (;;) {
-    pqxx::nontransaction tx(c);
-    const auto left =
-        tx.exec("SELECT count(*) FROM inferq.jobs WHERE state IN ('available', 'running')")[0][0].as<long>();
-    if (left == 0) break;
+    if (backlog_drained(c, "encoder")) break;
     if (!daemon.running()) {
       std::cerr << "daemon exited:\n" << daemon.log();
       std::exit(1);

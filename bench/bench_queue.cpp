@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "support/child_process.hpp"
+#include "support/drain.hpp"
 #include "support/pg_cluster.hpp"
 #include "support/test_env.hpp"
 
@@ -138,20 +139,8 @@ double throughput(const Options& o, const std::string& url, long n) {
   const auto t0 = Clock::now();
   ChildProcess daemon({bin_path("inferq"), "run", "--config", config}, {}, dir.file("daemon.log"));
   pqxx::connection c(url);
-  // Through the partial indexes: the planner would take a sequential scan
-  // for the first available job (most rows are, it reckons), which reads
-  // every finished job ahead of it, ten times a second, and slows the daemon
-  // it measures more as the drain goes on.
-  pqxx::nontransaction(c).exec("SET enable_seqscan = off");
   for (;;) {
-    pqxx::nontransaction tx(c);
-    const bool done =
-        tx.exec(
-              "SELECT NOT EXISTS (SELECT 1 FROM inferq.jobs WHERE queue = 'echo' AND state = 'available'"
-              "                     AND work_unit_key IS NULL)"
-              "   AND NOT EXISTS (SELECT 1 FROM inferq.jobs WHERE state = 'running')")[0][0]
-            .as<bool>();
-    if (done) break;
+    if (backlog_drained(c, "echo")) break;
     if (!daemon.running()) {
       std::cerr << "daemon exited:\n" << daemon.log();
       std::exit(1);

@@ -6,6 +6,12 @@
 #
 #   bench/pg_unit_cost.sh [SECONDS]     (default 8 s per measurement)
 #
+# A second table measures units of 256 jobs (issue 21's host-cost bench
+# shape) by payload and result size: a 64-id OIP payload (889 bytes as jsonb)
+# or {"i": n}, a 32-float OIP result or {"i": n}, and the table at fillfactor
+# 100 or 50; each on a fresh backlog of 51,200 jobs after a CHECKPOINT, with
+# PostgreSQL's CPU and WAL bytes per job.
+#
 # Starts a throwaway cluster (scripts/pg-local.sh, port $INFERQ_PG_PORT or
 # 54339, fsync and synchronous_commit on as by default), migrates it with
 # build/src/inferq, fills it with the model bench's jobs (64 INT64 tokens)
@@ -81,3 +87,43 @@ measure claim_complete "inferq.claim + inferq.complete_outcomes"
 measure claim_bare_update "inferq.claim + a bare UPDATE and DELETE"
 measure claim "inferq.claim alone"
 measure select_1 "SELECT 1 (a round trip)"
+
+# Units of 256 by row size. The completion document is built in SQL, so its
+# parsing (the daemon sends it as text) is not in these figures.
+big_payload="jsonb_build_object('inputs', jsonb_build_array(jsonb_build_object('name', 'ids', 'datatype', 'INT64',
+  'shape', jsonb_build_array(64), 'data', (SELECT jsonb_agg((g * 131 + i * 71) % 1000 ORDER BY i) FROM generate_series(0, 63) i))))"
+psql -qX "$url" >/dev/null <<'SQL'
+CREATE TABLE result_big AS SELECT jsonb_build_object('model_name', 'embed', 'outputs', jsonb_build_array(jsonb_build_object(
+    'name', 'e', 'datatype', 'FP32', 'shape', jsonb_build_array(32),
+    'data', (SELECT jsonb_agg(round(sin(k)::numeric, 9)) FROM generate_series(1, 32) k)))) AS r;
+CREATE TABLE result_small AS SELECT '{"i": 12345}'::jsonb AS r;
+SQL
+measure_rows() {
+  local what=$1 payload=$2 result=$3 fillfactor=$4 n=51200 before after wal0 wal
+  psql -qX "$url" >/dev/null <<SQL
+TRUNCATE inferq.jobs, inferq.active_sessions;
+ALTER TABLE inferq.jobs SET (fillfactor = $fillfactor);
+SELECT count(inferq.enqueue('q', $payload)) FROM generate_series(1, $n) g;
+VACUUM ANALYZE inferq.jobs;
+CHECKPOINT;
+SQL
+  printf '%s\n%s\n' \
+    "SELECT array_agg(job_id) AS ids, min(lease_id) AS lease FROM inferq.claim('q', (SELECT min(id) FROM inferq.workers), 256, 3) \\gset" \
+    "SELECT count(*) FROM inferq.complete_outcomes((SELECT jsonb_agg(jsonb_build_object('lease', :lease, 'id', i, 'ok', true, 'result', r.r)) FROM unnest(':ids'::bigint[]) i, $result r), 'bench:1');" \
+    >"$scripts/unit_256.sql"
+  wal0=$(psql -qAtX "$url" -c "SELECT pg_current_wal_lsn()")
+  before=$(cluster_ticks)
+  "$pg_bin/pgbench" -n -c 1 -t $((n / 256)) -f "$scripts/unit_256.sql" "$url" >/dev/null 2>&1
+  after=$(cluster_ticks)
+  wal=$(psql -qAtX "$url" -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$wal0')")
+  awk -v t=$((after - before)) -v hz="$hz" -v n="$n" -v w="$wal" -v what="$what" \
+    'BEGIN { printf "%-46s %6.1f us of PostgreSQL CPU per job  %6.0f WAL bytes per job\n", what, 1e6 * t / hz / n, w / n }'
+}
+
+echo
+echo "Units of 256 jobs (claim + complete_outcomes), by row size, one client"
+measure_rows "64-id payload, 32-float result" "$big_payload" result_big 100
+measure_rows "64-id payload, 32-float result, fillfactor 50" "$big_payload" result_big 50
+measure_rows "64-id payload, {\"i\": n} result" "$big_payload" result_small 100
+measure_rows "{\"i\": n} payload, 32-float result" "jsonb_build_object('i', g)" result_big 100
+measure_rows "{\"i\": n} payload, {\"i\": n} result" "jsonb_build_object('i', g)" result_small 100
