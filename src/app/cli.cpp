@@ -58,6 +58,8 @@ constexpr const char* kEnqueueHelp = R"(Usage: inferq enqueue QUEUE JSON [option
 
 Enqueues one job through inferq.enqueue() and prints its id.
   --key K            work_unit_key: jobs with one key run one unit at a time, in id order
+  --unique-key U     while a job of QUEUE with unique key U is available or running,
+                     print its id and enqueue nothing (with --wait, wait for it)
   --priority N       higher runs first (default 0)
   --max-attempts N   attempts before the job is dead (default: the queue's retry.max_attempts)
   --wait             wait for the job to finish and print its result (or error)
@@ -168,6 +170,9 @@ int run_cli(int argc, char** argv) {
     } else if (command == "enqueue" && a == "--key") {
       if (!value(v) || v.empty()) return usage_error("--key needs a non-empty value", help);
       args.enqueue.key = v;
+    } else if (command == "enqueue" && a == "--unique-key") {
+      if (!value(v) || v.empty()) return usage_error("--unique-key needs a non-empty value", help);
+      args.enqueue.unique_key = v;
     } else if (command == "enqueue" && a == "--priority") {
       if (!value(v) || !parse_int(v, args.enqueue.priority))
         return usage_error("--priority needs a whole number", help);

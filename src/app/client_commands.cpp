@@ -93,6 +93,7 @@ int cmd_enqueue(const config::Settings& settings, const EnqueueOptions& options)
     request.queue = options.queue;
     request.payload_json = options.payload_json;
     request.work_unit_key = options.key;
+    request.unique_key = options.unique_key;
     request.priority = options.priority;
     request.max_attempts = options.max_attempts;
     std::int64_t id = 0;
@@ -113,7 +114,8 @@ int cmd_enqueue(const config::Settings& settings, const EnqueueOptions& options)
     for (;;) {
       const auto job = db::get_job(session, id);
       if (!job) {
-        std::cerr << "inferq: job " << id << " disappeared\n";
+        // A unique key's job may be another role's, which my_jobs hides.
+        std::cerr << "inferq: job " << id << " is not in inferq.my_jobs (enqueued by another role, or deleted)\n";
         return kExitFailure;
       }
       if (db::is_final_state(job->state)) {

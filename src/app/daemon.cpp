@@ -127,11 +127,12 @@ int cmd_run(const config::Settings& settings) {
       }
       for (std::size_t i = 0; i < settings.queues.size(); ++i) {
         const auto& q = settings.queues[i];
-        if (!q.sink.empty() && !db::sink_function_exists(session, q.sink)) {
+        if (!q.sink.empty() && !db::sink_function_exists(session, q.sink, q.binary_data_output)) {
           spdlog::critical(
-              "{}: queues[{}] (queue \"{}\"): sink: the database has no function {}(bigint, jsonb, "
-              "jsonb) that this role can see (create it, or schema-qualify the name)",
-              settings.source, i, q.name, q.sink);
+              "{}: queues[{}] (queue \"{}\"): sink: the database has no function {}({}) that this role can "
+              "see (create it, or schema-qualify the name)",
+              settings.source, i, q.name, q.sink,
+              q.binary_data_output ? "bigint, jsonb, jsonb, bytea" : "bigint, jsonb, jsonb");
           return kExitUsage;
         }
       }

@@ -357,9 +357,37 @@ void read_retry(const YAML::Node& node, const At& at, RetrySettings& retry) {
   check_order(at, backoff, max_backoff, /*strict=*/false, "");
 }
 
+// The retention keys a map sets; unset ones are inherited.
+struct RetentionKeys {
+  std::optional<Duration> succeeded, cancelled, dead;
+
+  void apply_to(RetentionSettings& r) const {
+    if (succeeded) r.succeeded = *succeeded;
+    if (cancelled) r.cancelled = *cancelled;
+    if (dead) r.dead = *dead;
+  }
+};
+
+RetentionKeys read_retention(const YAML::Node& node, const At& at) {
+  RetentionKeys keys;
+  const auto key = [](std::optional<Duration>& out) {
+    // A bare 0 is clear here: for ever.
+    return [&out](auto& v, auto& a) {
+      out = v.IsScalar() && v.Scalar() == "0" ? Duration(0) : read_duration(v, a, /*allow_zero=*/true);
+    };
+  };
+  read_map(node, at,
+           {
+               {"succeeded", key(keys.succeeded)},
+               {"cancelled", key(keys.cancelled)},
+               {"dead", key(keys.dead)},
+           });
+  return keys;
+}
+
 // Reads one queue; `name_mark` receives where its name is, for the
-// duplicate check in read_queues.
-QueueSettings read_queue(const YAML::Node& node, const At& at, YAML::Mark& name_mark) {
+// duplicate check in read_queues, and `retention` its retention keys.
+QueueSettings read_queue(const YAML::Node& node, const At& at, YAML::Mark& name_mark, RetentionKeys& retention) {
   QueueSettings queue;
   bool has_name = false;
   bool has_handler = false;
@@ -430,6 +458,11 @@ QueueSettings read_queue(const YAML::Node& node, const At& at, YAML::Mark& name_
                   });
                   model_key(a);
                 }},
+               {"binary_data_output",
+                [&](auto& v, auto& a) {
+                  queue.binary_data_output = read_bool(v, a);
+                  model_key(a);
+                }},
                {"extra_libraries",
                 [&](auto& v, auto& a) {
                   read_list(v, a, "shared library paths", [&](const YAML::Node& n, const At& na) {
@@ -461,6 +494,7 @@ QueueSettings read_queue(const YAML::Node& node, const At& at, YAML::Mark& name_
                {"deadline", [&](auto& v, auto& a) { queue.deadline = read_duration(v, a); }},
                {"prefetch", [&](auto& v, auto& a) { queue.prefetch = read_bool(v, a); }},
                {"retry", [&](auto& v, auto& a) { read_retry(v, a, queue.retry); }},
+               {"retention", [&](auto& v, auto& a) { retention = read_retention(v, a); }},
                {"sink",
                 [&](auto& v, auto& a) {
                   queue.sink = read_string(v, a);
@@ -490,7 +524,8 @@ QueueSettings read_queue(const YAML::Node& node, const At& at, YAML::Mark& name_
   return queue;
 }
 
-void read_queues(const YAML::Node& node, const At& at, std::vector<QueueSettings>& queues) {
+void read_queues(const YAML::Node& node, const At& at, std::vector<QueueSettings>& queues,
+                 std::vector<RetentionKeys>& retention) {
   if (!node.IsSequence()) fail(at, "expected a list of queues, got " + describe(node));
   for (const YAML::Node& item : node) {
     const std::string index = "[" + std::to_string(queues.size()) + "]";
@@ -498,7 +533,8 @@ void read_queues(const YAML::Node& node, const At& at, std::vector<QueueSettings
     // it, so its error may name the next line; an explicit "~" is exact.
     const At item_at{at.source, at.path + index, item.Mark().is_null() ? at.mark : item.Mark()};
     YAML::Mark name_mark = YAML::Mark::null_mark();
-    QueueSettings queue = read_queue(item, item_at, name_mark);
+    RetentionKeys keys;
+    QueueSettings queue = read_queue(item, item_at, name_mark, keys);
     const auto same = std::find_if(queues.begin(), queues.end(),
                                    [&](const QueueSettings& q) { return q.name == queue.name; });
     if (same != queues.end()) {
@@ -507,6 +543,7 @@ void read_queues(const YAML::Node& node, const At& at, std::vector<QueueSettings
                                                  std::to_string(same - queues.begin()) + "])");
     }
     queues.push_back(std::move(queue));
+    retention.push_back(keys);
   }
 }
 
@@ -514,6 +551,9 @@ Settings read_document(const YAML::Node& root, const std::string& source) {
   Settings settings;
   settings.source = source;
   const At at{&settings.source, "", root.Mark()};
+  // Applied once all is read: the top-level retention may come after the queues.
+  RetentionKeys retention;
+  std::vector<RetentionKeys> queue_retention;
   read_map(
       root, at,
       {
@@ -546,8 +586,14 @@ Settings read_document(const YAML::Node& root, const std::string& source) {
                            [&](auto& v2, auto& a2) { settings.logging.format = read_choice(v2, a2, kLogFormats); }},
                       });
            }},
-          {"queues", [&](auto& v, auto& a) { read_queues(v, a, settings.queues); }},
+          {"retention", [&](auto& v, auto& a) { retention = read_retention(v, a); }},
+          {"queues", [&](auto& v, auto& a) { read_queues(v, a, settings.queues, queue_retention); }},
       });
+  retention.apply_to(settings.retention);
+  for (std::size_t i = 0; i < settings.queues.size(); ++i) {
+    settings.queues[i].retention = settings.retention;
+    queue_retention[i].apply_to(settings.queues[i].retention);
+  }
   return settings;
 }
 

@@ -41,6 +41,16 @@ struct LoggingSettings {
   std::string format = "text"; // text or json
 };
 
+// How long a finished job stays in inferq.jobs, by its final state, before
+// the janitor deletes it; 0 = for ever.
+struct RetentionSettings {
+  Duration succeeded{std::chrono::hours(24)};
+  Duration cancelled{std::chrono::hours(24)};
+  Duration dead{std::chrono::hours(24 * 7)};
+
+  bool keeps_all() const { return succeeded.count() == 0 && cancelled.count() == 0 && dead.count() == 0; }
+};
+
 struct RetrySettings {
   int max_attempts = 5;        // default for jobs enqueued without max_attempts
   Duration backoff{1000};      // first retry delay; doubles per attempt, with jitter
@@ -98,13 +108,22 @@ struct QueueSettings {
   int threads = 0;              // intra-op threads per executor; 0 = see executor_threads()
   std::vector<ModelInput> inputs;    // the forward() arguments, in order
   std::vector<ModelOutput> outputs;  // a tensor, or tuple/list elements in order, or dict keys
+  // true: results carry their outputs' data as raw little-endian bytes in
+  // inferq.jobs.result_binary (Open Inference Protocol binary data
+  // extension), each output's JSON entry giving its binary_data_size.
+  bool binary_data_output = false;
   std::vector<std::string> extra_libraries;  // custom-op libraries loaded before the model
   Duration idle_exit_after{600000};  // an idle executor exits after this long; 0 = never
 
   // A SQL function fn(job_id bigint, payload jsonb, result jsonb) called for
   // each succeeded job inside its fenced completion transaction, e.g. to
-  // write the result into the user's own table; empty = none.
+  // write the result into the user's own table; empty = none. With
+  // binary_data_output it takes the result's bytes too: fn(bigint, jsonb,
+  // jsonb, bytea).
   std::string sink;
+
+  // Its own retention keys, the others from the top-level retention.
+  RetentionSettings retention;
 
   bool is_model() const { return !model.empty(); }
 };
@@ -115,6 +134,7 @@ struct Settings {
   WorkerSettings worker;
   MetricsSettings metrics;
   LoggingSettings logging;
+  RetentionSettings retention;  // for the queues that do not set their own
   std::vector<QueueSettings> queues;
 };
 

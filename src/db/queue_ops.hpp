@@ -15,8 +15,9 @@ namespace inferq::db {
 
 struct ClaimedJob {
   std::int64_t id = 0;
-  std::string payload;  // JSON text
-  int attempts = 0;     // including this one
+  std::string payload;         // JSON text
+  std::string payload_binary;  // inferq.jobs.payload_binary; empty when NULL
+  int attempts = 0;            // including this one
   int max_attempts = 0;
   double wait_seconds = 0;  // from ready (max(created_at, run_at)) to this claim
 };
@@ -39,6 +40,8 @@ struct JobFinish {
   std::string error_class;  // when not ok
   std::string message;      // when not ok
   std::int64_t retry_ms = 0;
+  // When ok, for a queue with binary outputs: inferq.jobs.result_binary.
+  std::string result_binary;
 };
 
 struct UnitFinish {
@@ -51,6 +54,10 @@ struct UnitFinish {
   // The lease is a work-unit key's: writing it lets that key's next jobs be
   // claimed, which no notification announces.
   bool keyed = false;
+  // The queue asks for binary outputs: each success writes result_binary
+  // (JobFinish::result_binary, empty bytes too) and its sink takes the bytes
+  // as a fourth argument.
+  bool binary_outputs = false;
   // For metrics: the unit's queue, and when it was handed to the writer.
   std::string queue;
   std::chrono::steady_clock::time_point submitted_at{};
@@ -155,8 +162,9 @@ std::vector<QueueBacklog> sample_backlog(Session& s, const std::vector<std::stri
 // attempt (clean shutdown). Returns how many jobs went back.
 int release(Session& s, const std::vector<std::int64_t>& leases);
 
-// Whether `function` exists as fn(bigint, jsonb, jsonb), as a sink must.
-bool sink_function_exists(Session& s, const std::string& function);
+// Whether `function` exists as fn(bigint, jsonb, jsonb), as a sink must, or
+// as fn(bigint, jsonb, jsonb, bytea) for a queue with binary outputs.
+bool sink_function_exists(Session& s, const std::string& function, bool binary_outputs = false);
 
 // The JSON document inferq.complete() takes; exposed for tests. A success
 // whose result_json is not one JSON value is written as a permanent failure

@@ -30,6 +30,8 @@ constexpr std::array<DbOp, 6> kDbOps = {DbOp::kReap,     DbOp::kClaim,   DbOp::k
                                         DbOp::kComplete, DbOp::kRelease, DbOp::kSample};
 constexpr std::array<Stage, 6> kStages = {Stage::kDispatch, Stage::kDecode, Stage::kForward,
                                           Stage::kEncode,   Stage::kReturn, Stage::kComplete};
+constexpr std::array<FinalState, 3> kFinalStates = {FinalState::kSucceeded, FinalState::kDead,
+                                                    FinalState::kCancelled};
 
 // Seconds a job waits: from milliseconds (a hot queue) to an hour (a backlog).
 const Histogram::BucketBoundaries kWaitBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,    2.5,
@@ -180,6 +182,18 @@ const char* to_string(DbOp op) {
   return "unknown";
 }
 
+const char* to_string(FinalState state) {
+  switch (state) {
+    case FinalState::kSucceeded:
+      return "succeeded";
+    case FinalState::kDead:
+      return "dead";
+    case FinalState::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
 const char* to_string(Stage stage) {
   switch (stage) {
     case Stage::kDispatch:
@@ -214,6 +228,8 @@ struct Metrics::Impl {
     Gauge* available = nullptr;
     Gauge* running = nullptr;
     Gauge* oldest = nullptr;
+    std::array<Counter*, kFinalStates.size()> pruned{};
+    std::array<Gauge*, kFinalStates.size()> finished_rows{};
     std::atomic<int> ready{0};  // busy + idle: executors that said Ready
   };
 
@@ -225,6 +241,7 @@ struct Metrics::Impl {
   std::map<std::string, std::unique_ptr<QueueSeries>> queues;  // fixed after construction
   Counter* leases_reaped = nullptr;
   Histogram* tick_seconds = nullptr;
+  Histogram* prune_seconds = nullptr;
   Gauge* last_tick = nullptr;
   Gauge* db_up = nullptr;
   std::array<Counter*, kDbOps.size()> db_errors{};
@@ -313,6 +330,20 @@ Metrics::Metrics(const std::vector<std::string>& queues, std::chrono::millisecon
                               .Help("Stale leases (of any daemon) reaped by this daemon.")
                               .Register(r)
                               .Add({});
+  auto& pruned = prometheus::BuildCounter()
+                    .Name("inferq_jobs_pruned_total")
+                    .Help("Finished jobs this daemon's janitor deleted past the queue's retention, by state.")
+                    .Register(r);
+  auto& finished_rows = prometheus::BuildGauge()
+                            .Name("inferq_queue_finished_jobs")
+                            .Help("Finished jobs of the queue still in the database by state (succeeded, dead, "
+                                  "cancelled), counted by the janitor about once a minute.")
+                            .Register(r);
+  impl_->prune_seconds = &prometheus::BuildHistogram()
+                              .Name("inferq_prune_seconds")
+                              .Help("Seconds one pruning statement (a batch of at most 1000 jobs) took.")
+                              .Register(r)
+                              .Add({}, kTickBuckets);
   impl_->tick_seconds = &prometheus::BuildHistogram()
                              .Name("inferq_tick_seconds")
                              .Help("Seconds one tick (reap, claim, dispatch) took, not counting its wait.")
@@ -371,6 +402,10 @@ Metrics::Metrics(const std::vector<std::string>& queues, std::chrono::millisecon
     q->available = &queue_jobs.Add({{"queue", name}, {"state", "available"}});
     q->running = &queue_jobs.Add({{"queue", name}, {"state", "running"}});
     q->oldest = &oldest.Add({{"queue", name}});
+    for (std::size_t i = 0; i < kFinalStates.size(); ++i) {
+      q->pruned[i] = &pruned.Add({{"queue", name}, {"state", to_string(kFinalStates[i])}});
+      q->finished_rows[i] = &finished_rows.Add({{"queue", name}, {"state", to_string(kFinalStates[i])}});
+    }
     impl_->queues.emplace(name, std::move(q));
   }
 }
@@ -445,6 +480,16 @@ void Metrics::set_queue_samples(const std::vector<QueueSample>& samples) {
     q->running->Set(static_cast<double>(s.running));
     q->oldest->Set(s.oldest_available_age_seconds);
   }
+}
+
+void Metrics::jobs_pruned(const std::string& queue, FinalState state, std::int64_t rows, double seconds) {
+  impl_->prune_seconds->Observe(seconds < 0 ? 0 : seconds);
+  auto* q = impl_->find(queue);
+  if (q && rows > 0) q->pruned[index_of(kFinalStates, state)]->Increment(static_cast<double>(rows));
+}
+
+void Metrics::set_finished_jobs(const std::string& queue, FinalState state, std::int64_t jobs) {
+  if (auto* q = impl_->find(queue)) q->finished_rows[index_of(kFinalStates, state)]->Set(static_cast<double>(jobs));
 }
 
 void Metrics::set_unserved_queues(const std::vector<QueueSample>& unserved) {

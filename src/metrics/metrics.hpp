@@ -41,6 +41,9 @@ enum class Stage {
   kComplete,  // handed to the completion writer to committed
 };
 
+// A final state whose jobs retention deletes (inferq_jobs_pruned_total{state}).
+enum class FinalState { kSucceeded, kDead, kCancelled };
+
 // The labels of inferq_build_info.
 struct BuildInfo {
   std::string version;
@@ -76,6 +79,7 @@ const char* to_string(Outcome outcome);
 const char* to_string(RestartReason reason);
 const char* to_string(DbOp op);
 const char* to_string(Stage stage);
+const char* to_string(FinalState state);  // as inferq.job_state spells it
 
 class Metrics {
  public:
@@ -118,6 +122,11 @@ class Metrics {
   // inferq_unserved_queue_jobs: one series per queue in `unserved` (any
   // queue, configured here or not); the series of queues served again go.
   void set_unserved_queues(const std::vector<QueueSample>& unserved);
+  // The janitor deleted `rows` finished jobs of `queue` in `state` with one
+  // statement that took `seconds`.
+  void jobs_pruned(const std::string& queue, FinalState state, std::int64_t rows, double seconds);
+  // The queue's finished jobs in `state` still in inferq.jobs, as counted now.
+  void set_finished_jobs(const std::string& queue, FinalState state, std::int64_t jobs);
   // Creates the GPU series on the first call (absent until then) and sets them.
   void set_gpu_samples(const std::vector<GpuSample>& samples);
 

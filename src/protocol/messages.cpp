@@ -14,8 +14,8 @@ constexpr std::size_t kLengthBytes = 4;
 constexpr std::size_t kHeaderBytes = 2;  // version, type
 // The smallest encoding of one list element (every string empty). A count is
 // checked against these before anything is reserved for it.
-constexpr std::size_t kMinJobInputBytes = 8 + 4;
-constexpr std::size_t kMinJobOutputBytes = 8 + 1 + 4;
+constexpr std::size_t kMinJobInputBytes = 8 + 4 + 4;
+constexpr std::size_t kMinJobOutputBytes = 8 + 1 + 4 + 4;
 constexpr std::size_t kTimingBytes = 4 * 8;  // UnitTiming, after the jobs
 
 template <typename T>
@@ -64,12 +64,12 @@ std::size_t body_bytes(const Ready& m) { return 4 + str_bytes(m.handler); }
 std::size_t body_bytes(const Fatal& m) { return str_bytes(m.message); }
 std::size_t body_bytes(const RunUnit& m) {
   std::size_t n = 8 + 4;
-  for (const JobInput& j : m.jobs) n += 8 + str_bytes(j.payload);
+  for (const JobInput& j : m.jobs) n += 8 + str_bytes(j.payload) + str_bytes(j.payload_binary);
   return n;
 }
 std::size_t body_bytes(const UnitResult& m) {
   std::size_t n = 8 + 4;
-  for (const JobOutput& j : m.jobs) n += 8 + 1 + str_bytes(j.body);
+  for (const JobOutput& j : m.jobs) n += 8 + 1 + str_bytes(j.body) + str_bytes(j.body_binary);
   return n + kTimingBytes;
 }
 
@@ -84,6 +84,7 @@ void put_body(std::string& out, const RunUnit& m) {
   for (const JobInput& j : m.jobs) {
     put(out, static_cast<std::uint64_t>(j.job_id));
     put_str(out, j.payload);
+    put_str(out, j.payload_binary);
   }
 }
 void put_body(std::string& out, const UnitResult& m) {
@@ -93,6 +94,7 @@ void put_body(std::string& out, const UnitResult& m) {
     put(out, static_cast<std::uint64_t>(j.job_id));
     put_u8(out, static_cast<std::uint8_t>(j.outcome));
     put_str(out, j.body);
+    put_str(out, j.body_binary);
   }
   put(out, m.timing.decode_ns);
   put(out, m.timing.forward_ns);
@@ -195,6 +197,7 @@ std::string decode_body(Reader& r, RunUnit& m) {
     JobInput& j = m.jobs[i];
     if (!r.get_i64(j.job_id)) return short_body("RunUnit", indexed("jobs", i, "job_id"));
     if (!r.get_str(j.payload)) return short_body("RunUnit", indexed("jobs", i, "payload"));
+    if (!r.get_str(j.payload_binary)) return short_body("RunUnit", indexed("jobs", i, "payload_binary"));
   }
   return {};
 }
@@ -215,6 +218,7 @@ std::string decode_body(Reader& r, UnitResult& m) {
     }
     j.outcome = static_cast<Outcome>(outcome);
     if (!r.get_str(j.body)) return short_body("UnitResult", indexed("jobs", i, "body"));
+    if (!r.get_str(j.body_binary)) return short_body("UnitResult", indexed("jobs", i, "body_binary"));
   }
   if (!r.get(m.timing.decode_ns) || !r.get(m.timing.forward_ns) || !r.get(m.timing.encode_ns) ||
       !r.get(m.timing.sent_ns))

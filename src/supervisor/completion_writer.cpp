@@ -26,7 +26,9 @@ constexpr std::size_t kMaxJobsPerWrite = 4096;
 constexpr std::size_t kMaxBytesPerWrite = 256 * 1024 * 1024;
 
 // A job's share of a write's document (its ids and keys about 64 bytes).
-std::size_t job_bytes(const db::JobFinish& j) { return 64 + j.result_json.size() + j.message.size(); }
+std::size_t job_bytes(const db::JobFinish& j) {
+  return 64 + j.result_json.size() + 2 * j.result_binary.size() + j.message.size();  // bytes go as hex
+}
 
 std::size_t unit_bytes(const db::UnitFinish& unit) {
   std::size_t n = 0;
@@ -42,10 +44,11 @@ void bound_results(db::UnitFinish& unit) {
     if (j.ok && bytes + job_bytes(j) > kMaxBytesPerWrite) {
       j.ok = false;
       j.error_class = "permanent";
-      j.message = "the result of " + std::to_string(j.result_json.size()) +
+      j.message = "the result of " + std::to_string(j.result_json.size() + j.result_binary.size()) +
                   " bytes could not be stored: a unit's results are written " +
                   std::to_string(kMaxBytesPerWrite >> 20) + " MiB at most";
       j.result_json.clear();
+      j.result_binary.clear();
     }
     bytes += job_bytes(j);
   }
@@ -206,6 +209,7 @@ void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch, bool& cla
           job.error_class = "permanent";
           job.message = std::string("the result could not be stored: ") + e.what();
           job.result_json.clear();
+          job.result_binary.clear();
         }
       }
     }

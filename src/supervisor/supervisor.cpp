@@ -123,7 +123,7 @@ Supervisor::Supervisor(SupervisorOptions options)
       // Its VACUUM lock is session state, which a transaction pooler does not keep.
       janitor_(settings_.database.url,
                settings_.database.transaction_pooling ? 0 : settings_.worker.vacuum_dead_rows,
-               std::chrono::seconds(1)),
+               std::chrono::seconds(1), Pruning{prune_targets(settings_.queues), &metrics_}),
       rng_(std::random_device{}()),
       // Capped near the poll interval: once the database is back, the tick
       // should notice within about a poll, not after a long backoff.
@@ -534,6 +534,7 @@ db::UnitFinish Supervisor::finish_of(const Slot& slot, const db::ClaimedUnit& un
   finish.queue = slot.queue->name;
   finish.lease_id = unit.lease_id;
   finish.keyed = unit.work_unit_key.has_value();
+  finish.binary_outputs = slot.queue->binary_data_output;
   return finish;
 }
 
@@ -591,16 +592,17 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
   for (auto& job : unit.jobs) {
     db::JobFinish f;
     f.job_id = job.id;
-    if (!full && job.payload.size() > max_bytes) {
+    const std::size_t job_bytes = job.payload.size() + job.payload_binary.size();
+    if (!full && job_bytes > max_bytes) {
       f.error_class = "permanent";
-      f.message = "payload of " + std::to_string(job.payload.size()) + " bytes is over batch.max_bytes (" +
+      f.message = "payload of " + std::to_string(job_bytes) + " bytes is over batch.max_bytes (" +
                   std::to_string(max_bytes) + ")";
-    } else if (full || bytes + job.payload.size() > max_bytes) {
+    } else if (full || bytes + job_bytes > max_bytes) {
       full = true;
       f.error_class = "requeue";
       f.message = "the unit reached batch.max_bytes";
     } else {
-      bytes += job.payload.size();
+      bytes += job_bytes;
       sent.push_back(std::move(job));
       continue;
     }
@@ -621,8 +623,9 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
   run.unit_id = static_cast<std::uint64_t>(unit.lease_id);
   run.jobs.reserve(unit.jobs.size());
   for (auto& job : unit.jobs) {
-    run.jobs.push_back({job.id, std::move(job.payload)});
+    run.jobs.push_back({job.id, std::move(job.payload), std::move(job.payload_binary)});
     job.payload = std::string();
+    job.payload_binary = std::string();
   }
   slot.proc->writer.push(run);
   slot.state = Slot::State::kBusy;
@@ -983,6 +986,7 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
     } else if (out.outcome == protocol::Outcome::kSucceeded) {
       f.ok = true;
       f.result_json = out.body;
+      f.result_binary = out.body_binary;
       f.retry_ms = retry_ms(*slot.queue, job.attempts);  // should its sink lose a race
     } else {
       f.error_class = out.outcome == protocol::Outcome::kPermanent ? "permanent" : "transient";

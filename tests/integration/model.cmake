@@ -19,3 +19,8 @@ add_dependencies(test_python_models inferq inferq-executor)
 inferq_test(test_huge_pages SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_huge_pages.cpp
   LIBS inferq_test_support LABELS integration TIMEOUT 180)
 add_dependencies(test_huge_pages inferq inferq-executor)
+# Issue 21 item 4: binary tensors (payload_binary, binary_data_output) from
+# SQL through the real binaries, checked against the raw forward pass.
+inferq_test(test_binary_tensors SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_binary_tensors.cpp
+  LIBS inferq_test_support nlohmann_json::nlohmann_json ${TORCH_LIBRARIES} LABELS integration TIMEOUT 300)
+add_dependencies(test_binary_tensors inferq inferq-executor)

@@ -81,7 +81,7 @@ TEST_CASE("--version and --help") {
       {"migrate", {"Usage: inferq migrate", "--config"}},
       {"run", {"Usage: inferq run", "--config", "SIGTERM"}},
       {"enqueue",
-       {"Usage: inferq enqueue QUEUE JSON", "--key", "--priority", "--max-attempts", "--wait", "--timeout",
+       {"Usage: inferq enqueue QUEUE JSON", "--key", "--unique-key", "--priority", "--max-attempts", "--wait", "--timeout",
         "--config"}},
       {"status", {"Usage: inferq status", "--json", "--config"}},
       {"cancel", {"Usage: inferq cancel JOB_ID", "--config"}},
@@ -173,6 +173,20 @@ TEST_CASE("enqueue --wait, status and cancel against a running daemon") {
   const auto finished = run_cli({"cancel", std::to_string(id)}, url);
   CHECK(exited_with(finished.status, 1));
   CHECK(job(url, id)->state == "succeeded");
+
+  // --unique-key: a retried request gets the live job's id, and nothing new;
+  // once that job is finished the key may be used again.
+  const auto first = run_cli({"enqueue", "nobody", R"({"c":3})", "--unique-key", "req-7"}, url);
+  const auto retried = run_cli({"enqueue", "nobody", R"({"c":4})", "--unique-key", "req-7"}, url);
+  CHECK(exited_with(first.status, 0));
+  CHECK(exited_with(retried.status, 0));
+  CHECK(retried.out == first.out);
+  const std::int64_t unique_id = std::stoll(first.out);
+  CHECK(exited_with(run_cli({"cancel", std::to_string(unique_id)}, url).status, 0));
+  const auto after = run_cli({"enqueue", "nobody", R"({"c":5})", "--unique-key", "req-7"}, url);
+  CHECK(exited_with(after.status, 0));
+  CHECK(std::stoll(after.out) > unique_id);
+  CHECK(exited_with(run_cli({"enqueue", "nobody", "{}", "--unique-key", ""}, url).status, 2));
 
   // A daemon that stopped heartbeating is no longer listed as live once the
   // configuration's stale_after (2 s; the built-in default is 15 s) has passed.

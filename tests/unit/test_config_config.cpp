@@ -211,7 +211,7 @@ TEST_CASE("a bad duration names file, line and key") {
 
 TEST_CASE("unknown keys are rejected at every level") {
   CHECK(error_of("databse:\n  url: x\n") ==
-        error_prefix(1) + "databse: unknown key (expected one of database, worker, metrics, logging, queues)");
+        error_prefix(1) + "databse: unknown key (expected one of database, worker, metrics, logging, retention, queues)");
   CHECK(error_of("\n\nworker:\n  pol_interval: 1s\n") ==
         error_prefix(4) +
             "worker.pol_interval: unknown key (expected one of poll_interval, heartbeat_interval, stale_after, "
@@ -220,7 +220,7 @@ TEST_CASE("unknown keys are rejected at every level") {
   CHECK(error_of(queue_with("    gpu: 0\n")) ==
         error_prefix(4) +
             "queues[0].gpu: unknown key (expected one of name, handler, model, device, threads, inputs, "
-            "outputs, extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, retry, sink)");
+            "outputs, binary_data_output, extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, retry, retention, sink)");
   CHECK(error_of(queue_with("    batch:\n      max_job: 4\n")) ==
         error_prefix(5) +
             "queues[0].batch.max_job: unknown key (expected one of max_bytes, max_jobs, max_wait)");
@@ -244,7 +244,7 @@ TEST_CASE("wrong types are rejected") {
   CHECK(error_of("queues:\n  - builtin:echo\n") ==
         error_prefix(2) +
             "queues[0]: expected a map with keys name, handler, model, device, threads, inputs, outputs, "
-            "extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, retry, sink, got "
+            "binary_data_output, extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, retry, retention, sink, got "
             "\"builtin:echo\"");
   CHECK(error_of(queue_with("    instances: abc\n")) ==
         error_prefix(4) + "queues[0].instances: expected an integer, got \"abc\"");
@@ -256,9 +256,9 @@ TEST_CASE("wrong types are rejected") {
   CHECK(error_of(queue_with("    retry:\n      max_attempts: [1]\n")) ==
         error_prefix(5) + "queues[0].retry.max_attempts: expected an integer, got a list");
   CHECK(error_of("just text\n") ==
-        error_prefix(1) + "expected a map with keys database, worker, metrics, logging, queues, got \"just text\"");
+        error_prefix(1) + "expected a map with keys database, worker, metrics, logging, retention, queues, got \"just text\"");
   CHECK(error_of("- a\n- b\n") ==
-        error_prefix(1) + "expected a map with keys database, worker, metrics, logging, queues, got a list");
+        error_prefix(1) + "expected a map with keys database, worker, metrics, logging, retention, queues, got a list");
 }
 
 TEST_CASE("YAML syntax errors give file and line") {
@@ -325,7 +325,7 @@ TEST_CASE("queue names are required, well formed and unique") {
       error_of("queues:\n  - ~\n  - name: q\n") ==
       error_prefix(2) +
           "queues[0]: expected a map with keys name, handler, model, device, threads, inputs, outputs, "
-          "extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, retry, sink, got nothing");
+          "binary_data_output, extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, retry, retention, sink, got nothing");
 }
 
 TEST_CASE("handlers are required and must be known") {
@@ -516,6 +516,9 @@ TEST_CASE("the example configuration parses and documents the defaults") {
   CHECK(echo.retry.backoff == d.retry.backoff);
   CHECK(echo.retry.max_backoff == d.retry.max_backoff);
   CHECK(echo.batch.max_wait == d.batch.max_wait);
+  CHECK(echo.retention.succeeded == d.retention.succeeded);
+  CHECK(echo.retention.cancelled == d.retention.cancelled);
+  CHECK(echo.retention.dead == d.retention.dead);
 
   // The model queue shows every model key at its default.
   const QueueSettings& enc = s.queues[1];
@@ -529,6 +532,47 @@ TEST_CASE("the example configuration parses and documents the defaults") {
   REQUIRE(enc.inputs.size() == 1);
   CHECK(enc.inputs[0].pad == 0);
   CHECK(enc.inputs[0].allow_non_finite == false);
+}
+
+TEST_CASE("retention: 1d, 1d and 7d by default; a queue's own keys over the top-level ones; 0 keeps for ever") {
+  const Settings d = parse_settings("queues:\n  - {name: a, handler: builtin:echo}\n", kSource);
+  CHECK(d.retention.succeeded == std::chrono::hours(24));
+  CHECK(d.retention.cancelled == std::chrono::hours(24));
+  CHECK(d.retention.dead == std::chrono::hours(24 * 7));
+  REQUIRE(d.queues.size() == 1);
+  CHECK(d.queues[0].retention.succeeded == std::chrono::hours(24));
+  CHECK(d.queues[0].retention.dead == std::chrono::hours(24 * 7));
+
+  // The top-level section after the queues applies to them all the same.
+  const Settings s = parse_settings(
+      "queues:\n"
+      "  - {name: a, handler: builtin:echo}\n"
+      "  - name: b\n"
+      "    handler: builtin:echo\n"
+      "    retention: {succeeded: 90s, dead: 0}\n"
+      "retention:\n"
+      "  succeeded: 2h\n"
+      "  cancelled: 0\n",
+      kSource);
+  CHECK(s.retention.succeeded == std::chrono::hours(2));
+  CHECK(s.retention.cancelled == milliseconds(0));
+  CHECK(s.retention.dead == std::chrono::hours(24 * 7));
+  REQUIRE(s.queues.size() == 2);
+  CHECK(s.queues[0].retention.succeeded == std::chrono::hours(2));
+  CHECK(s.queues[0].retention.cancelled == milliseconds(0));
+  CHECK(s.queues[0].retention.dead == std::chrono::hours(24 * 7));
+  CHECK(s.queues[1].retention.succeeded == milliseconds(90'000));
+  CHECK(s.queues[1].retention.cancelled == milliseconds(0));
+  CHECK(s.queues[1].retention.dead == milliseconds(0));
+  CHECK_FALSE(s.queues[0].retention.keeps_all());
+  CHECK_FALSE(s.queues[1].retention.keeps_all());
+
+  CHECK(error_of("retention:\n  succeeded: soon\n") ==
+        error_prefix(2) + "retention.succeeded: expected a duration like 250ms, 30s or 5m, got \"soon\"");
+  CHECK(error_of("retention:\n  finished: 1h\n") ==
+        error_prefix(2) + "retention.finished: unknown key (expected one of succeeded, cancelled, dead)");
+  CHECK(error_of(queue_with("    retention: 1h\n")) ==
+        error_prefix(4) + "queues[0].retention: expected a map with keys succeeded, cancelled, dead, got \"1h\"");
 }
 
 namespace {
@@ -557,6 +601,7 @@ TEST_CASE("a model queue reads every key, with defaults for those left out") {
   CHECK(q.batch.max_bytes == 256 * 1024 * 1024);
   CHECK(q.idle_exit_after == milliseconds(600'000));
   CHECK(q.extra_libraries.empty());
+  CHECK_FALSE(q.binary_data_output);
   REQUIRE(q.inputs.size() == 1);
   CHECK(q.inputs[0].name == "ids");
   CHECK(q.inputs[0].datatype == "INT64");
@@ -570,7 +615,8 @@ TEST_CASE("a model queue reads every key, with defaults for those left out") {
                                                 "    threads: 3\n"
                                                 "    batch: {max_jobs: 8, max_wait: 2ms}\n"
                                                 "    extra_libraries: [/opt/ops.so]\n"
-                                                "    idle_exit_after: 0s\n"),
+                                                "    idle_exit_after: 0s\n"
+                                                "    binary_data_output: true\n"),
                                     kSource);
   const QueueSettings& t = s.queues[0];
   CHECK(t.device == "cuda:1");
@@ -579,12 +625,17 @@ TEST_CASE("a model queue reads every key, with defaults for those left out") {
   CHECK(t.batch.max_wait == milliseconds(2));
   CHECK(t.extra_libraries == std::vector<std::string>{"/opt/ops.so"});
   CHECK(t.idle_exit_after == milliseconds(0));
+  CHECK(t.binary_data_output);
   CHECK(inferq::config::executor_threads(s, t) == 3);
 }
 
 TEST_CASE("model queue errors name the line, the key and the queue") {
   CHECK(error_of(model_queue("    handler: builtin:echo\n")) ==
         error_prefix(6) + "queues[0].model: queue \"enc\": has both handler and model; give exactly one");
+  CHECK(error_of(queue_with("    binary_data_output: true\n")) ==
+        error_prefix(4) +
+            "queues[0].binary_data_output: queue \"q\": only a model queue takes this key (this queue has "
+            "handler \"builtin:echo\")");
   CHECK(error_of(queue_with("    device: cpu\n")) ==
         error_prefix(4) +
             "queues[0].device: queue \"q\": only a model queue takes this key (this queue has handler "
