@@ -52,6 +52,13 @@ The schema must be current (see inferq migrate).
 SIGTERM or SIGINT: stop claiming, let running units finish for
 worker.shutdown_grace, then kill the rest and give their jobs back; a second
 signal stops at once. Exit code 0 after either.
+
+SIGHUP (systemctl reload): re-read FILE and apply its queues without stopping
+a running unit: new queues start, removed ones finish their units and stop,
+a queue whose settings or model file changed gets new executors while the old
+ones finish theirs. An invalid file is refused with its file:line error and
+the running configuration stays. database, worker, metrics and logging
+changes need a restart.
 )";
 
 constexpr const char* kEnqueueHelp = R"(Usage: inferq enqueue QUEUE JSON [options]

@@ -23,6 +23,14 @@ std::int64_t register_worker(Session& s, const WorkerIdentity& who) {
   return id;
 }
 
+void set_worker_queues(Session& s, std::int64_t worker_id, const std::vector<std::string>& queues) {
+  s.run([&](Raw& raw) {
+    pqxx::nontransaction tx(raw.conn);
+    tx.exec_params("UPDATE inferq.workers SET queues = $2::text[] WHERE id = $1", worker_id,
+                   queue_array_literal(queues));
+  });
+}
+
 void deregister_worker(Session& s, std::int64_t worker_id) {
   s.run([&](Raw& raw) {
     pqxx::nontransaction tx(raw.conn);

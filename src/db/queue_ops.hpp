@@ -74,6 +74,10 @@ struct WorkerIdentity {
 // Inserts this daemon's row in inferq.workers; returns its id.
 std::int64_t register_worker(Session& s, const WorkerIdentity& who);
 
+// Sets the queues the daemon's row says it serves (a reload), so other
+// daemons' unserved-queue checks see what it serves now.
+void set_worker_queues(Session& s, std::int64_t worker_id, const std::vector<std::string>& queues);
+
 // Deletes the daemon's row (clean shutdown).
 void deregister_worker(Session& s, std::int64_t worker_id);
 

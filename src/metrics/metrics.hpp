@@ -85,11 +85,18 @@ class Metrics {
  public:
   // Creates every family, and every series the issue wants present from the
   // start at 0, for each of `queues`. `poll_interval` sets the /healthz
-  // bound (three intervals). Calls naming a queue not in `queues` are ignored.
+  // bound (three intervals). Calls naming a queue never served are ignored.
   Metrics(const std::vector<std::string>& queues, std::chrono::milliseconds poll_interval, BuildInfo build,
           const util::Clock& clock = util::SystemClock::instance());
   ~Metrics();
   Metrics(const Metrics&) = delete;
+
+  // A reload: `queues` are the queues served from now on. New ones get their
+  // series at 0; the others keep theirs (counters do not go back), but
+  // readiness no longer waits for them and their slots read 0.
+  void serve_queues(const std::vector<std::string>& queues);
+  // A reload (SIGHUP) was applied (true) or refused (false).
+  void reload_done(bool applied);
   Metrics& operator=(const Metrics&) = delete;
 
   // --- tick loop ---

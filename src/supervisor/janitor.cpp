@@ -51,7 +51,21 @@ Janitor::Janitor(std::string db_url, int dead_rows, std::chrono::milliseconds in
 Janitor::~Janitor() { stop(); }
 
 void Janitor::start() {
-  if (dead_rows_ > 0 || !pruning_.targets.empty()) thread_ = std::thread([this] { loop(); });
+  // Even with nothing to do yet: a reload may bring pruning targets.
+  thread_ = std::thread([this] { loop(); });
+}
+
+void Janitor::set_targets(std::vector<PruneTarget> targets) {
+  const std::lock_guard lock(targets_mu_);
+  new_targets_ = std::move(targets);
+}
+
+void Janitor::take_new_targets() {
+  const std::lock_guard lock(targets_mu_);
+  if (!new_targets_) return;
+  pruning_.targets = std::move(*new_targets_);
+  new_targets_.reset();
+  next_target_ = 0;
 }
 
 void Janitor::stop() noexcept {
@@ -107,7 +121,7 @@ void Janitor::count_finished() {
 
 void Janitor::loop() {
   bool vacuum = dead_rows_ > 0;
-  bool prune = !pruning_.targets.empty();
+  bool may_prune = true;  // false once the role was refused
   bool checked_privilege = false;
   std::int64_t left = 0;  // dead rows the last VACUUM left
   bool was_failing = false;
@@ -117,6 +131,8 @@ void Janitor::loop() {
     // With jobs still due, straight on (each batch already rested).
     if (!more && stop_.wait_until(Clock::now() + interval_)) return;
     if (stop_.stopped()) return;
+    take_new_targets();
+    const bool prune = may_prune && !pruning_.targets.empty();
     more = false;
     try {
       if (prune) {
@@ -159,13 +175,12 @@ void Janitor::loop() {
         spdlog::warn("janitor: this database role may not prune inferq.jobs ({}); finished jobs stay until "
                      "deleted by hand (retention is not applied)",
                      e.what());
-        prune = false;
+        may_prune = false;
       } else {
         if (!was_failing) spdlog::warn("janitor: {}", e.what());
         was_failing = true;
       }
     }
-    if (!vacuum && !prune) return;
   }
 }
 

@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -70,8 +72,9 @@ class Janitor {
   Janitor(const Janitor&) = delete;
   Janitor& operator=(const Janitor&) = delete;
 
-  // Starts the thread unless there is nothing to do (dead_rows 0, no targets).
   void start();
+  // Thread-safe: prunes `targets` from its next round on (a reload).
+  void set_targets(std::vector<PruneTarget> targets);
   void stop() noexcept;  // idempotent; waits for a statement in progress to end
 
  private:
@@ -80,12 +83,16 @@ class Janitor {
   // still due); false when stopped.
   bool prune_round(std::chrono::steady_clock::time_point until, bool& more);
   void count_finished();
+  // Makes the targets of the last set_targets() current; the thread's own.
+  void take_new_targets();
 
   db::Session session_;
   int dead_rows_;
   std::chrono::milliseconds interval_;
   Pruning pruning_;
   std::size_t next_target_ = 0;  // where the next prune round starts
+  std::mutex targets_mu_;
+  std::optional<std::vector<PruneTarget>> new_targets_;  // guarded by targets_mu_
   util::StopSignal stop_;
   std::thread thread_;
 };

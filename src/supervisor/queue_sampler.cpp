@@ -41,6 +41,11 @@ void QueueSampler::stop() noexcept {
   if (thread_.joinable()) thread_.join();
 }
 
+void QueueSampler::set_queues(std::vector<std::string> queues) {
+  const std::lock_guard<std::mutex> lock(mu_);
+  queues_ = std::move(queues);
+}
+
 void QueueSampler::loop() {
   bool was_failing = false;
   for (;;) {
@@ -49,7 +54,12 @@ void QueueSampler::loop() {
     // that timed out) the next sample should come at the usual interval.
     std::chrono::milliseconds took{0};
     try {
-      const auto backlog = db::sample_backlog(session_, queues_);
+      std::vector<std::string> queues;
+      {
+        const std::lock_guard<std::mutex> lock(mu_);
+        queues = queues_;
+      }
+      const auto backlog = db::sample_backlog(session_, queues);
       std::vector<metrics::QueueSample> samples;
       samples.reserve(backlog.size());
       for (const auto& b : backlog)

@@ -49,6 +49,8 @@ class QueueSampler {
 
   void start();
   void stop() noexcept;  // idempotent; returns promptly unless a statement is running
+  // Thread-safe: samples `queues` from the next sample on (a reload).
+  void set_queues(std::vector<std::string> queues);
 
  private:
   void loop();
@@ -56,7 +58,7 @@ class QueueSampler {
   void report_unserved(const std::vector<db::QueueBacklog>& unserved);
 
   db::Session session_;
-  std::vector<std::string> queues_;
+  std::vector<std::string> queues_;  // guarded by mu_
   std::chrono::milliseconds interval_;
   std::chrono::milliseconds live_within_;
   metrics::Metrics& metrics_;

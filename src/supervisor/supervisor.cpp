@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <system_error>
 #include <unordered_map>
 
+#include "config/compare.hpp"
 #include "db/error.hpp"
 #include "util/duration.hpp"
 
@@ -52,6 +54,35 @@ std::vector<std::string> queue_names(const config::Settings& settings) {
   return names;
 }
 
+const config::QueueSettings* find_queue(const config::Settings& settings, const std::string& name) {
+  for (const auto& q : settings.queues)
+    if (q.name == name) return &q;
+  return nullptr;
+}
+
+// What identifies the file at `path` as it is now: a replaced or rewritten
+// file reads differently.
+std::string file_stamp(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return path + ": missing";
+  return path + ":" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+         std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+         std::to_string(st.st_mtim.tv_nsec);
+}
+
+std::string queue_file_stamp(const config::QueueSettings& queue) {
+  if (!queue.is_model()) return {};
+  std::string stamp = file_stamp(queue.model);
+  for (const auto& lib : queue.extra_libraries) stamp += "|" + file_stamp(lib);
+  return stamp;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
+  return out;
+}
+
 }  // namespace
 
 struct Supervisor::Slot {
@@ -65,8 +96,17 @@ struct Supervisor::Slot {
     kFilling,      // holds a partial `unit` (lease live) until it is full or `timer` (max_wait) passes
   };
   const config::QueueSettings* queue = nullptr;
+  const Generation* gen = nullptr;  // the configuration `queue` is from
   int index = 0;
   State state = State::kWaitRestart;
+  // A reload made or changed it: failing to start does not fail the daemon.
+  bool from_reload = false;
+  // A reload changed or removed its queue: it serves on until a new
+  // executor of the queue is ready, then retires.
+  bool superseded = false;
+  // It claims nothing more; its executor is stopped once its unit is done,
+  // and the slot removed once the executor is gone.
+  bool retiring = false;
   std::unique_ptr<ExecutorProcess> proc;
   bool was_ready = false;         // the current process said Ready
   int start_failures = 0;         // consecutive deaths before Ready
@@ -129,13 +169,12 @@ Supervisor::Supervisor(SupervisorOptions options)
       // should notice within about a poll, not after a long backoff.
       db_backoff_(std::make_unique<util::Backoff>(
           milliseconds(100), std::max<milliseconds>(settings_.worker.poll_interval, milliseconds(1000)))) {
-  if (std::any_of(settings_.queues.begin(), settings_.queues.end(),
-                  [](const auto& q) { return q.is_model(); }))
-    write_executor_config();
+  generations_.push_back(make_generation(settings_, nullptr));
   for (const auto& q : settings_.queues) {
     for (int i = 0; i < q.instances; ++i) {
       auto slot = std::make_unique<Slot>();
       slot->queue = &q;
+      slot->gen = generations_.back().get();
       slot->index = i;
       slots_.push_back(std::move(slot));
     }
@@ -144,20 +183,27 @@ Supervisor::Supervisor(SupervisorOptions options)
 
 Supervisor::~Supervisor() = default;
 
-void Supervisor::write_executor_config() {
+std::unique_ptr<Supervisor::Generation> Supervisor::make_generation(const config::Settings& settings,
+                                                                   std::unique_ptr<config::Settings> owned) {
+  auto gen = std::make_unique<Generation>();
+  gen->owned = std::move(owned);
+  gen->settings = gen->owned ? gen->owned.get() : &settings;
+  for (const auto& q : gen->settings->queues) gen->file_stamps[q.name] = queue_file_stamp(q);
+  const auto& queues = gen->settings->queues;
+  if (std::none_of(queues.begin(), queues.end(), [](const auto& q) { return q.is_model(); })) return gen;
   // Model code has no business with the DSN (issue 13 item 5): executors
   // read the daemon's file without its database section, from memory.
-  const std::string text = config::executor_document(settings_.source);
-  executor_config_fd_ = util::UniqueFd(::memfd_create("inferq-executor-config", MFD_CLOEXEC));
-  if (!executor_config_fd_) throw std::system_error(errno, std::generic_category(), "memfd_create");
+  const std::string text = config::executor_document(gen->settings->source);
+  gen->config_fd = util::UniqueFd(::memfd_create("inferq-executor-config", MFD_CLOEXEC));
+  if (!gen->config_fd) throw std::system_error(errno, std::generic_category(), "memfd_create");
   for (std::size_t off = 0; off < text.size();) {
-    const ssize_t n = ::write(executor_config_fd_.get(), text.data() + off, text.size() - off);
+    const ssize_t n = ::write(gen->config_fd.get(), text.data() + off, text.size() - off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) throw std::system_error(errno, std::generic_category(), "writing the executors' config");
     off += static_cast<std::size_t>(n);
   }
-  executor_config_path_ =
-      "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(executor_config_fd_.get());
+  gen->config_path = "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(gen->config_fd.get());
+  return gen;
 }
 
 bool Supervisor::tick_alive() const {
@@ -202,6 +248,10 @@ int Supervisor::run() {
 void Supervisor::tick() {
   const auto now = clock_.now();
   last_tick_ns_ = util::steady_ns(now);
+  if (reload_requested_) {
+    reload_requested_ = false;
+    reload(now);
+  }
   // Invariant 1: reap first, every tick, whatever the slots say (with a slot
   // free, the same statement then claims for it).
   auto claimed_by_reap = reap_stale(now);
@@ -214,6 +264,7 @@ void Supervisor::tick() {
   } else {
     claim_ahead_for_busy_slots(now);
   }
+  retire_slots(now);
   publish_slots();
   metrics_.tick_done(seconds_between(now, clock_.now()));
   announce_ready_once();
@@ -233,10 +284,11 @@ void Supervisor::announce_ready_once() {
 }
 
 void Supervisor::publish_slots() {
-  for (const auto& q : settings_.queues) {
+  for (const auto& q : generations_.back()->settings->queues) {
     int busy = 0, idle = 0, starting = 0;
     for (const auto& s : slots_) {
-      if (s->queue != &q) continue;
+      // By name: the old executors of a reloaded queue count too.
+      if (s->queue->name != q.name) continue;
       if (s->state == Slot::State::kBusy || s->state == Slot::State::kFilling) {
         ++busy;
       } else if (s->state == Slot::State::kIdle || s->state == Slot::State::kStopped) {
@@ -296,7 +348,7 @@ void Supervisor::top_up_filling_units(TimePoint now) {
         }
       }
     }
-    if (draining_ || static_cast<int>(jobs.size()) >= max_jobs || now >= slot.timer) {
+    if (draining_ || slot.retiring || static_cast<int>(jobs.size()) >= max_jobs || now >= slot.timer) {
       db::ClaimedUnit unit = std::move(*slot.unit);
       slot.unit.reset();
       dispatch(slot, std::move(unit), now);
@@ -305,11 +357,11 @@ void Supervisor::top_up_filling_units(TimePoint now) {
 }
 
 void Supervisor::start_stopped_queues(TimePoint now) {
-  for (const auto& queue : settings_.queues) {
+  for (const auto& queue : generations_.back()->settings->queues) {
     Slot* stopped = nullptr;
     bool can_claim = false;  // a ready or starting executor will take the work
     for (auto& slot : slots_) {
-      if (slot->queue != &queue) continue;
+      if (slot->queue != &queue || slot->retiring) continue;
       if (slot->state == Slot::State::kStopped && stopped == nullptr) stopped = slot.get();
       if (slot->state == Slot::State::kIdle || slot->state == Slot::State::kStarting) can_claim = true;
     }
@@ -330,7 +382,7 @@ void Supervisor::start_stopped_queues(TimePoint now) {
 
 bool Supervisor::wants_next(const Slot& slot) const {
   // A unit that waits to fill (max_wait) is claimed when the slot is idle.
-  return slot.state == Slot::State::kBusy && !slot.next && slot.queue->prefetch &&
+  return slot.state == Slot::State::kBusy && !slot.next && !slot.retiring && slot.queue->prefetch &&
          slot.queue->batch.max_wait.count() == 0;
 }
 
@@ -344,7 +396,7 @@ std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
   Slot* ahead = nullptr;
   if (!draining_) {
     for (auto& slot : slots_) {
-      if (slot->state == Slot::State::kIdle) {
+      if (slot->state == Slot::State::kIdle && !slot->retiring) {
         idle = slot.get();
         break;
       }
@@ -437,7 +489,7 @@ void Supervisor::claim_for_idle_slots(TimePoint now, std::optional<ClaimedByReap
   if (draining_) return;
   for (auto& slot_ptr : slots_) {
     Slot& slot = *slot_ptr;
-    if (slot.state != Slot::State::kIdle) continue;
+    if (slot.state != Slot::State::kIdle || slot.retiring) continue;
     if (std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
     if (!db_usable(now)) return;
     std::optional<db::ClaimedUnit> unit;
@@ -688,7 +740,7 @@ void Supervisor::wait_for_events(TimePoint now) {
   const int n = ::poll(fds.data(), fds.size(), timeout_ms);
   const auto after = clock_.now();
   if (n > 0) {
-    if (fds[0].revents & POLLIN) on_shutdown_signal(after);
+    if (fds[0].revents & POLLIN) on_signal(after);
     if (fds[1].revents & POLLIN) wake_.drain();
     if (fds[2].revents) jobs_notified();  // consumed; the next tick claims
     for (std::size_t i = 3; i < fds.size(); ++i) {
@@ -754,6 +806,8 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
       slot.state = Slot::State::kIdle;
       if (draining_) {
         give_back_next(slot, "the daemon is shutting down");
+      } else if (slot.retiring) {
+        give_back_next(slot, "its queue was reloaded");
       } else if (slot.next) {
         db::ClaimedUnit next = std::move(*slot.next);
         slot.next.reset();
@@ -804,7 +858,7 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
     slot.state = draining_ ? Slot::State::kWaitRestart : Slot::State::kStopped;
     return;
   }
-  if (refused_start && !slot.was_ready && !draining_ &&
+  if (refused_start && !slot.was_ready && !draining_ && !slot.from_reload &&
       std::find(ready_queues_.begin(), ready_queues_.end(), slot.queue) == ready_queues_.end()) {
     // The queue's set-up is wrong (its model, device or inputs): restarting
     // will not fix it, so the daemon's start-up fails, saying why.
@@ -845,7 +899,7 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
   slot.fatal_message.clear();
   slot.unit.reset();
   slot.state = Slot::State::kWaitRestart;
-  if (draining_) return;
+  if (draining_ || slot.retiring) return;  // retire_slots removes a retiring one
   if (died_starting) {
     ++slot.start_failures;
     const auto delay = util::retry_delay(slot.start_failures, kRestartBackoffBase, kRestartBackoffMax,
@@ -863,7 +917,7 @@ void Supervisor::check_timers(TimePoint now) {
     Slot& slot = *s;
     switch (slot.state) {
       case Slot::State::kWaitRestart:
-        if (!draining_ && now >= slot.restart_at) start_executor(slot, now);
+        if (!draining_ && !slot.retiring && now >= slot.restart_at) start_executor(slot, now);
         break;
       case Slot::State::kStarting:
         if (now >= slot.timer) {
@@ -904,14 +958,14 @@ void Supervisor::start_executor(Slot& slot, TimePoint now) {
   std::vector<std::string> argv = {options_.executor_path, "--fd", "3", "--queue", slot.queue->name};
   if (slot.queue->is_model()) {
     // Its queue's model settings, from the daemon's file without the database.
-    argv.insert(argv.end(), {"--config", executor_config_path_});
+    argv.insert(argv.end(), {"--config", slot.gen->config_path});
   } else {
     argv.insert(argv.end(), {"--handler", slot.queue->handler});
   }
   argv.insert(argv.end(), {"--parent-pid", std::to_string(::getpid())});
   // Executors together must not oversubscribe the cores.
   const auto env =
-      executor_environment(config::executor_threads(settings_, *slot.queue), std::getenv("GLIBC_TUNABLES"));
+      executor_environment(config::executor_threads(*slot.gen->settings, *slot.queue), std::getenv("GLIBC_TUNABLES"));
   try {
     slot.proc = ExecutorProcess::spawn(argv, env);
     slot.state = Slot::State::kStarting;
@@ -1021,12 +1075,16 @@ void Supervisor::fail_unit(Slot& slot, const std::string& error_class, const std
   slot.state = Slot::State::kExiting;
 }
 
-void Supervisor::on_shutdown_signal(TimePoint now) {
+void Supervisor::on_signal(TimePoint now) {
   signalfd_siginfo info[4];
   const ssize_t n = ::read(options_.signal_fd, info, sizeof info);
   const int count = n > 0 ? static_cast<int>(n / static_cast<ssize_t>(sizeof(signalfd_siginfo))) : 0;
   for (int i = 0; i < count; ++i) {
     const char* name = sigabbrev_np(static_cast<int>(info[i].ssi_signo));
+    if (info[i].ssi_signo == SIGHUP) {
+      reload_requested_ = true;
+      continue;
+    }
     if (!draining_) {
       draining_ = true;
       drain_deadline_ = now + settings_.worker.shutdown_grace;
@@ -1074,6 +1132,156 @@ void Supervisor::shutdown() {
                  util::format_duration(settings_.worker.stale_after));
   }
   spdlog::info("worker {} stopped", options_.worker_name);
+}
+
+std::optional<std::string> missing_sink(db::Session& session, const config::Settings& settings) {
+  for (std::size_t i = 0; i < settings.queues.size(); ++i) {
+    const auto& q = settings.queues[i];
+    if (q.sink.empty() || db::sink_function_exists(session, q.sink, q.binary_data_output)) continue;
+    return settings.source + ": queues[" + std::to_string(i) + "] (queue \"" + q.name + "\"): sink: the database has no function " +
+           q.sink + "(" + (q.binary_data_output ? "bigint, jsonb, jsonb, bytea" : "bigint, jsonb, jsonb") +
+           ") that this role can see (create it, or schema-qualify the name)";
+  }
+  return std::nullopt;
+}
+
+void Supervisor::reload(TimePoint now) {
+  if (!options_.reload) {
+    spdlog::warn("SIGHUP: this daemon has no configuration file to re-read; ignored");
+    return;
+  }
+  if (draining_) {
+    spdlog::info("SIGHUP while shutting down: not reloading");
+    return;
+  }
+  std::unique_ptr<Generation> gen;
+  try {
+    auto next = std::make_unique<config::Settings>(options_.reload());
+    if (next->queues.empty()) throw config::ConfigError(next->source + ": no queues configured");
+    // Sinks are checked now, as at start-up: a missing one would fail
+    // every job of its queue at its completion instead.
+    if (!db_usable(now)) throw std::runtime_error("the database is unreachable, so the sinks cannot be checked");
+    try {
+      if (const auto missing = missing_sink(session_, *next)) throw config::ConfigError(*missing);
+      db_succeeded();
+    } catch (const db::DbError& e) {
+      db_failed(e, now);
+      throw std::runtime_error(std::string("checking the sinks: ") + e.what());
+    }
+    gen = make_generation(*next, std::move(next));
+  } catch (const std::exception& e) {
+    spdlog::error("reload refused: {}; still running the configuration loaded before", e.what());
+    metrics_.reload_done(false);
+    return;
+  }
+  const auto ignored = config::restart_only_changes(settings_, *gen->settings);
+  if (!ignored.empty())
+    spdlog::warn("reload: {} changed: a reload applies queues and retention only; restart to apply the rest",
+                 join(ignored));
+  generations_.push_back(std::move(gen));
+  apply_generation(*generations_.back(), now);
+}
+
+void Supervisor::apply_generation(Generation& gen, TimePoint now) {
+  const auto& before = *generations_[generations_.size() - 2]->settings;
+  const auto& after = *gen.settings;
+  // Running slots: each keeps its executor (its queue unchanged), or is
+  // superseded by new executors (changed), or retires (removed).
+  for (auto& s : slots_) {
+    Slot& slot = *s;
+    if (slot.superseded || slot.retiring) continue;
+    const auto* next = find_queue(after, slot.queue->name);
+    if (next == nullptr) {
+      slot.superseded = slot.retiring = true;
+    } else if (config::same_executor_settings(*slot.queue, *next) &&
+               slot.gen->file_stamps.at(next->name) == gen.file_stamps.at(next->name)) {
+      slot.queue = next;
+      slot.gen = &gen;
+      slot.from_reload = true;
+    } else {
+      slot.superseded = true;
+    }
+  }
+  std::vector<std::string> kept, changed, added, removed;
+  for (const auto& q : before.queues)
+    if (find_queue(after, q.name) == nullptr) removed.push_back(q.name);
+  for (const auto& q : after.queues) {
+    int have = 0;
+    bool superseded = false;
+    for (auto& s : slots_) {
+      if (s->queue == &q && !s->retiring) {
+        // Fewer instances: the highest-numbered executors retire.
+        if (s->index >= q.instances) s->retiring = true;
+        else ++have;
+      }
+      if (s->queue->name == q.name && s->superseded) superseded = true;
+    }
+    if (find_queue(before, q.name) == nullptr) {
+      added.push_back(q.name);
+    } else if (superseded) {
+      changed.push_back(q.name);
+    } else {
+      kept.push_back(q.name);
+    }
+    // The new slots take the indexes the kept ones leave free.
+    for (int i = have; i < q.instances; ++i) {
+      auto slot = std::make_unique<Slot>();
+      slot->queue = &q;
+      slot->gen = &gen;
+      slot->index = i;
+      slot->from_reload = true;
+      start_executor(*slot, now);
+      slots_.push_back(std::move(slot));
+    }
+  }
+  const auto names = queue_names(after);
+  metrics_.serve_queues(names);
+  metrics_.reload_done(true);
+  janitor_.set_targets(prune_targets(after.queues));
+  try {
+    db::set_worker_queues(session_, options_.worker_id, names);
+  } catch (const db::DbError& e) {
+    // Until the next reload other daemons see the old list in inferq.workers
+    // (only their unserved-queue warnings read it).
+    spdlog::warn("reload: could not record the served queues in inferq.workers: {}", e.what());
+  }
+  spdlog::info("reloaded {}: {} queue(s) kept [{}], changed [{}] (new executors; the old ones finish their unit), "
+               "added [{}], removed [{}] (running units finish)",
+               after.source, kept.size(), join(kept), join(changed), join(added), join(removed));
+  if (options_.on_reloaded) options_.on_reloaded(after);
+}
+
+void Supervisor::retire_slots(TimePoint now) {
+  for (auto& s : slots_) {
+    Slot& slot = *s;
+    if (slot.superseded && !slot.retiring) {
+      const auto serving = [](const Slot& x) {
+        return x.proc && (x.state == Slot::State::kIdle || x.state == Slot::State::kBusy ||
+                          x.state == Slot::State::kFilling);
+      };
+      const bool successor_ready = std::any_of(slots_.begin(), slots_.end(), [&](const auto& o) {
+        return !o->superseded && o->queue->name == slot.queue->name && o->was_ready && serving(*o);
+      });
+      // Until then it serves on, so a queue whose new model does not load
+      // keeps its old executors.
+      if (successor_ready || !serving(slot)) slot.retiring = true;
+    }
+    if (!slot.retiring) continue;
+    give_back_next(slot, "its queue was reloaded");
+    if (slot.proc && (slot.state == Slot::State::kIdle || slot.state == Slot::State::kStarting)) {
+      // No unit: nothing is lost by killing it.
+      const auto scope = log_scope(slot);
+      spdlog::info("{}: retired by the reload; stopping its executor", slot_name(slot));
+      slot.count_restart = false;
+      kill_executor(slot, now, "retired by a reload");
+    }
+  }
+  slots_.erase(std::remove_if(slots_.begin(), slots_.end(),
+                              [](const auto& s) {
+                                return s->retiring && !s->proc &&
+                                       (s->state == Slot::State::kWaitRestart || s->state == Slot::State::kStopped);
+                              }),
+               slots_.end());
 }
 
 void Supervisor::db_failed(const std::exception& e, TimePoint now) {

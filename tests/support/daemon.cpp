@@ -5,6 +5,7 @@
 #include <pqxx/pqxx>
 
 #include <cerrno>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -161,6 +162,19 @@ Daemon::Daemon(const DaemonConfig& config, const std::string& name)
           // INFERQ_DATABASE_URL would override database.url: make it agree.
           {{"INFERQ_DATABASE_URL", config.database_url}}, dir_.file(name + ".log")),
       counts_ready_lines_(config.log_level == "debug" || config.log_level == "trace") {}
+
+void Daemon::reload_with(const std::string& yaml_text) {
+  const std::string path = config_path();
+  const std::string tmp = path + ".new";
+  {
+    std::ofstream out(tmp);
+    out << yaml_text;
+    out.close();
+    if (!out) throw std::runtime_error("cannot write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot replace " + path);
+  if (::kill(pid(), SIGHUP) != 0) throw std::runtime_error("cannot signal the daemon");
+}
 
 bool Daemon::wait_ready(std::chrono::milliseconds timeout) {
   bool exited = false;
