@@ -244,6 +244,65 @@ TEST_CASE("an idle executor exits on purpose and a new one starts when work arri
   CHECK(d.count_log("has work; starting an executor") == 1);
 }
 
+TEST_CASE("SIGHUP after the model file changed: new executors serve the new model; one that does not load leaves the old serving") {
+  const std::string url = fresh_inferq_database();
+  const TempDir dir("inferq-reload-model");
+  const std::string path = dir.file("model.pt");
+  std::filesystem::copy_file(models().file("mlp.pt"), path);
+  // The same network with every parameter doubled: same inputs and outputs, other results.
+  const std::string doubled = dir.file("doubled.pt");
+  {
+    torch::jit::Module m = torch::jit::load(models().file("mlp.pt"));
+    torch::NoGradGuard no_grad;
+    for (auto p : m.parameters()) p.mul_(2);
+    m.save(doubled);
+  }
+  // Replaced whole, as a deploy would: a new inode.
+  const auto replace_model = [&](const std::string& from) {
+    std::filesystem::copy_file(from, path + ".new", std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::rename(path + ".new", path);
+  };
+  TestQueue q = mlp_queue();
+  q.model = path;
+  const DaemonConfig cfg = daemon_config(url, {q});
+  Daemon d(cfg, "reload-model");
+  INFO("daemon log:\n", d.log());
+  REQUIRE(d.wait_ready(60s));
+  const auto served_by = [&](int seed, const std::string& model_file) {
+    const auto id = enqueue(url, "mlp", payload({x_input(features(seed))}));
+    REQUIRE(wait_all_final(url, 60s));
+    const auto row = job(url, id);
+    REQUIRE(row);
+    check_result(*row, "mlp", "y", reference(model_file, at::tensor(features(seed))));
+    CHECK(row->attempts == 1);
+  };
+  served_by(1, models().file("mlp.pt"));
+  const auto first = d.executor_pids();
+  REQUIRE(first.size() == 1);
+
+  // A file that is not TorchScript: the new executor cannot start, so the
+  // old one goes on serving the old model.
+  const std::string garbage = dir.file("garbage.pt");
+  std::ofstream(garbage) << "not a model";
+  replace_model(garbage);
+  d.reload_with(cfg.yaml());
+  REQUIRE(d.process().wait_log("changed [mlp]", 30s));
+  REQUIRE(d.process().wait_log("before it was ready (failure 2 in a row)", 30s));
+  served_by(2, models().file("mlp.pt"));
+  CHECK(d.executor_pids() == first);
+  CHECK_FALSE(process_gone(first[0]));
+
+  // A model that loads: a new executor serves it and the old one stops.
+  replace_model(doubled);
+  d.reload_with(cfg.yaml());
+  REQUIRE(wait_until([&] { return d.executor_pids().size() == 2; }, 60s));
+  REQUIRE(wait_until([&] { return process_gone(first[0]); }, 10s));
+  served_by(3, doubled);
+  CHECK(d.count_log("reloaded ") == 2);
+  CHECK(d.count_log("start-up failed") == 0);
+  CHECK(d.process().running());
+}
+
 TEST_CASE("a model queue that cannot start stops inferq run with a message naming the queue and key") {
   const std::string url = fresh_inferq_database();
   struct Case {
