@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "support/daemon.hpp"
+#include "support/models/example_models.hpp"
 
 namespace {
 
@@ -23,20 +24,10 @@ using namespace inferq::test;
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-const TempDir& models() {
-  static TempDir dir("inferq-models");
-  static const bool made = [] {
-    run_to_success({bin_path("inferq-executor"), "make-models", dir.path()}, 120s, "make-models");
-    return true;
-  }();
-  (void)made;
-  return dir;
-}
-
 TestQueue mlp_queue(const std::string& name, bool binary_outputs) {
   TestQueue q;
   q.name = name;
-  q.model = models().file("mlp.pt");
+  q.model = example_models().file("mlp.pt");
   q.max_jobs = 8;
   q.max_attempts = 3;
   q.extra_yaml = std::string("device: cpu\nthreads: 1\n") +
@@ -48,7 +39,7 @@ TestQueue mlp_queue(const std::string& name, bool binary_outputs) {
 TestQueue encoder_queue() {
   TestQueue q;
   q.name = "encoder";
-  q.model = models().file("encoder.pt");
+  q.model = example_models().file("encoder.pt");
   q.max_jobs = 8;
   q.max_attempts = 3;
   q.extra_yaml =
@@ -56,19 +47,6 @@ TestQueue encoder_queue() {
       "inputs: [{name: input_ids, datatype: INT64, shape: [-1], pad: 0}]\n"
       "outputs: [{name: embedding}]\n";
   return q;
-}
-
-std::vector<float> features(int seed) {
-  std::vector<float> x(384);
-  for (std::size_t i = 0; i < x.size(); ++i)
-    x[i] = static_cast<float>((seed * 37 + static_cast<int>(i) * 11) % 101) / 50.0f - 1.0f;
-  return x;
-}
-
-std::vector<std::int64_t> token_ids(std::size_t n, int seed) {
-  std::vector<std::int64_t> ids;
-  for (std::size_t i = 0; i < n; ++i) ids.push_back(1 + (seed * 131 + static_cast<std::int64_t>(i) * 71) % 8000);
-  return ids;
 }
 
 template <typename T>
@@ -101,14 +79,6 @@ std::int64_t enqueue_binary(const std::string& url, const std::string& queue, co
       .exec_params1("SELECT inferq.enqueue($1, $2::jsonb, payload_binary => $3::bytea)", queue, payload_json,
                     hex(binary))[0]
       .as<std::int64_t>();
-}
-
-std::vector<float> reference(const std::string& path, const at::Tensor& input) {
-  torch::jit::Module m = torch::jit::load(path);
-  m.eval();
-  c10::InferenceMode guard;
-  const at::Tensor out = m.forward({input.unsqueeze(0)}).toTensor().contiguous();
-  return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
 }
 
 void check_close(const std::vector<float>& got, const std::vector<float>& want) {
@@ -167,7 +137,7 @@ BinaryOutput binary_output(const std::string& url, std::int64_t id, const std::s
 
 TEST_CASE("binary payloads and outputs from SQL: results equal the raw forward; bad binary data dies alone") {
   const std::string url = fresh_inferq_database();
-  const std::string mlp = models().file("mlp.pt");
+  const std::string mlp = example_models().file("mlp.pt");
   // Enqueued before the daemon starts, so units mix good and bad jobs.
   std::vector<std::int64_t> json_out;    // binary inputs, JSON outputs
   std::vector<std::int64_t> binary_out;  // binary inputs, binary outputs
@@ -181,17 +151,17 @@ TEST_CASE("binary payloads and outputs from SQL: results equal the raw forward; 
   std::vector<Bad> bad;
   const json x384 = binary_input("x", "FP32", {384}, 1536);
   for (int j = 0; j < 6; ++j) {
-    const std::string x = bytes_of(features(j));
+    const std::string x = bytes_of(mlp_features(j));
     json_out.push_back(enqueue_binary(url, "mlp", payload(binary_input("x", "FP32", {1, 384}, 1536)), x));
     binary_out.push_back(enqueue_binary(url, "mlpb", payload(x384), x));
     json_in.push_back(enqueue(
         url, "mlpb",
-        payload({{"name", "x"}, {"datatype", "FP32"}, {"shape", {384}}, {"data", features(j)}})));
+        payload({{"name", "x"}, {"datatype", "FP32"}, {"shape", {384}}, {"data", mlp_features(j)}})));
     const std::size_t n = 1 + static_cast<std::size_t>(j * 7) % 40;
     lengths.push_back(n);
     encoder.push_back(enqueue_binary(url, "encoder", payload(binary_input("input_ids", "INT64", {n}, n * 8)),
                                      bytes_of(token_ids(n, j))));
-    const std::string x1 = bytes_of(features(1));
+    const std::string x1 = bytes_of(mlp_features(1));
     if (j == 1) {
       bad.push_back({enqueue_binary(url, "mlp", payload(binary_input("x", "FP32", {384}, 1532)), x1.substr(0, 1532)),
                      "input \"x\": binary_data_size is 1532 bytes, expected 1536 (shape [384] of FP32, 4 byte(s) "
@@ -219,7 +189,7 @@ TEST_CASE("binary payloads and outputs from SQL: results equal the raw forward; 
   REQUIRE(wait_all_final(url, 60s));
 
   for (std::size_t j = 0; j < json_out.size(); ++j) {
-    const std::vector<float> want = reference(mlp, at::tensor(features(static_cast<int>(j))));
+    const std::vector<float> want = reference_forward(mlp, at::tensor(mlp_features(static_cast<int>(j))));
     const auto row = job(url, json_out[j]);
     REQUIRE(row);
     check_close(json_output(*row, "y"), want);
@@ -239,7 +209,7 @@ TEST_CASE("binary payloads and outputs from SQL: results equal the raw forward; 
     REQUIRE(row);
     CAPTURE(lengths[j]);
     check_close(json_output(*row, "embedding"),
-                reference(models().file("encoder.pt"), at::tensor(token_ids(lengths[j], static_cast<int>(j)))));
+                reference_forward(example_models().file("encoder.pt"), at::tensor(token_ids(lengths[j], static_cast<int>(j)))));
   }
   for (const Bad& b : bad) {
     const auto row = job(url, b.id);
