@@ -13,6 +13,7 @@
 #include "db/session.hpp"
 #include "db/status_ops.hpp"
 #include "util/duration.hpp"
+#include "util/json_text.hpp"
 
 namespace inferq::app {
 namespace {
@@ -28,26 +29,7 @@ int db_failure(const db::DbError& e) {
   return kExitFailure;
 }
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
+using util::json_string;
 
 std::string seconds_text(double s) {
   std::ostringstream o;

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "db/error.hpp"
-#include "db/json_text.hpp"
+#include "util/json_text.hpp"
 #include "db/raw.hpp"
 #include "util/json_check.hpp"
 
@@ -245,15 +245,15 @@ std::string completion_document(const std::vector<UnitFinish>& units) {
         }
         if (!u.sink.empty()) {
           doc += ",\"sink\":";
-          append_json_string(doc, u.sink);
+          util::append_json_string(doc, u.sink);
           doc += ",\"retry_ms\":";
           doc += std::to_string(j.retry_ms);
         }
       } else {
         doc += ",\"ok\":false,\"class\":";
-        append_json_string(doc, injects ? "permanent" : j.error_class);
+        util::append_json_string(doc, to_string(injects ? ErrorClass::kPermanent : j.error_class));
         doc += ",\"message\":";
-        append_json_string(doc, injects ? "the executor's result is not one JSON value (" +
+        util::append_json_string(doc, injects ? "the executor's result is not one JSON value (" +
                                               std::to_string(j.result_json.size()) + " bytes)"
                                         : j.message);
         doc += ",\"retry_ms\":";
@@ -291,9 +291,10 @@ int complete(Session& s, const std::vector<UnitFinish>& units, const std::string
     n = 0;
     counts.clear();
     for (const auto& row : r) {
-      OutcomeCount c{row[0].c_str(), row[1].c_str(), row[2].as<int>()};
-      n += c.jobs;
-      counts.push_back(std::move(c));
+      const int jobs = row[2].as<int>();
+      n += jobs;
+      // The schema check keeps the SQL's spellings ones this build knows.
+      if (const auto outcome = job_outcome_from(row[1].c_str())) counts.push_back({row[0].c_str(), *outcome, jobs});
     }
   });
   if (outcomes) outcomes->insert(outcomes->end(), counts.begin(), counts.end());

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "db/outcome.hpp"
 #include "db/session.hpp"
 
 // The daemon's statements: register, reap, claim, heartbeat, complete,
@@ -31,13 +32,12 @@ struct ClaimedUnit {
   std::chrono::steady_clock::time_point claimed_at{};
 };
 
-// How one job of a unit ended. `error_class` is one of permanent, transient,
-// fatal, deadline, crash; `retry_ms` is the backoff before a retry.
+// How one job of a unit ended; `retry_ms` is the backoff before a retry.
 struct JobFinish {
   std::int64_t job_id = 0;
   bool ok = false;
   std::string result_json;  // when ok: a JSON value
-  std::string error_class;  // when not ok
+  ErrorClass error_class = ErrorClass::kTransient;  // when not ok
   std::string message;      // when not ok
   std::int64_t retry_ms = 0;
   // When ok, for a queue with binary outputs: inferq.jobs.result_binary.
@@ -130,7 +130,7 @@ std::vector<std::int64_t> heartbeat(Session& s, std::int64_t worker_id,
 // retried, dead, cancelled, or requeued (a keyed job put back unrun).
 struct OutcomeCount {
   std::string queue;
-  std::string outcome;
+  JobOutcome outcome = JobOutcome::kSucceeded;
   int jobs = 0;
 };
 

@@ -9,6 +9,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "util/json_text.hpp"
+
 namespace inferq::executor {
 namespace {
 
@@ -20,12 +22,9 @@ struct BadPayload : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-std::string quoted(std::string_view s) {
-  std::string out = "\"";
-  out.append(s.data(), s.size());
-  out += '"';
-  return out;
-}
+// A name in a message, quoted as JSON writes it (a quote or control
+// character in it cannot break the message's text).
+std::string quoted(std::string_view s) { return util::json_string(s); }
 
 std::string shape_text(const std::vector<std::int64_t>& shape) {
   std::string out = "[";
@@ -679,23 +678,6 @@ void append_data(std::string& out, const void* data, std::size_t count) {
   }
 }
 
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-}
-
 }  // namespace
 
 void encode_result(std::string& out, std::string_view model_name, const std::vector<OutputView>& outputs,
@@ -708,13 +690,13 @@ void encode_result(std::string& out, std::string_view model_name, const std::vec
   }
   out.reserve(out.size() + total);
   out += "{\"model_name\":";
-  append_json_string(out, model_name);
+  util::append_json_string(out, model_name);
   out += ",\"outputs\":[";
   for (std::size_t k = 0; k < outputs.size(); ++k) {
     const OutputView& o = outputs[k];
     if (k) out += ',';
     out += "{\"name\":";
-    append_json_string(out, o.name);
+    util::append_json_string(out, o.name);
     out += ",\"shape\":[";
     std::size_t count = 1;
     for (std::size_t d = 0; d < o.shape.size(); ++d) {

@@ -102,13 +102,14 @@ void put_body(std::string& out, const UnitResult& m) {
   put(out, m.timing.sent_ns);
 }
 
+// Each message's wire type, by its C++ type: the variant's order does not matter.
+constexpr MessageType type_of_message(const Ready&) noexcept { return MessageType::kReady; }
+constexpr MessageType type_of_message(const RunUnit&) noexcept { return MessageType::kRunUnit; }
+constexpr MessageType type_of_message(const UnitResult&) noexcept { return MessageType::kUnitResult; }
+constexpr MessageType type_of_message(const Fatal&) noexcept { return MessageType::kFatal; }
+
 MessageType type_of(const Message& m) noexcept {
-  switch (m.index()) {
-    case 0: return MessageType::kReady;
-    case 1: return MessageType::kRunUnit;
-    case 2: return MessageType::kUnitResult;
-    default: return MessageType::kFatal;
-  }
+  return std::visit([](const auto& v) { return type_of_message(v); }, m);
 }
 
 const char* type_name(std::uint8_t type) noexcept {

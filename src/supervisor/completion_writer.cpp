@@ -43,7 +43,7 @@ void bound_results(db::UnitFinish& unit) {
   for (auto& j : unit.jobs) {
     if (j.ok && bytes + job_bytes(j) > kMaxBytesPerWrite) {
       j.ok = false;
-      j.error_class = "permanent";
+      j.error_class = db::ErrorClass::kPermanent;
       j.message = "the result of " + std::to_string(j.result_json.size() + j.result_binary.size()) +
                   " bytes could not be stored: a unit's results are written " +
                   std::to_string(kMaxBytesPerWrite >> 20) + " MiB at most";
@@ -169,7 +169,8 @@ void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch, bool& cla
       if (on_unit_written_)
         on_unit_written_(u.queue, std::chrono::duration<double>(committed - u.submitted_at).count());
     }
-    for (const auto& o : outcomes) claimable = claimable || o.outcome == "requeued" || o.outcome == "retried";
+    for (const auto& o : outcomes) claimable = claimable || o.outcome == db::JobOutcome::kRequeued ||
+                                                   o.outcome == db::JobOutcome::kRetried;
     if (on_outcomes_) on_outcomes_(outcomes);
     outcomes.clear();
     const auto total = job_count(units);
@@ -206,7 +207,7 @@ void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch, bool& cla
       for (auto& job : one[0].jobs) {
         if (job.ok) {
           job.ok = false;
-          job.error_class = "permanent";
+          job.error_class = db::ErrorClass::kPermanent;
           job.message = std::string("the result could not be stored: ") + e.what();
           job.result_json.clear();
           job.result_binary.clear();

@@ -38,13 +38,16 @@ double seconds_between(std::chrono::steady_clock::time_point from, std::chrono::
   return std::chrono::duration<double>(to - from).count();
 }
 
-// inferq.complete_outcomes' outcome as a metrics outcome; "requeued" (put
-// back unrun, its attempt refunded) is none.
-std::optional<metrics::Outcome> outcome_of(const std::string& outcome) {
-  if (outcome == "succeeded") return metrics::Outcome::kSucceeded;
-  if (outcome == "retried") return metrics::Outcome::kRetried;
-  if (outcome == "dead") return metrics::Outcome::kDead;
-  if (outcome == "cancelled") return metrics::Outcome::kCancelled;
+// A completion's outcome as a metrics outcome; requeued (put back unrun,
+// its attempt refunded) is none.
+std::optional<metrics::Outcome> outcome_of(db::JobOutcome outcome) {
+  switch (outcome) {
+    case db::JobOutcome::kSucceeded: return metrics::Outcome::kSucceeded;
+    case db::JobOutcome::kRetried: return metrics::Outcome::kRetried;
+    case db::JobOutcome::kDead: return metrics::Outcome::kDead;
+    case db::JobOutcome::kCancelled: return metrics::Outcome::kCancelled;
+    case db::JobOutcome::kRequeued: return std::nullopt;
+  }
   return std::nullopt;
 }
 
@@ -252,8 +255,8 @@ void Supervisor::tick() {
     reload_requested_ = false;
     reload(now);
   }
-  // Invariant 1: reap first, every tick, whatever the slots say (with a slot
-  // free, the same statement then claims for it).
+  // README guarantee "reap first, every tick": whatever the slots say (with
+  // a slot free, the same statement then claims for it).
   auto claimed_by_reap = reap_stale(now);
   stop_lost_units(now);
   top_up_filling_units(now);
@@ -603,7 +606,7 @@ void Supervisor::give_back_next(Slot& slot, const std::string& why) {
   for (const auto& job : slot.next->jobs) {
     db::JobFinish f;
     f.job_id = job.id;
-    f.error_class = "requeue";
+    f.error_class = db::ErrorClass::kRequeue;
     f.message = "claimed ahead, not run: " + why;
     finish.jobs.push_back(std::move(f));
   }
@@ -646,12 +649,12 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
     f.job_id = job.id;
     const std::size_t job_bytes = job.payload.size() + job.payload_binary.size();
     if (!full && job_bytes > max_bytes) {
-      f.error_class = "permanent";
+      f.error_class = db::ErrorClass::kPermanent;
       f.message = "payload of " + std::to_string(job_bytes) + " bytes is over batch.max_bytes (" +
                   std::to_string(max_bytes) + ")";
     } else if (full || bytes + job_bytes > max_bytes) {
       full = true;
-      f.error_class = "requeue";
+      f.error_class = db::ErrorClass::kRequeue;
       f.message = "the unit reached batch.max_bytes";
     } else {
       bytes += job_bytes;
@@ -778,7 +781,7 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
     if (frame.status == protocol::DecodeResult::Status::kMalformed) {
       spdlog::error("{} sent a malformed frame: {}", slot_name(slot), frame.error);
       if (slot.state == Slot::State::kBusy)
-        fail_unit(slot, "crash", "executor sent a malformed frame: " + frame.error);
+        fail_unit(slot, db::ErrorClass::kCrash, "executor sent a malformed frame: " + frame.error);
       kill_executor(slot, now, "malformed frame");
       return;
     }
@@ -796,7 +799,7 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
       if (slot.state != Slot::State::kBusy || !slot.unit ||
           result->unit_id != static_cast<std::uint64_t>(slot.unit->lease_id)) {
         spdlog::error("{} answered a unit it was not running", slot_name(slot));
-        if (slot.state == Slot::State::kBusy) fail_unit(slot, "crash", "executor answered the wrong unit");
+        if (slot.state == Slot::State::kBusy) fail_unit(slot, db::ErrorClass::kCrash, "executor answered the wrong unit");
         kill_executor(slot, now, "protocol violation");
         return;
       }
@@ -818,14 +821,14 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
       spdlog::error("{} reports a fatal error: {}", slot_name(slot), fatal->message);
     } else {
       spdlog::error("{} sent a message only the supervisor sends", slot_name(slot));
-      if (slot.state == Slot::State::kBusy) fail_unit(slot, "crash", "executor sent an unexpected message");
+      if (slot.state == Slot::State::kBusy) fail_unit(slot, db::ErrorClass::kCrash, "executor sent an unexpected message");
       kill_executor(slot, now, "protocol violation");
       return;
     }
   }
   if (!open && slot.state == Slot::State::kFilling) {
     // The unit never reached it: back to available, attempt refunded.
-    fail_unit(slot, "requeue", "the executor exited before the unit was sent; not run");
+    fail_unit(slot, db::ErrorClass::kRequeue, "the executor exited before the unit was sent; not run");
   }
   if (!open) {
     // It closed its end, so it is exiting: stop reading, give it a moment to
@@ -848,7 +851,7 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
   if (exited_idle) {
     // On purpose, not a crash. A unit sent as it left never reached it: put
     // the jobs back without charging the attempt.
-    if (slot.unit) fail_unit(slot, "requeue", "the executor exited idle as the unit was sent; not run");
+    if (slot.unit) fail_unit(slot, db::ErrorClass::kRequeue, "the executor exited idle as the unit was sent; not run");
     spdlog::info("{} exited after being idle for {}; it starts again when queue {} has work", slot_name(slot),
                  util::format_duration(slot.queue->idle_exit_after), slot.queue->name);
     metrics_.executor_restarted(slot.queue->name, metrics::RestartReason::kIdle);
@@ -875,13 +878,13 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
     return;
   }
   if (slot.unit && slot.state == Slot::State::kFilling) {
-    fail_unit(slot, "requeue", "the executor exited before the unit was sent; not run");
+    fail_unit(slot, db::ErrorClass::kRequeue, "the executor exited before the unit was sent; not run");
     spdlog::error("{} {} while its unit was filling", slot_name(slot), how);
   } else if (slot.unit) {
     if (!slot.fatal_message.empty()) {
-      fail_unit(slot, "fatal", slot.fatal_message + " (executor " + how + ")");
+      fail_unit(slot, db::ErrorClass::kFatal, slot.fatal_message + " (executor " + how + ")");
     } else {
-      fail_unit(slot, "crash", "executor " + how);
+      fail_unit(slot, db::ErrorClass::kCrash, "executor " + how);
     }
     spdlog::error("{} {} while running a unit", slot_name(slot), how);
   } else if (!draining_ && slot.state != Slot::State::kExiting && slot.was_ready) {
@@ -929,13 +932,13 @@ void Supervisor::check_timers(TimePoint now) {
       case Slot::State::kBusy:
         if (now >= slot.timer) {
           const auto scope = log_scope(slot);
-          // Invariant 2: a slot is never held past its deadline.
+          // Guarantee (README): a slot is never held past its deadline.
           const auto msg = "deadline exceeded after " + util::format_duration(slot.queue->deadline);
           spdlog::warn("{}: unit {} ({} job(s)): {}; killing the executor", slot_name(slot),
                        slot.unit ? slot.unit->lease_id : 0, slot.unit ? slot.unit->jobs.size() : 0, msg);
           metrics_.deadline_exceeded(slot.queue->name);
           slot.end_reason = metrics::RestartReason::kDeadline;
-          fail_unit(slot, "deadline", msg);
+          fail_unit(slot, db::ErrorClass::kDeadline, msg);
           kill_executor(slot, now, "deadline");
         }
         break;
@@ -1013,7 +1016,7 @@ void Supervisor::record_stages(const Slot& slot, const protocol::UnitTiming& tim
 void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
   db::ClaimedUnit& unit = *slot.unit;
   if (result.jobs.size() != unit.jobs.size()) {
-    fail_unit(slot, "crash", "executor returned " + std::to_string(result.jobs.size()) + " result(s) for " +
+    fail_unit(slot, db::ErrorClass::kCrash, "executor returned " + std::to_string(result.jobs.size()) + " result(s) for " +
                                  std::to_string(unit.jobs.size()) + " job(s)");
     kill_executor(slot, clock_.now(), "protocol violation");
     return;
@@ -1028,14 +1031,14 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
     db::JobFinish f;
     f.job_id = job.id;
     if (out.job_id != job.id) {
-      fail_unit(slot, "crash", "executor returned results out of order");
+      fail_unit(slot, db::ErrorClass::kCrash, "executor returned results out of order");
       kill_executor(slot, clock_.now(), "protocol violation");
       return;
     }
     if (requeue_rest) {
       // A key's jobs finish in id order: once one will be retried, the ones
       // after it go back unfinished (their attempt refunded) to run after it.
-      f.error_class = "requeue";
+      f.error_class = db::ErrorClass::kRequeue;
       f.message = "requeued behind an earlier job of its key";
     } else if (out.outcome == protocol::Outcome::kSucceeded) {
       f.ok = true;
@@ -1043,7 +1046,7 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
       f.result_binary = out.body_binary;
       f.retry_ms = retry_ms(*slot.queue, job.attempts);  // should its sink lose a race
     } else {
-      f.error_class = out.outcome == protocol::Outcome::kPermanent ? "permanent" : "transient";
+      f.error_class = out.outcome == protocol::Outcome::kPermanent ? db::ErrorClass::kPermanent : db::ErrorClass::kTransient;
       f.message = out.body;
       f.retry_ms = retry_ms(*slot.queue, job.attempts);
       if (unit.work_unit_key && out.outcome == protocol::Outcome::kTransient && job.attempts < job.max_attempts)
@@ -1057,7 +1060,7 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
   slot.unit.reset();
 }
 
-void Supervisor::fail_unit(Slot& slot, const std::string& error_class, const std::string& message) {
+void Supervisor::fail_unit(Slot& slot, db::ErrorClass error_class, const std::string& message) {
   if (!slot.unit) return;
   record_unit_end(slot);
   db::UnitFinish finish = finish_of(slot, *slot.unit);

@@ -197,7 +197,7 @@ class Supervisor {
   // Observes the executor's stages of `slot`'s unit, and the result's trip back.
   void record_stages(const Slot& slot, const protocol::UnitTiming& timing);
   void finish_unit(Slot& slot, const protocol::UnitResult& result);
-  void fail_unit(Slot& slot, const std::string& error_class, const std::string& message);
+  void fail_unit(Slot& slot, db::ErrorClass error_class, const std::string& message);
   void kill_executor(Slot& slot, TimePoint now, const std::string& why);
   // Reads the signalfd: SIGTERM/SIGINT drain or stop, SIGHUP asks the next tick to reload.
   void on_signal(TimePoint now);

@@ -1,6 +1,6 @@
-#include "db/json_text.hpp"
+#include "util/json_text.hpp"
 
-namespace inferq::db {
+namespace inferq::util {
 namespace {
 
 // Length of the valid UTF-8 sequence starting at s[i], or 0 if invalid.
@@ -71,4 +71,11 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
-}  // namespace inferq::db
+std::string json_string(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  append_json_string(out, s);
+  return out;
+}
+
+}  // namespace inferq::util

@@ -1,4 +1,4 @@
-// Invariant 2: a slot is never held past its unit's deadline. The executor
+// README guarantee: a slot is never held past its unit's deadline. The executor
 // running a unit past it is killed, the slot serves the next unit at once,
 // and a job that always overruns ends dead after its attempts.
 #include <doctest.h>

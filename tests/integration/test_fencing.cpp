@@ -1,5 +1,5 @@
-// Invariant 3, fencing: a daemon that stalls past stale_after loses its lease
-// to another daemon, and when it wakes up its late completion writes nothing.
+// README guarantee "fenced completion": a daemon that stalls past
+// stale_after loses its lease to another daemon, and when it wakes up its late completion writes nothing.
 // Every job is completed exactly once; a test-only trigger records each write
 // that puts a job into a final state, so a second completion would show.
 #include <signal.h>

@@ -1,4 +1,4 @@
-// SIGTERM through the real daemon (invariant 7): it stops claiming, lets
+// SIGTERM through the real daemon (README guarantee "bounded shutdown"): it stops claiming, lets
 // running units finish for shutdown_grace, then kills what is left, gives
 // those jobs back with their attempt refunded and deletes its leases and its
 // workers row, so another daemon takes the jobs at once instead of after

@@ -98,7 +98,7 @@ TEST_CASE("a binary unit's completion writes result_binary; a JSON unit's and a 
   binary.jobs.push_back(ok(a->jobs[1].id, ""));
   JobFinish failed;
   failed.job_id = a->jobs[2].id;
-  failed.error_class = "permanent";
+  failed.error_class = inferq::db::ErrorClass::kPermanent;
   failed.message = "bad input";
   binary.jobs.push_back(failed);
   UnitFinish json;

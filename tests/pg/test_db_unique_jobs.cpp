@@ -60,7 +60,7 @@ TEST_CASE("the key is held while the job runs and waits for a retry, and freed o
   retry.lease_id = unit->lease_id;
   JobFinish transient;
   transient.job_id = id;
-  transient.error_class = "transient";
+  transient.error_class = inferq::db::ErrorClass::kTransient;
   transient.message = "try again";
   retry.jobs.push_back(transient);
   REQUIRE(inferq::db::complete(db.session, {retry}, "h:1") == 1);
@@ -95,7 +95,7 @@ TEST_CASE("the key is held while the job runs and waits for a retry, and freed o
   bad.lease_id = unit->lease_id;
   JobFinish permanent;
   permanent.job_id = third;
-  permanent.error_class = "permanent";
+  permanent.error_class = inferq::db::ErrorClass::kPermanent;
   permanent.message = "bad input";
   bad.jobs.push_back(permanent);
   REQUIRE(inferq::db::complete(db.session, {bad}, "h:1") == 1);

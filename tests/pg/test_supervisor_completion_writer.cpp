@@ -35,7 +35,7 @@ TEST_CASE("a backlog of finished units is written in transactions of at most 4,0
     leases.add(unit->lease_id);
     inferq::db::UnitFinish finish{unit->lease_id, {}};
     for (const auto& job : unit->jobs) {
-      finish.jobs.push_back({job.id, true, "{}", "", "", 0});
+      finish.jobs.push_back({job.id, true, "{}", {}, "", 0});
       if (i == 6) big_unit_jobs.push_back(job.id);
     }
     writer.submit(std::move(finish));
@@ -84,9 +84,9 @@ TEST_CASE("results past 256 MiB in one unit fail instead of making a write that 
   inferq::supervisor::CompletionWriter writer(url, "h:1", leases, [] {});
   const std::string big = "\"" + std::string(90u << 20, 'x') + "\"";
   inferq::db::UnitFinish finish{unit->lease_id, {}};
-  for (const auto& job : unit->jobs) finish.jobs.push_back({job.id, true, big, "", "", 0});
+  for (const auto& job : unit->jobs) finish.jobs.push_back({job.id, true, big, {}, "", 0});
   writer.submit(std::move(finish));
-  writer.submit({other->lease_id, {{other->jobs[0].id, true, "{\"small\": 1}", "", "", 0}}});
+  writer.submit({other->lease_id, {{other->jobs[0].id, true, "{\"small\": 1}", {}, "", 0}}});
   writer.start();
   REQUIRE(writer.flush(std::chrono::steady_clock::now() + std::chrono::seconds(50)));
   CHECK(writer.jobs_written() == 4);

@@ -8,3 +8,4 @@ inferq_test(test_util_log_fields SOURCES unit/test_util_log_fields.cpp LIBS infe
 inferq_test(test_util_json_check SOURCES unit/test_util_json_check.cpp LIBS inferq_util LABELS unit TIMEOUT 30)
 inferq_test(test_config_config SOURCES unit/test_config_config.cpp LIBS inferq_config LABELS unit TIMEOUT 30)
 inferq_test(test_config_compare SOURCES unit/test_config_compare.cpp LIBS inferq_config LABELS unit TIMEOUT 30)
+inferq_test(test_util_json_text SOURCES unit/test_util_json_text.cpp LIBS inferq_util LABELS unit TIMEOUT 30)
