@@ -14,9 +14,9 @@
 // nothing.
 //
 //   inferq-bench-host [--jobs N] [--batches 32,256] [--instances 1,2]
-//                     [--raw-seconds S] [--no-prefetch] [--fillfactor F]
-// --fillfactor sets inferq.jobs' fillfactor (10-100) after migrating, to
-// measure what room on each page for an UPDATE's new row version saves.
+//                     [--raw-seconds S] [--no-prefetch] [--setup-sql SQL]
+// --setup-sql runs SQL once after migrating, to measure a change to the
+// schema in the same program, e.g. "ALTER TABLE inferq.jobs SET (fillfactor = 50)".
 #include <torch/script.h>
 #include <pqxx/pqxx>
 
@@ -61,7 +61,7 @@ struct Options {
   std::vector<int> instances = {1, 2};
   double raw_seconds = 2;
   bool prefetch = true;
-  int fillfactor = 0;  // 0: the table's own
+  std::string setup_sql;  // empty: none
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -308,16 +308,12 @@ int main(int argc, char** argv) {
       o.raw_seconds = std::stod(next());
     } else if (a == "--no-prefetch") {
       o.prefetch = false;
-    } else if (a == "--fillfactor") {
-      o.fillfactor = std::stoi(next());
-      if (o.fillfactor < 10 || o.fillfactor > 100) {
-        std::cerr << "inferq-bench-host: --fillfactor takes 10 to 100\n";
-        return 2;
-      }
+    } else if (a == "--setup-sql") {
+      o.setup_sql = next();
     } else {
       std::cerr
           << "usage: inferq-bench-host [--jobs N] [--batches 32,256] [--instances 1,2] [--raw-seconds S]"
-             " [--no-prefetch] [--fillfactor F]\n";
+             " [--no-prefetch] [--setup-sql SQL]\n";
       return 2;
     }
   }
@@ -346,9 +342,9 @@ int main(int argc, char** argv) {
   // The unix socket, as a daemon beside its PostgreSQL would use.
   const std::string url = pg.socket_url(PgCluster::database_name(pg.create_database()));
   migrate_with_cli(url);
-  if (o.fillfactor > 0) {
-    exec_sql(url, "ALTER TABLE inferq.jobs SET (fillfactor = " + std::to_string(o.fillfactor) + ")");
-    std::printf("inferq.jobs fillfactor %d\n", o.fillfactor);
+  if (!o.setup_sql.empty()) {
+    exec_sql(url, o.setup_sql);
+    std::printf("set up with: %s\n", o.setup_sql.c_str());
   }
   const pid_t postmaster = pg.server_pid();
   for (const int b : o.batches) {

@@ -5,7 +5,12 @@
 // and inferq.jobs' table and index sizes before, after pruning, and after a
 // VACUUM. Starts its own PostgreSQL and the real binaries; asserts nothing.
 //
-//   inferq-bench-prune [--finished N] [--backlog B] [--max-jobs M] [--instances I]
+// The two drains alternate --rounds times (each on a fresh backlog, the
+// daemon restarted with the other retention), since one drain of a few
+// seconds varies by 10-20% on this machine; the last pruning daemon then
+// runs until the history is gone.
+//
+//   inferq-bench-prune [--finished N] [--backlog B] [--max-jobs M] [--instances I] [--rounds R]
 #include <pqxx/pqxx>
 
 #include <csignal>
@@ -34,6 +39,7 @@ struct Options {
   long backlog = 300'000;     // each drain's fresh jobs
   int max_jobs = 512;
   int instances = 2;
+  int rounds = 3;
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -133,8 +139,10 @@ int main(int argc, char** argv) {
       o.max_jobs = std::stoi(next());
     } else if (a == "--instances") {
       o.instances = std::stoi(next());
+    } else if (a == "--rounds" && (o.rounds = std::stoi(next())) >= 1) {
     } else {
-      std::cerr << "usage: inferq-bench-prune [--finished N] [--backlog B] [--max-jobs M] [--instances I]\n";
+      std::cerr << "usage: inferq-bench-prune [--finished N] [--backlog B] [--max-jobs M] [--instances I]"
+                   " [--rounds R]\n";
       return 2;
     }
   }
@@ -171,15 +179,27 @@ int main(int argc, char** argv) {
 
   TempDir dir("inferq-bench-prune");
   std::unique_ptr<ChildProcess> daemon;
-  const Drain kept = drain(o, c, url, dir, "{succeeded: 0, cancelled: 0, dead: 0}", daemon);
-  stop(daemon);
-  std::printf("drain, history kept (retention 0):       %8.0f jobs/s (%.2f s)\n", kept.jobs_per_second, kept.span);
-
-  const auto prune_started = Clock::now();
-  const Drain pruning = drain(o, c, url, dir, "{succeeded: 1d, cancelled: 1d, dead: 7d}", daemon);
-  std::printf("drain, while the janitor prunes (1d):    %8.0f jobs/s (%.2f s), %ld of the history pruned meanwhile\n",
-              pruning.jobs_per_second, pruning.span, pruning.pruned);
-  std::printf("  pruning / kept = %.2f\n", pruning.jobs_per_second / kept.jobs_per_second);
+  double kept_sum = 0, pruning_sum = 0;
+  auto prune_started = Clock::now();
+  long left = o.finished;  // the history when the last pruning daemon started
+  for (int round = 1; round <= o.rounds; ++round) {
+    const Drain kept = drain(o, c, url, dir, "{succeeded: 0, cancelled: 0, dead: 0}", daemon);
+    stop(daemon);
+    std::printf("round %d: drain, history kept (retention 0):     %8.0f jobs/s (%.2f s)\n", round,
+                kept.jobs_per_second, kept.span);
+    left = history(c);
+    prune_started = Clock::now();
+    const Drain pruning = drain(o, c, url, dir, "{succeeded: 1d, cancelled: 1d, dead: 7d}", daemon);
+    if (round < o.rounds) stop(daemon);
+    std::printf("round %d: drain, while the janitor prunes (1d):  %8.0f jobs/s (%.2f s), %ld of the history pruned "
+                "meanwhile; ratio %.2f\n",
+                round, pruning.jobs_per_second, pruning.span, pruning.pruned,
+                pruning.jobs_per_second / kept.jobs_per_second);
+    kept_sum += kept.jobs_per_second;
+    pruning_sum += pruning.jobs_per_second;
+  }
+  std::printf("mean of %d rounds: kept %.0f jobs/s, while pruning %.0f jobs/s: pruning / kept = %.2f\n", o.rounds,
+              kept_sum / o.rounds, pruning_sum / o.rounds, pruning_sum / kept_sum);
   while (history(c) > 0) {
     if (!daemon->running()) {
       std::cerr << "daemon exited:\n" << daemon->log();
@@ -188,8 +208,8 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
   const double prune_s = seconds_since(prune_started);
-  std::printf("pruned %ld finished jobs in %.1f s (%.0f jobs/s, from the daemon's start)\n", o.finished, prune_s,
-              static_cast<double>(o.finished) / prune_s);
+  std::printf("pruned the rest of the %ld finished jobs in %.1f s from the last pruning daemon's start (%.0f jobs/s)\n",
+              left, prune_s, static_cast<double>(left) / prune_s);
   stop(daemon);
   print_sizes(c, "after pruning:");
   {

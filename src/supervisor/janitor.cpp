@@ -88,7 +88,8 @@ bool Janitor::prune_round(Clock::time_point until, bool& more) {
       if (pruning_.metrics != nullptr) pruning_.metrics->jobs_pruned(t.queue, t.state, rows, seconds_of(took));
       if (rows < kPruneBatch) break;
       // A full batch: more may be due. Rest first.
-      if (stop_.wait_until(Clock::now() + kPruneRestFactor * took)) return false;
+      const int rest = !pruning_.busy || pruning_.busy() ? kPruneRestWhileBusy : kPruneRestWhileIdle;
+      if (stop_.wait_until(Clock::now() + rest * took)) return false;
       if (Clock::now() >= until) {
         next_target_ = i;
         more = true;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -35,6 +36,9 @@ std::vector<PruneTarget> prune_targets(const std::vector<config::QueueSettings>&
 struct Pruning {
   std::vector<PruneTarget> targets;  // none: no pruning
   metrics::Metrics* metrics = nullptr;  // may be null (tests)
+  // Thread-safe: whether the daemon is running units now (it then rests
+  // kPruneRestWhileBusy, else kPruneRestWhileIdle). Empty: always busy.
+  std::function<bool()> busy;
   // How often to count the finished jobs by state (inferq_queue_finished_jobs).
   std::chrono::milliseconds count_every{60000};
 };
@@ -42,10 +46,13 @@ struct Pruning {
 // Jobs one pruning statement deletes at most: its locks and its WAL stay
 // small, and the drain's statements never wait long behind it.
 constexpr int kPruneBatch = 1000;
-// Pruning takes at most 1/(1+k) of one backend: on the 2-core machine a
-// rest of 1x cost a draining queue 28% of its rate, and the drain's CPU is
-// all the machine has (BENCHMARKS.md, retention).
-constexpr int kPruneRestFactor = 2;
+// After each full batch pruning rests k times as long as the batch took, so
+// it takes at most 1/(1+k) of one backend. While the daemon runs units it
+// yields: on the 2-core machine a rest of 1x cost a draining queue 28% of
+// its rate and 2x-4x 17-33% (BENCHMARKS.md, retention); idle, it catches up
+// at the full rate of one backend's half.
+constexpr int kPruneRestWhileBusy = 8;
+constexpr int kPruneRestWhileIdle = 1;
 
 // The janitor thread, on a connection of its own, never in the tick's path.
 //
@@ -61,7 +68,8 @@ constexpr int kPruneRestFactor = 2;
 //
 // With pruning targets it also deletes the finished jobs past their
 // retention, kPruneBatch per statement, each its own short transaction,
-// resting kPruneRestFactor times as long as each full batch took and
+// resting kPruneRestWhileBusy (or, idle, kPruneRestWhileIdle) times as long
+// as each full batch took and
 // returning to the VACUUM check at least every second. One daemon at a time
 // prunes a queue. A sink runs in the transaction that makes its job
 // succeeded, so pruning never takes a job whose sink has not run.

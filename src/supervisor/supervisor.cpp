@@ -166,7 +166,9 @@ Supervisor::Supervisor(SupervisorOptions options)
       // Its VACUUM lock is session state, which a transaction pooler does not keep.
       janitor_(settings_.database.url,
                settings_.database.transaction_pooling ? 0 : settings_.worker.vacuum_dead_rows,
-               std::chrono::seconds(1), Pruning{prune_targets(settings_.queues), &metrics_}),
+               std::chrono::seconds(1),
+               Pruning{prune_targets(settings_.queues), &metrics_,
+                       [this] { return units_running_.load(std::memory_order_relaxed); }}),
       rng_(std::random_device{}()),
       // Capped near the poll interval: once the database is back, the tick
       // should notice within about a poll, not after a long backoff.
@@ -287,6 +289,9 @@ void Supervisor::announce_ready_once() {
 }
 
 void Supervisor::publish_slots() {
+  units_running_ = std::any_of(slots_.begin(), slots_.end(), [](const auto& s) {
+    return s->state == Slot::State::kBusy || s->state == Slot::State::kFilling;
+  });
   for (const auto& q : generations_.back()->settings->queues) {
     int busy = 0, idle = 0, starting = 0;
     for (const auto& s : slots_) {

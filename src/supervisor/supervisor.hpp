@@ -225,6 +225,9 @@ class Supervisor {
   util::EventFd wake_;
   CompletionWriter writer_;
   Heartbeater heartbeater_;
+  // A slot is busy or filling; read by the janitor's thread (before it, so
+  // it outlives that thread).
+  std::atomic<bool> units_running_{false};
   Janitor janitor_;
   std::vector<std::unique_ptr<Generation>> generations_;  // the last one is served now
   std::vector<std::unique_ptr<Slot>> slots_;
