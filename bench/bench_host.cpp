@@ -108,12 +108,13 @@ void fill_backlog(const std::string& url, const std::string& queue, long n) {
         std::to_string(kIds - 1) + ") i))))) FROM generate_series(1, " + std::to_string(n) + ") g");
   } else {
     // The same ids as raw little-endian bytes (binary data extension).
-    tx.exec("SELECT inferq.enqueue('embedb', '{\"inputs\": [{\"name\": \"ids\", \"datatype\": \"INT64\", "
-            "\"shape\": [" +
-            std::to_string(kIds) + "], \"parameters\": {\"binary_data_size\": " + std::to_string(kIds * 8) +
-            "}}]}', payload_binary => inferq.tensor_bytes(ARRAY(SELECT ((g * 131 + i * 71) % 1000)::bigint "
-            "FROM generate_series(0, " +
-            std::to_string(kIds - 1) + ") i ORDER BY i))) FROM generate_series(1, " + std::to_string(n) + ") g");
+    tx.exec(
+        "SELECT inferq.enqueue('embedb', '{\"inputs\": [{\"name\": \"ids\", \"datatype\": \"INT64\", "
+        "\"shape\": [" +
+        std::to_string(kIds) + "], \"parameters\": {\"binary_data_size\": " + std::to_string(kIds * 8) +
+        "}}]}', payload_binary => inferq.tensor_bytes(ARRAY(SELECT ((g * 131 + i * 71) % 1000)::bigint "
+        "FROM generate_series(0, " +
+        std::to_string(kIds - 1) + ") i ORDER BY i))) FROM generate_series(1, " + std::to_string(n) + ") g");
   }
   tx.commit();
   pqxx::nontransaction nt(c);

@@ -44,7 +44,8 @@ struct Options {
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-std::string write_config(const TempDir& dir, const std::string& url, const Options& o, const std::string& retention) {
+std::string write_config(const TempDir& dir, const std::string& url, const Options& o,
+                         const std::string& retention) {
   const std::string path = dir.file("bench.yaml");
   std::ofstream f(path);
   f << "database: {url: \"" << url << "\"}\n"
@@ -96,8 +97,9 @@ Drain drain(const Options& o, pqxx::connection& c, const std::string& url, const
   const long first = fill_backlog(c, o.backlog);
   const long history_before = history(c);
   const auto config = write_config(dir, url, o, retention);
-  daemon = std::make_unique<ChildProcess>(std::vector<std::string>{bin_path("inferq"), "run", "--config", config},
-                                          std::map<std::string, std::string>{}, dir.file("daemon.log"));
+  daemon =
+      std::make_unique<ChildProcess>(std::vector<std::string>{bin_path("inferq"), "run", "--config", config},
+                                     std::map<std::string, std::string>{}, dir.file("daemon.log"));
   for (;;) {
     if (backlog_drained(c, "echo")) break;
     if (!daemon->running()) {
@@ -109,9 +111,10 @@ Drain drain(const Options& o, pqxx::connection& c, const std::string& url, const
   Drain d;
   d.pruned = history_before - history(c);
   pqxx::nontransaction tx(c);
-  const auto r = tx.exec("SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at))::float8"
-                         " FROM inferq.jobs WHERE id >= " +
-                         std::to_string(first));
+  const auto r = tx.exec(
+      "SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at))::float8"
+      " FROM inferq.jobs WHERE id >= " +
+      std::to_string(first));
   d.span = r[0][1].as<double>();
   d.jobs_per_second = static_cast<double>(r[0][0].as<long>()) / d.span;
   return d;
@@ -154,15 +157,17 @@ int main(int argc, char** argv) {
   ChildProcess migrate({bin_path("inferq"), "migrate"}, {{"INFERQ_DATABASE_URL", url}});
   migrate.wait_exit(std::chrono::seconds(60));
   pqxx::connection c(url);
-  std::printf("inferq retention benchmark: %u cores; %ld finished jobs 2 days old, drains of %ld echo jobs, "
-              "max_jobs %d, instances %d\n",
-              std::thread::hardware_concurrency(), o.finished, o.backlog, o.max_jobs, o.instances);
+  std::printf(
+      "inferq retention benchmark: %u cores; %ld finished jobs 2 days old, drains of %ld echo jobs, "
+      "max_jobs %d, instances %d\n",
+      std::thread::hardware_concurrency(), o.finished, o.backlog, o.max_jobs, o.instances);
   {
     const auto t0 = Clock::now();
     pqxx::work tx(c);
     // As enqueue and a completion leave them: payload and result alike.
     tx.exec(
-        "INSERT INTO inferq.jobs (queue, payload, state, attempts, max_attempts, result, created_at, started_at,"
+        "INSERT INTO inferq.jobs (queue, payload, state, attempts, max_attempts, result, created_at, "
+        "started_at,"
         " finished_at)"
         " SELECT 'echo', p, 'succeeded', 1, 5, p, t, t, t"
         "   FROM (SELECT jsonb_build_object('i', g, 'text', 'hello world') p,"
@@ -191,15 +196,16 @@ int main(int argc, char** argv) {
     prune_started = Clock::now();
     const Drain pruning = drain(o, c, url, dir, "{succeeded: 1d, cancelled: 1d, dead: 7d}", daemon);
     if (round < o.rounds) stop(daemon);
-    std::printf("round %d: drain, while the janitor prunes (1d):  %8.0f jobs/s (%.2f s), %ld of the history pruned "
-                "meanwhile; ratio %.2f\n",
-                round, pruning.jobs_per_second, pruning.span, pruning.pruned,
-                pruning.jobs_per_second / kept.jobs_per_second);
+    std::printf(
+        "round %d: drain, while the janitor prunes (1d):  %8.0f jobs/s (%.2f s), %ld of the history pruned "
+        "meanwhile; ratio %.2f\n",
+        round, pruning.jobs_per_second, pruning.span, pruning.pruned,
+        pruning.jobs_per_second / kept.jobs_per_second);
     kept_sum += kept.jobs_per_second;
     pruning_sum += pruning.jobs_per_second;
   }
-  std::printf("mean of %d rounds: kept %.0f jobs/s, while pruning %.0f jobs/s: pruning / kept = %.2f\n", o.rounds,
-              kept_sum / o.rounds, pruning_sum / o.rounds, pruning_sum / kept_sum);
+  std::printf("mean of %d rounds: kept %.0f jobs/s, while pruning %.0f jobs/s: pruning / kept = %.2f\n",
+              o.rounds, kept_sum / o.rounds, pruning_sum / o.rounds, pruning_sum / kept_sum);
   while (history(c) > 0) {
     if (!daemon->running()) {
       std::cerr << "daemon exited:\n" << daemon->log();
@@ -208,8 +214,10 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
   const double prune_s = seconds_since(prune_started);
-  std::printf("pruned the rest of the %ld finished jobs in %.1f s from the last pruning daemon's start (%.0f jobs/s)\n",
-              left, prune_s, static_cast<double>(left) / prune_s);
+  std::printf(
+      "pruned the rest of the %ld finished jobs in %.1f s from the last pruning daemon's start (%.0f "
+      "jobs/s)\n",
+      left, prune_s, static_cast<double>(left) / prune_s);
   stop(daemon);
   print_sizes(c, "after pruning:");
   {
@@ -217,6 +225,7 @@ int main(int argc, char** argv) {
     nt.exec("VACUUM inferq.jobs");
   }
   print_sizes(c, "after a VACUUM:");
-  std::printf("  (VACUUM makes the space reusable; the files keep their size: VACUUM FULL would shrink them)\n");
+  std::printf(
+      "  (VACUUM makes the space reusable; the files keep their size: VACUUM FULL would shrink them)\n");
   return 0;
 }

@@ -175,8 +175,8 @@ void latency(const Options& o, const std::string& url) {
   struct Sent {
     long id;
     std::string xid;  // the enqueue's transaction, for its commit timestamp
-    double before;  // client wall time (epoch s) just before the enqueue
-    double after;   // and once it returned (committed)
+    double before;    // client wall time (epoch s) just before the enqueue
+    double after;     // and once it returned (committed)
   };
   std::vector<Sent> sent;
   const auto wall = [] {

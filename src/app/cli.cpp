@@ -193,7 +193,8 @@ int run_cli(int argc, char** argv) {
     } else if (command == "enqueue" && a == "--timeout") {
       if (!value(v)) return usage_error("--timeout needs a duration like 30s", help);
       const auto d = util::parse_duration(v);
-      if (!d || d->count() <= 0) return usage_error("--timeout: \"" + v + "\" is not a duration like 30s or 5m", help);
+      if (!d || d->count() <= 0)
+        return usage_error("--timeout: \"" + v + "\" is not a duration like 30s or 5m", help);
       args.enqueue.timeout = *d;
     } else if (a.size() > 1 && a[0] == '-' && a != "-") {
       return usage_error("unknown option " + a + " for " + command, help);

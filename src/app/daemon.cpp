@@ -66,7 +66,8 @@ util::UniqueFd block_signals() {
 bool sleep_or_signal(int signal_fd, std::chrono::milliseconds delay) {
   const auto until = std::chrono::steady_clock::now() + delay;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
     pollfd pfd{signal_fd, POLLIN, 0};
     if (left.count() <= 0 || ::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) return false;
     signalfd_siginfo info{};
@@ -94,10 +95,11 @@ int cmd_run(const config::Settings& settings) {
   SystemdNotifier notifier = SystemdNotifier::from_environment();
   if (const auto wd = notifier.watchdog_timeout(); wd && *wd < 2 * settings.worker.poll_interval) {
     // Ticks can be poll_interval apart, so pings could come too late.
-    spdlog::warn("the systemd watchdog timeout ({}) is shorter than twice worker.poll_interval ({}); "
-                 "raise WatchdogSec=",
-                 util::format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(*wd)),
-                 util::format_duration(settings.worker.poll_interval));
+    spdlog::warn(
+        "the systemd watchdog timeout ({}) is shorter than twice worker.poll_interval ({}); "
+        "raise WatchdogSec=",
+        util::format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(*wd)),
+        util::format_duration(settings.worker.poll_interval));
   }
   auto signal_fd = block_signals();
 
@@ -131,8 +133,9 @@ int cmd_run(const config::Settings& settings) {
       session.connect();
       const int version = db::schema_version(session);
       if (version != db::latest_version()) {
-        spdlog::critical("the database schema is at version {}, this inferq {} needs {}: run `inferq migrate`",
-                         version, kVersion, db::latest_version());
+        spdlog::critical(
+            "the database schema is at version {}, this inferq {} needs {}: run `inferq migrate`", version,
+            kVersion, db::latest_version());
         notifier.status("the database schema is not current: run `inferq migrate`");
         return kExitFailure;
       }
@@ -220,16 +223,16 @@ int cmd_run(const config::Settings& settings) {
   };
   options.on_tick = [&notifier] { notifier.watchdog_tick(std::chrono::steady_clock::now()); };
   options.on_draining = [&notifier, &settings] {
-    notifier.stopping("stopping: running units have " + util::format_duration(settings.worker.shutdown_grace) +
-                      " to finish");
+    notifier.stopping("stopping: running units have " +
+                      util::format_duration(settings.worker.shutdown_grace) + " to finish");
   };
   // SIGHUP re-reads the file it started from, with the same environment.
   options.reload = [&settings] { return config::load_settings(settings.source); };
   notifier.status("starting " + std::to_string(executors) + " executor(s)");
   options.metrics = &metrics;
   // Every few seconds; with a short poll interval (tests), every second.
-  const auto sample_every = std::clamp<std::chrono::milliseconds>(5 * settings.worker.poll_interval,
-                                                                   std::chrono::seconds(1), std::chrono::seconds(5));
+  const auto sample_every = std::clamp<std::chrono::milliseconds>(
+      5 * settings.worker.poll_interval, std::chrono::seconds(1), std::chrono::seconds(5));
   supervisor::QueueSampler sampler(settings.database.url, queue_names, sample_every,
                                    settings.worker.stale_after, metrics);
   sampler.start();

@@ -35,10 +35,10 @@ bool same_outputs(const std::vector<ModelOutput>& a, const std::vector<ModelOutp
 }  // namespace
 
 bool same_executor_settings(const QueueSettings& a, const QueueSettings& b) {
-  return std::tie(a.name, a.handler, a.deadline, a.prefetch, a.model, a.device, a.threads, a.binary_data_output,
-                  a.extra_libraries, a.idle_exit_after, a.sink) ==
-             std::tie(b.name, b.handler, b.deadline, b.prefetch, b.model, b.device, b.threads, b.binary_data_output,
-                      b.extra_libraries, b.idle_exit_after, b.sink) &&
+  return std::tie(a.name, a.handler, a.deadline, a.prefetch, a.model, a.device, a.threads,
+                  a.binary_data_output, a.extra_libraries, a.idle_exit_after,
+                  a.sink) == std::tie(b.name, b.handler, b.deadline, b.prefetch, b.model, b.device, b.threads,
+                                      b.binary_data_output, b.extra_libraries, b.idle_exit_after, b.sink) &&
          same(a.batch, b.batch) && same(a.retry, b.retry) && same(a.retention, b.retention) &&
          same_all(a.inputs, b.inputs) && same_outputs(a.outputs, b.outputs);
 }
@@ -56,7 +56,8 @@ std::vector<std::string> restart_only_changes(const Settings& running, const Set
                                                 w1.shutdown_grace, w1.executor_path, w1.vacuum_dead_rows))
     changed.emplace_back("worker");
   if (running.metrics.listen != next.metrics.listen) changed.emplace_back("metrics");
-  if (std::tie(running.logging.level, running.logging.format) != std::tie(next.logging.level, next.logging.format))
+  if (std::tie(running.logging.level, running.logging.format) !=
+      std::tie(next.logging.level, next.logging.format))
     changed.emplace_back("logging");
   return changed;
 }

@@ -63,15 +63,15 @@ bool vacuum_jobs(Session& s) {
   return ran;
 }
 
-int prune_jobs(Session& s, const std::string& queue, const std::string& state, std::chrono::milliseconds older_than,
-               int max_rows) {
+int prune_jobs(Session& s, const std::string& queue, const std::string& state,
+               std::chrono::milliseconds older_than, int max_rows) {
   int n = 0;
   s.run([&](Raw& raw) {
     pqxx::nontransaction tx(raw.conn);
     const auto r = raw.exec_statement(
         tx, "inferq_prune",
-        "SELECT inferq.prune($1, $2::inferq.job_state, make_interval(secs => $3::float8 / 1000), $4)", queue, state,
-        static_cast<long long>(older_than.count()), max_rows);
+        "SELECT inferq.prune($1, $2::inferq.job_state, make_interval(secs => $3::float8 / 1000), $4)", queue,
+        state, static_cast<long long>(older_than.count()), max_rows);
     n = r[0][0].as<int>();
   });
   return n;

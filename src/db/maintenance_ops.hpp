@@ -32,8 +32,8 @@ bool vacuum_jobs(Session& s);
 // `state` (succeeded, dead or cancelled) that finished more than
 // `older_than` ago, oldest first, in one statement of its own; rows another
 // daemon is deleting are skipped. Returns how many it deleted.
-int prune_jobs(Session& s, const std::string& queue, const std::string& state, std::chrono::milliseconds older_than,
-               int max_rows);
+int prune_jobs(Session& s, const std::string& queue, const std::string& state,
+               std::chrono::milliseconds older_than, int max_rows);
 
 // Finished jobs of `queues` by state, read through the finished-jobs index
 // (never the live ones); a state with none is absent.

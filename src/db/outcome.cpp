@@ -18,12 +18,18 @@ constexpr std::array<std::pair<JobOutcome, std::string_view>, 5> kOutcomes = {{
 
 const char* to_string(ErrorClass c) noexcept {
   switch (c) {
-    case ErrorClass::kPermanent: return "permanent";
-    case ErrorClass::kTransient: return "transient";
-    case ErrorClass::kFatal: return "fatal";
-    case ErrorClass::kDeadline: return "deadline";
-    case ErrorClass::kCrash: return "crash";
-    case ErrorClass::kRequeue: return "requeue";
+    case ErrorClass::kPermanent:
+      return "permanent";
+    case ErrorClass::kTransient:
+      return "transient";
+    case ErrorClass::kFatal:
+      return "fatal";
+    case ErrorClass::kDeadline:
+      return "deadline";
+    case ErrorClass::kCrash:
+      return "crash";
+    case ErrorClass::kRequeue:
+      return "requeue";
   }
   return "transient";
 }

@@ -3,9 +3,9 @@
 #include <algorithm>
 
 #include "db/error.hpp"
-#include "util/json_text.hpp"
 #include "db/raw.hpp"
 #include "util/json_check.hpp"
+#include "util/json_text.hpp"
 
 namespace inferq::db {
 
@@ -97,8 +97,8 @@ std::optional<ClaimedUnit> unit_from_rows(const pqxx::result& r, int first) {
 
 }  // namespace
 
-std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int64_t worker_id,
-                                 int max_jobs, int default_max_attempts) {
+std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int64_t worker_id, int max_jobs,
+                                 int default_max_attempts) {
   std::optional<ClaimedUnit> unit;
   s.run([&](Raw& raw) {
     // Every column from the function itself: a join to inferq.jobs here would
@@ -139,10 +139,11 @@ std::vector<ClaimedJob> claim_more(Session& s, std::int64_t lease_id, const std:
   std::vector<ClaimedJob> jobs;
   s.run([&](Raw& raw) {
     pqxx::nontransaction tx(raw.conn);
-    const auto r = raw.exec_statement(tx, "inferq_claim_more",
-                                      "SELECT job_id, payload, attempts, max_attempts, wait_seconds, payload_binary"
-                                      " FROM inferq.claim_more($1, $2, $3, $4)",
-                                      lease_id, queue, max_jobs, default_max_attempts);
+    const auto r =
+        raw.exec_statement(tx, "inferq_claim_more",
+                           "SELECT job_id, payload, attempts, max_attempts, wait_seconds, payload_binary"
+                           " FROM inferq.claim_more($1, $2, $3, $4)",
+                           lease_id, queue, max_jobs, default_max_attempts);
     jobs.reserve(r.size());
     for (const auto& row : r) {
       ClaimedJob job;
@@ -219,7 +220,8 @@ std::string completion_document(const std::vector<UnitFinish>& units) {
   std::string doc;
   std::size_t estimate = 2;
   for (const auto& u : units)
-    for (const auto& j : u.jobs) estimate += 64 + j.result_json.size() + 2 * j.result_binary.size() + j.message.size();
+    for (const auto& j : u.jobs)
+      estimate += 64 + j.result_json.size() + 2 * j.result_binary.size() + j.message.size();
   doc.reserve(estimate);
   doc += '[';
   bool first = true;
@@ -254,8 +256,8 @@ std::string completion_document(const std::vector<UnitFinish>& units) {
         util::append_json_string(doc, to_string(injects ? ErrorClass::kPermanent : j.error_class));
         doc += ",\"message\":";
         util::append_json_string(doc, injects ? "the executor's result is not one JSON value (" +
-                                              std::to_string(j.result_json.size()) + " bytes)"
-                                        : j.message);
+                                                    std::to_string(j.result_json.size()) + " bytes)"
+                                              : j.message);
         doc += ",\"retry_ms\":";
         doc += std::to_string(j.retry_ms);
       }
@@ -294,7 +296,8 @@ int complete(Session& s, const std::vector<UnitFinish>& units, const std::string
       const int jobs = row[2].as<int>();
       n += jobs;
       // The schema check keeps the SQL's spellings ones this build knows.
-      if (const auto outcome = job_outcome_from(row[1].c_str())) counts.push_back({row[0].c_str(), *outcome, jobs});
+      if (const auto outcome = job_outcome_from(row[1].c_str()))
+        counts.push_back({row[0].c_str(), *outcome, jobs});
     }
   });
   if (outcomes) outcomes->insert(outcomes->end(), counts.begin(), counts.end());
@@ -396,8 +399,7 @@ int release(Session& s, const std::vector<std::int64_t>& leases) {
   int n = 0;
   s.run([&](Raw& raw) {
     pqxx::nontransaction tx(raw.conn);
-    n = tx.exec_params("SELECT inferq.release($1::bigint[])", int_array_literal(leases))[0][0]
-            .as<int>();
+    n = tx.exec_params("SELECT inferq.release($1::bigint[])", int_array_literal(leases))[0][0].as<int>();
   });
   return n;
 }

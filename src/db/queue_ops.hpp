@@ -36,9 +36,9 @@ struct ClaimedUnit {
 struct JobFinish {
   std::int64_t job_id = 0;
   bool ok = false;
-  std::string result_json;  // when ok: a JSON value
+  std::string result_json;                          // when ok: a JSON value
   ErrorClass error_class = ErrorClass::kTransient;  // when not ok
-  std::string message;      // when not ok
+  std::string message;                              // when not ok
   std::int64_t retry_ms = 0;
   // When ok, for a queue with binary outputs: inferq.jobs.result_binary.
   std::string result_binary;
@@ -86,8 +86,8 @@ void deregister_worker(Session& s, std::int64_t worker_id);
 int reap(Session& s, std::chrono::milliseconds stale_after, const std::vector<std::int64_t>& keep);
 
 // Claims one unit of `queue` (see inferq.claim); nullopt when none is due.
-std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int64_t worker_id,
-                                 int max_jobs, int default_max_attempts);
+std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int64_t worker_id, int max_jobs,
+                                 int default_max_attempts);
 
 struct ReapAndClaim {
   int reaped = 0;

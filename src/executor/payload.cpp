@@ -536,8 +536,8 @@ std::vector<std::size_t> binary_offsets(const std::vector<RawInput>& raw, std::s
                        " bytes, but no input has parameters.binary_data_size");
     }
     throw BadPayload("payload_binary has " + std::to_string(binary_size) + " bytes, " +
-                     std::to_string(binary_size - at) + " more than the binary_data_size of input(s) " + names +
-                     " add up to (" + std::to_string(at) + ")");
+                     std::to_string(binary_size - at) + " more than the binary_data_size of input(s) " +
+                     names + " add up to (" + std::to_string(at) + ")");
   }
   return offsets;
 }
@@ -624,12 +624,13 @@ DecodedPayload decode_payload(std::string_view json, const std::vector<InputSpec
       if (in->binary_data_size) {
         if (static_cast<std::uint64_t>(*in->binary_data_size) != bytes) {
           throw BadPayload("input " + quoted(spec.name) + ": binary_data_size is " +
-                           std::to_string(*in->binary_data_size) + " bytes, expected " + std::to_string(bytes) +
-                           " (shape " + shape_text(in->shape) + " of " + datatype_name(spec.datatype) + ", " +
+                           std::to_string(*in->binary_data_size) + " bytes, expected " +
+                           std::to_string(bytes) + " (shape " + shape_text(in->shape) + " of " +
+                           datatype_name(spec.datatype) + ", " +
                            std::to_string(datatype_size(spec.datatype)) + " byte(s) each)");
         }
-        const auto* src =
-            reinterpret_cast<const unsigned char*>(binary.data()) + offsets[static_cast<std::size_t>(in - raw.data())];
+        const auto* src = reinterpret_cast<const unsigned char*>(binary.data()) +
+                          offsets[static_cast<std::size_t>(in - raw.data())];
         check_binary_values(spec, src, count);
         tensor.bytes.assign(src, src + bytes);
         continue;

@@ -386,19 +386,21 @@ Metrics::Metrics(const std::vector<std::string>& queues, std::chrono::millisecon
                               .Register(r)
                               .Add({});
   auto& reloads = prometheus::BuildCounter()
-                     .Name("inferq_config_reloads_total")
-                     .Help("Configuration reloads (SIGHUP), by result: applied, refused (the old one kept).")
-                     .Register(r);
+                      .Name("inferq_config_reloads_total")
+                      .Help("Configuration reloads (SIGHUP), by result: applied, refused (the old one kept).")
+                      .Register(r);
   impl_->reloads_applied = &reloads.Add({{"result", "applied"}});
   impl_->reloads_refused = &reloads.Add({{"result", "refused"}});
-  auto& pruned = prometheus::BuildCounter()
-                    .Name("inferq_jobs_pruned_total")
-                    .Help("Finished jobs this daemon's janitor deleted past the queue's retention, by state.")
-                    .Register(r);
+  auto& pruned =
+      prometheus::BuildCounter()
+          .Name("inferq_jobs_pruned_total")
+          .Help("Finished jobs this daemon's janitor deleted past the queue's retention, by state.")
+          .Register(r);
   auto& finished_rows = prometheus::BuildGauge()
                             .Name("inferq_queue_finished_jobs")
-                            .Help("Finished jobs of the queue still in the database by state (succeeded, dead, "
-                                  "cancelled), counted by the janitor about once a minute.")
+                            .Help(
+                                "Finished jobs of the queue still in the database by state (succeeded, dead, "
+                                "cancelled), counted by the janitor about once a minute.")
                             .Register(r);
   impl_->prune_seconds = &prometheus::BuildHistogram()
                               .Name("inferq_prune_seconds")
@@ -443,8 +445,8 @@ Metrics::Metrics(const std::vector<std::string>& queues, std::chrono::millisecon
                                 .Help("Age of the oldest due job of a queue that no live daemon serves.")
                                 .Register(r);
 
-  impl_->families = {&claimed, &finished,   &wait,   &run,    &batch,  &stages,       &deadline,
-                     &restarts, &slots,      &queue_jobs, &oldest, &pruned, &finished_rows};
+  impl_->families = {&claimed,  &finished, &wait,       &run,    &batch,  &stages,       &deadline,
+                     &restarts, &slots,    &queue_jobs, &oldest, &pruned, &finished_rows};
   serve_queues(queues);
 }
 
@@ -546,7 +548,8 @@ void Metrics::jobs_pruned(const std::string& queue, FinalState state, std::int64
 }
 
 void Metrics::set_finished_jobs(const std::string& queue, FinalState state, std::int64_t jobs) {
-  if (auto* q = impl_->find(queue)) q->finished_rows[index_of(kFinalStates, state)]->Set(static_cast<double>(jobs));
+  if (auto* q = impl_->find(queue))
+    q->finished_rows[index_of(kFinalStates, state)]->Set(static_cast<double>(jobs));
 }
 
 void Metrics::set_unserved_queues(const std::vector<QueueSample>& unserved) {

@@ -114,10 +114,14 @@ MessageType type_of(const Message& m) noexcept {
 
 const char* type_name(std::uint8_t type) noexcept {
   switch (static_cast<MessageType>(type)) {
-    case MessageType::kReady: return "Ready";
-    case MessageType::kRunUnit: return "RunUnit";
-    case MessageType::kUnitResult: return "UnitResult";
-    case MessageType::kFatal: return "Fatal";
+    case MessageType::kReady:
+      return "Ready";
+    case MessageType::kRunUnit:
+      return "RunUnit";
+    case MessageType::kUnitResult:
+      return "UnitResult";
+    case MessageType::kFatal:
+      return "Fatal";
   }
   return nullptr;
 }
@@ -292,10 +296,18 @@ DecodeResult decode(const char* data, std::size_t size) noexcept {
     Reader r(data + kLengthBytes + kHeaderBytes, length - kHeaderBytes);
     std::string error;
     switch (static_cast<MessageType>(data[kLengthBytes + 1])) {
-      case MessageType::kReady: error = decode_as<Ready>(r, d.message); break;
-      case MessageType::kRunUnit: error = decode_as<RunUnit>(r, d.message); break;
-      case MessageType::kUnitResult: error = decode_as<UnitResult>(r, d.message); break;
-      case MessageType::kFatal: error = decode_as<Fatal>(r, d.message); break;
+      case MessageType::kReady:
+        error = decode_as<Ready>(r, d.message);
+        break;
+      case MessageType::kRunUnit:
+        error = decode_as<RunUnit>(r, d.message);
+        break;
+      case MessageType::kUnitResult:
+        error = decode_as<UnitResult>(r, d.message);
+        break;
+      case MessageType::kFatal:
+        error = decode_as<Fatal>(r, d.message);
+        break;
     }
     if (error.empty() && r.remaining() != 0) {
       error = std::string(name) + ": " + std::to_string(r.remaining()) + " trailing bytes after the body";

@@ -75,7 +75,9 @@ CompletionWriter::CompletionWriter(std::string db_url, std::string worker_name, 
 
 CompletionWriter::~CompletionWriter() { stop(); }
 
-void CompletionWriter::start() { thread_ = std::thread([this] { loop(); }); }
+void CompletionWriter::start() {
+  thread_ = std::thread([this] { loop(); });
+}
 
 void CompletionWriter::submit(db::UnitFinish unit) {
   bound_results(unit);
@@ -169,8 +171,9 @@ void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch, bool& cla
       if (on_unit_written_)
         on_unit_written_(u.queue, std::chrono::duration<double>(committed - u.submitted_at).count());
     }
-    for (const auto& o : outcomes) claimable = claimable || o.outcome == db::JobOutcome::kRequeued ||
-                                                   o.outcome == db::JobOutcome::kRetried;
+    for (const auto& o : outcomes)
+      claimable =
+          claimable || o.outcome == db::JobOutcome::kRequeued || o.outcome == db::JobOutcome::kRetried;
     if (on_outcomes_) on_outcomes_(outcomes);
     outcomes.clear();
     const auto total = job_count(units);
@@ -178,9 +181,10 @@ void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch, bool& cla
     written_ += static_cast<std::uint64_t>(written);
     fenced_out_ += total - static_cast<std::uint64_t>(written);
     if (static_cast<std::size_t>(written) < total) {
-      spdlog::warn("completion writer: {} of {} job(s) not written: their lease was reaped "
-                   "(another daemon owns them now)",
-                   total - static_cast<std::size_t>(written), total);
+      spdlog::warn(
+          "completion writer: {} of {} job(s) not written: their lease was reaped "
+          "(another daemon owns them now)",
+          total - static_cast<std::size_t>(written), total);
     }
   };
   try {
@@ -218,8 +222,8 @@ void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch, bool& cla
       account(one, db::complete(session_, one, worker_name_, &outcomes));
     } catch (const db::DbError& e) {
       if (e.retryable()) throw;
-      spdlog::error("completion writer: giving up on lease {}: {}; its jobs will be reaped",
-                    one[0].lease_id, e.what());
+      spdlog::error("completion writer: giving up on lease {}: {}; its jobs will be reaped", one[0].lease_id,
+                    e.what());
       leases_.remove(one[0].lease_id);
     }
     batch.erase(batch.begin());

@@ -53,8 +53,7 @@ std::chrono::steady_clock::duration Heartbeater::beat() {
         // have the tick stop its unit, whose result could not be written.
         // (A lease whose completion was just written is no longer held.)
         if (std::find(alive.begin(), alive.end(), lease) == alive.end() && leases_.mark_lost(lease)) {
-          spdlog::warn("heartbeat: lease {} is gone (reaped by another daemon); stopping its unit",
-                       lease);
+          spdlog::warn("heartbeat: lease {} is gone (reaped by another daemon); stopping its unit", lease);
           if (on_lost_) on_lost_();
         }
       }

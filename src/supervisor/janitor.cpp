@@ -83,9 +83,11 @@ bool Janitor::prune_round(Clock::time_point until, bool& more) {
     const PruneTarget& t = pruning_.targets[i];
     for (;;) {
       const auto started = Clock::now();
-      const int rows = db::prune_jobs(session_, t.queue, metrics::to_string(t.state), t.older_than, kPruneBatch);
+      const int rows =
+          db::prune_jobs(session_, t.queue, metrics::to_string(t.state), t.older_than, kPruneBatch);
       const auto took = Clock::now() - started;
-      if (pruning_.metrics != nullptr) pruning_.metrics->jobs_pruned(t.queue, t.state, rows, seconds_of(took));
+      if (pruning_.metrics != nullptr)
+        pruning_.metrics->jobs_pruned(t.queue, t.state, rows, seconds_of(took));
       if (rows < kPruneBatch) break;
       // A full batch: more may be due. Rest first.
       const int rest = !pruning_.busy || pruning_.busy() ? kPruneRestWhileBusy : kPruneRestWhileIdle;
@@ -109,8 +111,8 @@ void Janitor::count_finished() {
   const auto counts = db::count_finished_jobs(session_, queues);
   if (pruning_.metrics == nullptr) return;
   for (const auto& q : queues) {
-    for (const auto state : {metrics::FinalState::kSucceeded, metrics::FinalState::kDead,
-                             metrics::FinalState::kCancelled}) {
+    for (const auto state :
+         {metrics::FinalState::kSucceeded, metrics::FinalState::kDead, metrics::FinalState::kCancelled}) {
       std::int64_t jobs = 0;  // absent: none
       for (const auto& c : counts) {
         if (c.queue == q && c.state == metrics::to_string(state)) jobs = c.jobs;
@@ -142,7 +144,8 @@ void Janitor::loop() {
           const auto started = Clock::now();
           count_finished();
           const auto took = Clock::now() - started;
-          next_count = Clock::now() + std::max<Clock::duration>(pruning_.count_every, kCountDutyFactor * took);
+          next_count =
+              Clock::now() + std::max<Clock::duration>(pruning_.count_every, kCountDutyFactor * took);
         }
       }
       if (vacuum && !checked_privilege) {
@@ -173,9 +176,10 @@ void Janitor::loop() {
       was_failing = false;
     } catch (const db::DbError& e) {
       if (prune && e.sqlstate() == "42501") {
-        spdlog::warn("janitor: this database role may not prune inferq.jobs ({}); finished jobs stay until "
-                     "deleted by hand (retention is not applied)",
-                     e.what());
+        spdlog::warn(
+            "janitor: this database role may not prune inferq.jobs ({}); finished jobs stay until "
+            "deleted by hand (retention is not applied)",
+            e.what());
         may_prune = false;
       } else {
         if (!was_failing) spdlog::warn("janitor: {}", e.what());

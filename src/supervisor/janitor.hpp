@@ -34,13 +34,13 @@ std::vector<PruneTarget> prune_targets(const std::vector<config::QueueSettings>&
 
 // What the janitor deletes, and where it reports it.
 struct Pruning {
-  std::vector<PruneTarget> targets;  // none: no pruning
+  std::vector<PruneTarget> targets;     // none: no pruning
   metrics::Metrics* metrics = nullptr;  // may be null (tests)
+  // How often to count the finished jobs by state (inferq_queue_finished_jobs).
+  std::chrono::milliseconds count_every{60000};
   // Thread-safe: whether the daemon is running units now (it then rests
   // kPruneRestWhileBusy, else kPruneRestWhileIdle). Empty: always busy.
   std::function<bool()> busy;
-  // How often to count the finished jobs by state (inferq_queue_finished_jobs).
-  std::chrono::milliseconds count_every{60000};
 };
 
 // Jobs one pruning statement deletes at most: its locks and its WAL stay

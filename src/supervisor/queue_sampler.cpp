@@ -57,8 +57,7 @@ std::chrono::milliseconds QueueSampler::sample() {
       samples.push_back({b.queue, b.available, b.running, b.oldest_available_age_seconds});
     metrics_.set_queue_samples(samples);
     report_unserved(db::sample_unserved(session_, live_within_));
-    took =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     if (was_failing_) spdlog::info("backlog sampler: sampling again");
     was_failing_ = false;
   } catch (const db::DbError& e) {

@@ -42,11 +42,16 @@ double seconds_between(std::chrono::steady_clock::time_point from, std::chrono::
 // its attempt refunded) is none.
 std::optional<metrics::Outcome> outcome_of(db::JobOutcome outcome) {
   switch (outcome) {
-    case db::JobOutcome::kSucceeded: return metrics::Outcome::kSucceeded;
-    case db::JobOutcome::kRetried: return metrics::Outcome::kRetried;
-    case db::JobOutcome::kDead: return metrics::Outcome::kDead;
-    case db::JobOutcome::kCancelled: return metrics::Outcome::kCancelled;
-    case db::JobOutcome::kRequeued: return std::nullopt;
+    case db::JobOutcome::kSucceeded:
+      return metrics::Outcome::kSucceeded;
+    case db::JobOutcome::kRetried:
+      return metrics::Outcome::kRetried;
+    case db::JobOutcome::kDead:
+      return metrics::Outcome::kDead;
+    case db::JobOutcome::kCancelled:
+      return metrics::Outcome::kCancelled;
+    case db::JobOutcome::kRequeued:
+      return std::nullopt;
   }
   return std::nullopt;
 }
@@ -80,6 +85,16 @@ std::string queue_file_stamp(const config::QueueSettings& queue) {
   return stamp;
 }
 
+// What the janitor prunes for `queues`, yielding while `units_running`.
+Pruning pruning_of(const std::vector<config::QueueSettings>& queues, metrics::Metrics* metrics,
+                   const std::atomic<bool>& units_running) {
+  Pruning p;
+  p.targets = prune_targets(queues);
+  p.metrics = metrics;
+  p.busy = [&units_running] { return units_running.load(std::memory_order_relaxed); };
+  return p;
+}
+
 std::string join(const std::vector<std::string>& items) {
   std::string out;
   for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
@@ -111,9 +126,9 @@ struct Supervisor::Slot {
   // and the slot removed once the executor is gone.
   bool retiring = false;
   std::unique_ptr<ExecutorProcess> proc;
-  bool was_ready = false;         // the current process said Ready
-  int start_failures = 0;         // consecutive deaths before Ready
-  TimePoint restart_at{};         // kWaitRestart
+  bool was_ready = false;  // the current process said Ready
+  int start_failures = 0;  // consecutive deaths before Ready
+  TimePoint restart_at{};  // kWaitRestart
   // kStarting: ready deadline; kBusy: unit deadline; kExiting: kill time; kFilling: end of max_wait
   TimePoint timer{};
   std::optional<db::ClaimedUnit> unit;  // kBusy, kFilling
@@ -124,8 +139,8 @@ struct Supervisor::Slot {
   // kBusy: the unit's jobs that were not sent (batch.max_bytes), with the
   // outcome they are written with when the unit ends.
   std::vector<db::JobFinish> unsent;
-  std::string fatal_message;      // from a Fatal frame, until the process ends
-  TimePoint unit_started{};       // kBusy: when the unit was dispatched
+  std::string fatal_message;  // from a Fatal frame, until the process ends
+  TimePoint unit_started{};   // kBusy: when the unit was dispatched
   // Why the current process is ending, for inferq_executor_restarts_total:
   // set where the supervisor decides it (deadline; idle exit and fatal GPU
   // errors by their code paths); unset means it died by itself (crash, or
@@ -166,9 +181,7 @@ Supervisor::Supervisor(SupervisorOptions options)
       // Its VACUUM lock is session state, which a transaction pooler does not keep.
       janitor_(settings_.database.url,
                settings_.database.transaction_pooling ? 0 : settings_.worker.vacuum_dead_rows,
-               std::chrono::seconds(1),
-               Pruning{prune_targets(settings_.queues), &metrics_,
-                       [this] { return units_running_.load(std::memory_order_relaxed); }}),
+               std::chrono::seconds(1), pruning_of(settings_.queues, &metrics_, units_running_)),
       rng_(std::random_device{}()),
       // Capped near the poll interval: once the database is back, the tick
       // should notice within about a poll, not after a long backoff.
@@ -189,7 +202,7 @@ Supervisor::Supervisor(SupervisorOptions options)
 Supervisor::~Supervisor() = default;
 
 std::unique_ptr<Supervisor::Generation> Supervisor::make_generation(const config::Settings& settings,
-                                                                   std::unique_ptr<config::Settings> owned) {
+                                                                    std::unique_ptr<config::Settings> owned) {
   auto gen = std::make_unique<Generation>();
   gen->owned = std::move(owned);
   gen->settings = gen->owned ? gen->owned.get() : &settings;
@@ -336,8 +349,8 @@ void Supervisor::top_up_filling_units(TimePoint now) {
     auto& jobs = slot.unit->jobs;
     if (db_usable(now) && static_cast<int>(jobs.size()) < max_jobs) {
       try {
-        auto more = db::claim_more(session_, slot.unit->lease_id, slot.queue->name, max_jobs - static_cast<int>(jobs.size()),
-                                   slot.queue->retry.max_attempts);
+        auto more = db::claim_more(session_, slot.unit->lease_id, slot.queue->name,
+                                   max_jobs - static_cast<int>(jobs.size()), slot.queue->retry.max_attempts);
         db_succeeded();
         if (!more.empty()) {
           std::vector<double> waits;
@@ -469,7 +482,8 @@ void Supervisor::stop_lost_units(TimePoint now) {
         slot->next.reset();
       }
       if (slot->state == Slot::State::kFilling && slot->unit && slot->unit->lease_id == lease) {
-        spdlog::warn("{}: lease {} was reaped while its unit was filling; dropping it", slot_name(*slot), lease);
+        spdlog::warn("{}: lease {} was reaped while its unit was filling; dropping it", slot_name(*slot),
+                     lease);
         slot->unit.reset();
         slot->state = Slot::State::kIdle;
         continue;
@@ -694,8 +708,9 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
   metrics_.unit_started(slot.queue->name, unit.jobs.size());
   std::vector<std::int64_t> ids;
   for (const auto& j : unit.jobs) ids.push_back(j.id);
-  const util::LogScope scope({util::LogField::text("queue", slot.queue->name), util::LogField::number("slot", slot.index),
-                              util::LogField::number("lease", unit.lease_id), util::LogField::numbers("job_ids", ids)});
+  const util::LogScope scope(
+      {util::LogField::text("queue", slot.queue->name), util::LogField::number("slot", slot.index),
+       util::LogField::number("lease", unit.lease_id), util::LogField::numbers("job_ids", ids)});
   spdlog::debug("{}: unit {} with {} job(s)", slot_name(slot), unit.lease_id, unit.jobs.size());
   metrics_.unit_stage(slot.queue->name, metrics::Stage::kDispatch,
                       seconds_between(unit.claimed_at, clock_.now()));
@@ -804,7 +819,8 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
       if (slot.state != Slot::State::kBusy || !slot.unit ||
           result->unit_id != static_cast<std::uint64_t>(slot.unit->lease_id)) {
         spdlog::error("{} answered a unit it was not running", slot_name(slot));
-        if (slot.state == Slot::State::kBusy) fail_unit(slot, db::ErrorClass::kCrash, "executor answered the wrong unit");
+        if (slot.state == Slot::State::kBusy)
+          fail_unit(slot, db::ErrorClass::kCrash, "executor answered the wrong unit");
         kill_executor(slot, now, "protocol violation");
         return;
       }
@@ -826,7 +842,8 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
       spdlog::error("{} reports a fatal error: {}", slot_name(slot), fatal->message);
     } else {
       spdlog::error("{} sent a message only the supervisor sends", slot_name(slot));
-      if (slot.state == Slot::State::kBusy) fail_unit(slot, db::ErrorClass::kCrash, "executor sent an unexpected message");
+      if (slot.state == Slot::State::kBusy)
+        fail_unit(slot, db::ErrorClass::kCrash, "executor sent an unexpected message");
       kill_executor(slot, now, "protocol violation");
       return;
     }
@@ -856,7 +873,8 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
   if (exited_idle) {
     // On purpose, not a crash. A unit sent as it left never reached it: put
     // the jobs back without charging the attempt.
-    if (slot.unit) fail_unit(slot, db::ErrorClass::kRequeue, "the executor exited idle as the unit was sent; not run");
+    if (slot.unit)
+      fail_unit(slot, db::ErrorClass::kRequeue, "the executor exited idle as the unit was sent; not run");
     spdlog::info("{} exited after being idle for {}; it starts again when queue {} has work", slot_name(slot),
                  util::format_duration(slot.queue->idle_exit_after), slot.queue->name);
     metrics_.executor_restarted(slot.queue->name, metrics::RestartReason::kIdle);
@@ -870,8 +888,8 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
       std::find(ready_queues_.begin(), ready_queues_.end(), slot.queue) == ready_queues_.end()) {
     // The queue's set-up is wrong (its model, device or inputs): restarting
     // will not fix it, so the daemon's start-up fails, saying why.
-    spdlog::critical("start-up failed: {}",
-                     slot.fatal_message.empty() ? "queue " + slot.queue->name + ": executor " + how
+    spdlog::critical("start-up failed: {}", slot.fatal_message.empty()
+                                                ? "queue " + slot.queue->name + ": executor " + how
                                                 : slot.fatal_message);
     startup_failed_ = true;
     draining_ = true;
@@ -897,8 +915,8 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
   }
   const bool died_starting = !slot.was_ready;
   if (!draining_ && slot.count_restart) {
-    const auto reason = slot.end_reason.value_or(slot.fatal_message.empty() ? metrics::RestartReason::kCrash
-                                                                            : metrics::RestartReason::kFatalGpu);
+    const auto reason = slot.end_reason.value_or(
+        slot.fatal_message.empty() ? metrics::RestartReason::kCrash : metrics::RestartReason::kFatalGpu);
     metrics_.executor_restarted(slot.queue->name, reason);
   }
   slot.end_reason.reset();
@@ -972,8 +990,8 @@ void Supervisor::start_executor(Slot& slot, TimePoint now) {
   }
   argv.insert(argv.end(), {"--parent-pid", std::to_string(::getpid())});
   // Executors together must not oversubscribe the cores.
-  const auto env =
-      executor_environment(config::executor_threads(*slot.gen->settings, *slot.queue), std::getenv("GLIBC_TUNABLES"));
+  const auto env = executor_environment(config::executor_threads(*slot.gen->settings, *slot.queue),
+                                        std::getenv("GLIBC_TUNABLES"));
   try {
     slot.proc = ExecutorProcess::spawn(argv, env);
     slot.state = Slot::State::kStarting;
@@ -1021,8 +1039,9 @@ void Supervisor::record_stages(const Slot& slot, const protocol::UnitTiming& tim
 void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
   db::ClaimedUnit& unit = *slot.unit;
   if (result.jobs.size() != unit.jobs.size()) {
-    fail_unit(slot, db::ErrorClass::kCrash, "executor returned " + std::to_string(result.jobs.size()) + " result(s) for " +
-                                 std::to_string(unit.jobs.size()) + " job(s)");
+    fail_unit(slot, db::ErrorClass::kCrash,
+              "executor returned " + std::to_string(result.jobs.size()) + " result(s) for " +
+                  std::to_string(unit.jobs.size()) + " job(s)");
     kill_executor(slot, clock_.now(), "protocol violation");
     return;
   }
@@ -1051,10 +1070,12 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
       f.result_binary = out.body_binary;
       f.retry_ms = retry_ms(*slot.queue, job.attempts);  // should its sink lose a race
     } else {
-      f.error_class = out.outcome == protocol::Outcome::kPermanent ? db::ErrorClass::kPermanent : db::ErrorClass::kTransient;
+      f.error_class = out.outcome == protocol::Outcome::kPermanent ? db::ErrorClass::kPermanent
+                                                                   : db::ErrorClass::kTransient;
       f.message = out.body;
       f.retry_ms = retry_ms(*slot.queue, job.attempts);
-      if (unit.work_unit_key && out.outcome == protocol::Outcome::kTransient && job.attempts < job.max_attempts)
+      if (unit.work_unit_key && out.outcome == protocol::Outcome::kTransient &&
+          job.attempts < job.max_attempts)
         requeue_rest = true;
     }
     finish.jobs.push_back(std::move(f));
@@ -1124,7 +1145,8 @@ void Supervisor::shutdown() {
   }
   janitor_.stop();
   const auto bound = now + kShutdownWriteBound;
-  if (!writer_.flush(bound)) spdlog::warn("shutdown: some results were not written; their leases will expire");
+  if (!writer_.flush(bound))
+    spdlog::warn("shutdown: some results were not written; their leases will expire");
   writer_.stop();
   heartbeater_.stop();
   try {
@@ -1146,8 +1168,9 @@ std::optional<std::string> missing_sink(db::Session& session, const config::Sett
   for (std::size_t i = 0; i < settings.queues.size(); ++i) {
     const auto& q = settings.queues[i];
     if (q.sink.empty() || db::sink_function_exists(session, q.sink, q.binary_data_output)) continue;
-    return settings.source + ": queues[" + std::to_string(i) + "] (queue \"" + q.name + "\"): sink: the database has no function " +
-           q.sink + "(" + (q.binary_data_output ? "bigint, jsonb, jsonb, bytea" : "bigint, jsonb, jsonb") +
+    return settings.source + ": queues[" + std::to_string(i) + "] (queue \"" + q.name +
+           "\"): sink: the database has no function " + q.sink + "(" +
+           (q.binary_data_output ? "bigint, jsonb, jsonb, bytea" : "bigint, jsonb, jsonb") +
            ") that this role can see (create it, or schema-qualify the name)";
   }
   return std::nullopt;
@@ -1168,7 +1191,8 @@ void Supervisor::reload(TimePoint now) {
     if (next->queues.empty()) throw config::ConfigError(next->source + ": no queues configured");
     // Sinks are checked now, as at start-up: a missing one would fail
     // every job of its queue at its completion instead.
-    if (!db_usable(now)) throw std::runtime_error("the database is unreachable, so the sinks cannot be checked");
+    if (!db_usable(now))
+      throw std::runtime_error("the database is unreachable, so the sinks cannot be checked");
     try {
       if (const auto missing = missing_sink(session_, *next)) throw config::ConfigError(*missing);
       db_succeeded();
@@ -1219,8 +1243,10 @@ void Supervisor::apply_generation(Generation& gen, TimePoint now) {
     for (auto& s : slots_) {
       if (s->queue == &q && !s->retiring) {
         // Fewer instances: the highest-numbered executors retire.
-        if (s->index >= q.instances) s->retiring = true;
-        else ++have;
+        if (s->index >= q.instances)
+          s->retiring = true;
+        else
+          ++have;
       }
       if (s->queue->name == q.name && s->superseded) superseded = true;
     }
@@ -1253,9 +1279,10 @@ void Supervisor::apply_generation(Generation& gen, TimePoint now) {
     // (only their unserved-queue warnings read it).
     spdlog::warn("reload: could not record the served queues in inferq.workers: {}", e.what());
   }
-  spdlog::info("reloaded {}: {} queue(s) kept [{}], changed [{}] (new executors; the old ones finish their unit), "
-               "added [{}], removed [{}] (running units finish)",
-               after.source, kept.size(), join(kept), join(changed), join(added), join(removed));
+  spdlog::info(
+      "reloaded {}: {} queue(s) kept [{}], changed [{}] (new executors; the old ones finish their unit), "
+      "added [{}], removed [{}] (running units finish)",
+      after.source, kept.size(), join(kept), join(changed), join(added), join(removed));
   if (options_.on_reloaded) options_.on_reloaded(after);
 }
 
@@ -1284,12 +1311,13 @@ void Supervisor::retire_slots(TimePoint now) {
       kill_executor(slot, now, "retired by a reload");
     }
   }
-  slots_.erase(std::remove_if(slots_.begin(), slots_.end(),
-                              [](const auto& s) {
-                                return s->retiring && !s->proc &&
-                                       (s->state == Slot::State::kWaitRestart || s->state == Slot::State::kStopped);
-                              }),
-               slots_.end());
+  slots_.erase(
+      std::remove_if(slots_.begin(), slots_.end(),
+                     [](const auto& s) {
+                       return s->retiring && !s->proc &&
+                              (s->state == Slot::State::kWaitRestart || s->state == Slot::State::kStopped);
+                     }),
+      slots_.end());
 }
 
 void Supervisor::db_failed(const std::exception& e, TimePoint now) {

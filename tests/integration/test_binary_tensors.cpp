@@ -66,7 +66,8 @@ std::string hex(const std::string& bytes) {
 
 // An input entry whose data is `size` bytes of payload_binary.
 json binary_input(const std::string& name, const std::string& datatype, const json& shape, std::size_t size) {
-  return {{"name", name}, {"datatype", datatype}, {"shape", shape}, {"parameters", {{"binary_data_size", size}}}};
+  return {
+      {"name", name}, {"datatype", datatype}, {"shape", shape}, {"parameters", {{"binary_data_size", size}}}};
 }
 
 std::string payload(const json& input) { return json{{"inputs", {input}}}.dump(); }
@@ -124,10 +125,10 @@ BinaryOutput binary_output(const std::string& url, std::int64_t id, const std::s
   out.bytes.resize(b.size() / 4);
   std::memcpy(out.bytes.data(), b.data(), out.bytes.size() * 4);
   CHECK(b.size() == out.bytes.size() * 4);
-  for (const auto& r :
-       tx.exec_params("SELECT v FROM inferq.jobs j, unnest(inferq.output_real(j.result, j.result_binary, $2)) v "
-                      "WHERE j.id = $1",
-                      id, output)) {
+  for (const auto& r : tx.exec_params(
+           "SELECT v FROM inferq.jobs j, unnest(inferq.output_real(j.result, j.result_binary, $2)) v "
+           "WHERE j.id = $1",
+           id, output)) {
     out.helper.push_back(r[0].as<float>());
   }
   return out;
@@ -154,18 +155,19 @@ TEST_CASE("binary payloads and outputs from SQL: results equal the raw forward; 
     const std::string x = bytes_of(mlp_features(j));
     json_out.push_back(enqueue_binary(url, "mlp", payload(binary_input("x", "FP32", {1, 384}, 1536)), x));
     binary_out.push_back(enqueue_binary(url, "mlpb", payload(x384), x));
-    json_in.push_back(enqueue(
-        url, "mlpb",
-        payload({{"name", "x"}, {"datatype", "FP32"}, {"shape", {384}}, {"data", mlp_features(j)}})));
+    json_in.push_back(
+        enqueue(url, "mlpb",
+                payload({{"name", "x"}, {"datatype", "FP32"}, {"shape", {384}}, {"data", mlp_features(j)}})));
     const std::size_t n = 1 + static_cast<std::size_t>(j * 7) % 40;
     lengths.push_back(n);
     encoder.push_back(enqueue_binary(url, "encoder", payload(binary_input("input_ids", "INT64", {n}, n * 8)),
                                      bytes_of(token_ids(n, j))));
     const std::string x1 = bytes_of(mlp_features(1));
     if (j == 1) {
-      bad.push_back({enqueue_binary(url, "mlp", payload(binary_input("x", "FP32", {384}, 1532)), x1.substr(0, 1532)),
-                     "input \"x\": binary_data_size is 1532 bytes, expected 1536 (shape [384] of FP32, 4 byte(s) "
-                     "each)"});
+      bad.push_back(
+          {enqueue_binary(url, "mlp", payload(binary_input("x", "FP32", {384}, 1532)), x1.substr(0, 1532)),
+           "input \"x\": binary_data_size is 1532 bytes, expected 1536 (shape [384] of FP32, 4 byte(s) "
+           "each)"});
     }
     if (j == 2) {
       bad.push_back({enqueue_binary(url, "mlpb", payload(x384), x1.substr(0, 1535)),
@@ -173,9 +175,10 @@ TEST_CASE("binary payloads and outputs from SQL: results equal the raw forward; 
                      "(1535 bytes)"});
     }
     if (j == 3) {
-      bad.push_back({enqueue_binary(url, "mlp", payload(x384), x1 + '\0'),
-                     "payload_binary has 1537 bytes, 1 more than the binary_data_size of input(s) \"x\" add up "
-                     "to (1536)"});
+      bad.push_back(
+          {enqueue_binary(url, "mlp", payload(x384), x1 + '\0'),
+           "payload_binary has 1537 bytes, 1 more than the binary_data_size of input(s) \"x\" add up "
+           "to (1536)"});
     }
     if (j == 4) {
       bad.push_back({enqueue_binary(url, "mlpb", payload(binary_input("x", "FP64", {384}, 3072)), x1 + x1),
@@ -197,8 +200,10 @@ TEST_CASE("binary payloads and outputs from SQL: results equal the raw forward; 
                           std::to_string(json_out[j])) == 0);
     for (const std::int64_t id : {binary_out[j], json_in[j]}) {
       const BinaryOutput b = binary_output(url, id, "y");
-      const json want_entry = {
-          {"name", "y"}, {"shape", {384}}, {"datatype", "FP32"}, {"parameters", {{"binary_data_size", 1536}}}};
+      const json want_entry = {{"name", "y"},
+                               {"shape", {384}},
+                               {"datatype", "FP32"},
+                               {"parameters", {{"binary_data_size", 1536}}}};
       CHECK(b.entry == want_entry);
       check_close(b.bytes, want);
       CHECK(b.helper == b.bytes);  // the SQL helper reads exactly the bytes
@@ -209,7 +214,8 @@ TEST_CASE("binary payloads and outputs from SQL: results equal the raw forward; 
     REQUIRE(row);
     CAPTURE(lengths[j]);
     check_close(json_output(*row, "embedding"),
-                reference_forward(example_models().file("encoder.pt"), at::tensor(token_ids(lengths[j], static_cast<int>(j)))));
+                reference_forward(example_models().file("encoder.pt"),
+                                  at::tensor(token_ids(lengths[j], static_cast<int>(j)))));
   }
   for (const Bad& b : bad) {
     const auto row = job(url, b.id);

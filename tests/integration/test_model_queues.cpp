@@ -161,16 +161,17 @@ TEST_CASE(
   for (std::size_t j = 0; j < mlp_ids.size(); ++j) {
     const auto row = job(url, mlp_ids[j]);
     REQUIRE(row);
-    check_result(*row, "mlp", "y",
-                 reference_forward(example_models().file("mlp.pt"), at::tensor(mlp_features(static_cast<int>(j)))));
+    check_result(
+        *row, "mlp", "y",
+        reference_forward(example_models().file("mlp.pt"), at::tensor(mlp_features(static_cast<int>(j)))));
   }
   for (std::size_t j = 0; j < encoder_ids.size(); ++j) {
     const auto row = job(url, encoder_ids[j]);
     REQUIRE(row);
     CAPTURE(lengths[j]);
-    check_result(
-        *row, "encoder", "embedding",
-        reference_forward(example_models().file("encoder.pt"), at::tensor(token_ids(lengths[j], static_cast<int>(j)))));
+    check_result(*row, "encoder", "embedding",
+                 reference_forward(example_models().file("encoder.pt"),
+                                   at::tensor(token_ids(lengths[j], static_cast<int>(j)))));
   }
   for (const Bad& b : bad) {
     const auto row = job(url, b.id);
@@ -205,13 +206,16 @@ TEST_CASE("an idle executor exits on purpose and a new one starts when work arri
   REQUIRE(wait_all_final(url, 60s));
   const auto row = job(url, id);
   REQUIRE(row);
-  check_result(*row, "mlp", "y", reference_forward(example_models().file("mlp.pt"), at::tensor(mlp_features(3))));
+  check_result(*row, "mlp", "y",
+               reference_forward(example_models().file("mlp.pt"), at::tensor(mlp_features(3))));
   CHECK(row->attempts == 1);
   CHECK(d.executor_pids().size() == 2);  // a second executor said ready
   CHECK(d.count_log("has work; starting an executor") == 1);
 }
 
-TEST_CASE("SIGHUP after the model file changed: new executors serve the new model; one that does not load leaves the old serving") {
+TEST_CASE(
+    "SIGHUP after the model file changed: new executors serve the new model; one that does not load leaves "
+    "the old serving") {
   const std::string url = fresh_inferq_database();
   const TempDir dir("inferq-reload-model");
   const std::string path = dir.file("model.pt");
@@ -353,7 +357,8 @@ TEST_CASE("relative config and model paths work as in the quick start (issue 22 
   REQUIRE(wait_all_final(url, 60s));
   const auto row = job(url, id);
   REQUIRE(row);
-  check_result(*row, "mlp", "y", reference_forward(example_models().file("mlp.pt"), at::tensor(mlp_features(5))));
+  check_result(*row, "mlp", "y",
+               reference_forward(example_models().file("mlp.pt"), at::tensor(mlp_features(5))));
   CHECK(d.running());
   d.send_signal(SIGTERM);
   const auto status = d.wait_exit(30s);

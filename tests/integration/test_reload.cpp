@@ -36,7 +36,8 @@ std::map<std::string, std::vector<pid_t>> ready_executors(const std::string& log
 }
 
 std::int64_t jobs_in(const std::string& url, const std::string& queue, const std::string& state) {
-  return scalar(url, "SELECT count(*) FROM inferq.jobs WHERE queue = '" + queue + "' AND state = '" + state + "'");
+  return scalar(url,
+                "SELECT count(*) FROM inferq.jobs WHERE queue = '" + queue + "' AND state = '" + state + "'");
 }
 
 std::vector<std::int64_t> ids_of(const std::string& url, const std::string& where) {
@@ -47,19 +48,21 @@ std::vector<std::int64_t> ids_of(const std::string& url, const std::string& wher
 
 }  // namespace
 
-TEST_CASE("SIGHUP: queues added start, removed drain and stop, changed get new executors; no job lost or run twice") {
+TEST_CASE(
+    "SIGHUP: queues added start, removed drain and stop, changed get new executors; no job lost or run "
+    "twice") {
   const std::string url = fresh_audited_database();
-  DaemonConfig before = daemon_config(url, {test_queue("keep", "builtin:echo", 1, 16),
-                                            test_queue("change", "builtin:sleep", 2, 1, "30s"),
-                                            test_queue("drop", "builtin:sleep", 1, 1, "30s")});
+  DaemonConfig before = daemon_config(
+      url, {test_queue("keep", "builtin:echo", 1, 16), test_queue("change", "builtin:sleep", 2, 1, "30s"),
+            test_queue("drop", "builtin:sleep", 1, 1, "30s")});
   Daemon d(before, "reload");
   REQUIRE_MESSAGE(d.wait_ready(), d.log());
 
   // Units that are running when the reload comes: 1.5 s each.
   enqueue_many(url, "change", std::vector<std::string>(4, R"({"seconds": 1.5})"));
   enqueue_many(url, "drop", std::vector<std::string>(3, R"({"seconds": 1.5})"));
-  REQUIRE(wait_until([&] { return jobs_in(url, "change", "running") == 2 && jobs_in(url, "drop", "running") == 1; },
-                     10s));
+  REQUIRE(wait_until(
+      [&] { return jobs_in(url, "change", "running") == 2 && jobs_in(url, "drop", "running") == 1; }, 10s));
 
   // Jobs keep coming, before, during and after the reload; "add" is not
   // served until the reload adds it.
@@ -73,9 +76,9 @@ TEST_CASE("SIGHUP: queues added start, removed drain and stop, changed get new e
   });
   std::this_thread::sleep_for(300ms);
 
-  DaemonConfig after = daemon_config(url, {test_queue("keep", "builtin:echo", 1, 16),
-                                           test_queue("change", "builtin:sleep", 1, 1, "20s"),
-                                           test_queue("add", "builtin:echo", 1, 8)});
+  DaemonConfig after = daemon_config(
+      url, {test_queue("keep", "builtin:echo", 1, 16), test_queue("change", "builtin:sleep", 1, 1, "20s"),
+            test_queue("add", "builtin:echo", 1, 8)});
   d.reload_with(after.yaml());
   REQUIRE_MESSAGE(wait_until([&] { return d.count_log("reloaded ") == 1; }, 10s), d.log());
   // From here on nothing of "drop" may be claimed.
@@ -106,8 +109,8 @@ TEST_CASE("SIGHUP: queues added start, removed drain and stop, changed get new e
   // Jobs flowed before and after it.
   for (const char* when : {"<", ">"}) {
     CAPTURE(when);
-    CHECK(scalar(url, std::string("SELECT count(*) FROM inferq.jobs WHERE queue = 'keep' AND created_at ") + when +
-                          " '" + *reloaded_at + "'::timestamptz") > 0);
+    CHECK(scalar(url, std::string("SELECT count(*) FROM inferq.jobs WHERE queue = 'keep' AND created_at ") +
+                          when + " '" + *reloaded_at + "'::timestamptz") > 0);
   }
   for (const auto id : served) {
     CAPTURE(id);
@@ -124,11 +127,13 @@ TEST_CASE("SIGHUP: queues added start, removed drain and stop, changed get new e
   const auto drop_done = jobs_in(url, "drop", "succeeded");
   CHECK(drop_done >= 1);
   CHECK(drop_done + jobs_in(url, "drop", "available") == 3);
-  CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs WHERE queue = 'drop' AND state = 'available'"
-                    " AND attempts > 0") == 0);
-  CHECK(scalar(url, "SELECT count(*) FROM public.job_audit a JOIN inferq.jobs j ON j.id = a.job_id"
-                    " WHERE j.queue = 'drop' AND a.new_state = 'running' AND a.at > '" +
-                        *reloaded_at + "'::timestamptz") == 0);
+  CHECK(scalar(url,
+               "SELECT count(*) FROM inferq.jobs WHERE queue = 'drop' AND state = 'available'"
+               " AND attempts > 0") == 0);
+  CHECK(scalar(url,
+               "SELECT count(*) FROM public.job_audit a JOIN inferq.jobs j ON j.id = a.job_id"
+               " WHERE j.queue = 'drop' AND a.new_state = 'running' AND a.at > '" +
+                   *reloaded_at + "'::timestamptz") == 0);
 
   // "keep" kept its executor; "change" has one new one and its two old ones
   // are gone; "add" started one; "drop"'s is gone.

@@ -76,13 +76,13 @@ TEST_CASE("retention prunes finished jobs once their sink ran: the results stay 
   exec_sql(url, R"(SELECT inferq.enqueue('fail', '{"permanent": true, "message": "bad"}'))");
   REQUIRE(wait_all_final(url, 60s));
   // A second after they finished, the janitor deletes the echo jobs.
-  CHECK(wait_until([&] { return scalar(url, "SELECT count(*) FROM inferq.jobs WHERE queue = 'echo'") == 0; }, 30s,
-                   100ms));
+  CHECK(wait_until([&] { return scalar(url, "SELECT count(*) FROM inferq.jobs WHERE queue = 'echo'") == 0; },
+                   30s, 100ms));
   CHECK(scalar(url, "SELECT count(*) FROM results") == 50);
   CHECK(scalar(url, "SELECT count(DISTINCT result->>'n') FROM results") == 50);
   CHECK(wait_until(
-      [&] { return scrape(*address, R"(inferq_jobs_pruned_total{queue="echo",state="succeeded"})") == 50; }, 10s,
-      50ms));
+      [&] { return scrape(*address, R"(inferq_jobs_pruned_total{queue="echo",state="succeeded"})") == 50; },
+      10s, 50ms));
   CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs WHERE queue = 'fail' AND state = 'dead'") == 1);
   CHECK(scrape(*address, R"(inferq_jobs_pruned_total{queue="fail",state="dead"})") == 0);
 }

@@ -13,8 +13,8 @@
 #include "db/migrate.hpp"
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
-#include "support/worker_db.hpp"
 #include "support/pg_cluster.hpp"
+#include "support/worker_db.hpp"
 
 namespace {
 
@@ -50,10 +50,12 @@ TEST_CASE("enqueue stores payload_binary, bounded at 16 MiB; without it the colu
   CHECK(db.scalar("SELECT payload_binary FROM inferq.jobs WHERE id = " + with) == "\\x00ff10");
   CHECK(db.scalar("SELECT payload_binary IS NULL FROM inferq.jobs WHERE id = " + without) == "t");
 
-  CHECK(db.error("SELECT inferq.enqueue('q', '{}', payload_binary => decode(repeat('00', 16777217), 'hex'))") ==
-        "ERROR:  inferq.enqueue: payload_binary is 16777217 bytes, over the limit of 16777216 bytes (16 MiB)");
+  CHECK(
+      db.error("SELECT inferq.enqueue('q', '{}', payload_binary => decode(repeat('00', 16777217), 'hex'))") ==
+      "ERROR:  inferq.enqueue: payload_binary is 16777217 bytes, over the limit of 16777216 bytes (16 MiB)");
   CHECK(db.scalar("SELECT count(*) FROM inferq.jobs") == "2");
-  CHECK(db.scalar("SELECT inferq.enqueue('q', '{}', payload_binary => decode(repeat('00', 16777216), 'hex'))") !=
+  CHECK(db.scalar(
+            "SELECT inferq.enqueue('q', '{}', payload_binary => decode(repeat('00', 16777216), 'hex'))") !=
         "NULL");
 }
 
@@ -122,7 +124,8 @@ TEST_CASE("a binary unit's completion writes result_binary; a JSON unit's and a 
                   std::to_string(a->jobs[0].id)) == "{0,1,255,0}");
 }
 
-TEST_CASE("a binary queue's sink takes the bytes as its fourth argument; a three-argument one fails the job") {
+TEST_CASE(
+    "a binary queue's sink takes the bytes as its fourth argument; a three-argument one fails the job") {
   Db db;
   db.exec(R"(
 CREATE SCHEMA app;
@@ -161,16 +164,19 @@ LANGUAGE sql AS $$ SELECT 1 $$;
   CHECK(db.scalar("SELECT state FROM inferq.jobs WHERE id = " + id) == "dead");
   CHECK(db.scalar("SELECT last_error FROM inferq.jobs WHERE id = " + id) ==
         "sink app.json_only failed: no function app.json_only(bigint, jsonb, jsonb, bytea) (SQLSTATE 42883)");
-  CHECK(db.scalar("SELECT result IS NULL AND result_binary IS NULL FROM inferq.jobs WHERE id = " + id) == "t");
+  CHECK(db.scalar("SELECT result IS NULL AND result_binary IS NULL FROM inferq.jobs WHERE id = " + id) ==
+        "t");
 }
 
 TEST_CASE("tensor_bytes writes little-endian elements; the output helpers read them back exactly") {
   Db db;
   CHECK(db.scalar("SELECT inferq.tensor_bytes('{1.5, -2, 0}'::real[])") == "\\x0000c03f000000c000000000");
   CHECK(db.scalar("SELECT inferq.tensor_bytes('{1.5}'::double precision[])") == "\\x000000000000f83f");
-  CHECK(db.scalar("SELECT inferq.tensor_bytes('{1, -1}'::bigint[])") == "\\x0100000000000000ffffffffffffffff");
+  CHECK(db.scalar("SELECT inferq.tensor_bytes('{1, -1}'::bigint[])") ==
+        "\\x0100000000000000ffffffffffffffff");
   CHECK(db.scalar("SELECT inferq.tensor_bytes('{{1, 2}, {3, -2}}'::integer[])") ==
-        "\\x0100000002000000" "03000000feffffff");  // row-major
+        "\\x0100000002000000"
+        "03000000feffffff");  // row-major
   CHECK(db.scalar("SELECT inferq.tensor_bytes('{}'::real[])") == "\\x");
   CHECK(db.scalar("SELECT inferq.tensor_bytes(NULL::real[]) IS NULL") == "t");
   CHECK(db.error("SELECT inferq.tensor_bytes('{1, NULL}'::bigint[])") ==
@@ -199,10 +205,12 @@ TEST_CASE("tensor_bytes writes little-endian elements; the output helpers read t
   CHECK(out("output_real", "f32") == "{1.5,-2e-40,3.4028235e+38,-0}");
   CHECK(out("output_real", "json") == "{1.5,NaN,-Infinity}");
   CHECK(out("output_bigint", "i64") == "{-9223372036854775808,9223372036854775807}");
-  CHECK(out("output_real", "f16") == "{1,-Infinity,NaN,5.9604645e-08}");  // the last is FP16's least subnormal
+  CHECK(out("output_real", "f16") ==
+        "{1,-Infinity,NaN,5.9604645e-08}");  // the last is FP16's least subnormal
   CHECK(out("output_bigint", "i8") == "{-1,127}");
   CHECK(out("output_double", "f64") == "{-1.5e-310,1.7976931348623157e+308}");
-  CHECK(out("output_double", "f32") == "{1.5,-2.000003233207595e-40,3.4028234663852886e+38,-0}");  // the FP32 values, exactly
+  CHECK(out("output_double", "f32") ==
+        "{1.5,-2.000003233207595e-40,3.4028234663852886e+38,-0}");  // the FP32 values, exactly
   CHECK(out("output_bigint", "i32") == "{-2147483648,7}");
   CHECK(out("output_bigint", "flags") == "{1,0}");
   CHECK(db.scalar("SELECT inferq.output_real(NULL, NULL, 'y') IS NULL") == "t");  // a job with no result
@@ -211,9 +219,10 @@ TEST_CASE("tensor_bytes writes little-endian elements; the output helpers read t
         "ERROR:  inferq: the result has no output \"nope\"");
   CHECK(db.error("SELECT inferq.output_real(result, rb, 'i64') FROM r") ==
         "ERROR:  inferq: output \"i64\" is INT64, not one of FP32, FP16");
-  CHECK(db.error("SELECT inferq.output_bigint(result, substr(rb, 1, 20), 'i64') FROM r") ==
-        "ERROR:  inferq: output \"i64\": binary_data_size 16 at byte 16 runs past the end of result_binary (20 "
-        "bytes)");
+  CHECK(
+      db.error("SELECT inferq.output_bigint(result, substr(rb, 1, 20), 'i64') FROM r") ==
+      "ERROR:  inferq: output \"i64\": binary_data_size 16 at byte 16 runs past the end of result_binary (20 "
+      "bytes)");
   CHECK(db.error("SELECT inferq.output_real('{\"outputs\": [{\"name\": \"y\", \"datatype\": \"FP32\","
                  " \"parameters\": {\"binary_data_size\": 6}}]}', '\\x000000000000', 'y')") ==
         "ERROR:  inferq: output \"y\": 6 bytes is not a whole number of FP32 elements (4 bytes each)");
@@ -239,9 +248,11 @@ TEST_CASE("a producer granted before 0012 may execute the new enqueue and the he
       if (m.version > 11) break;
       pqxx::work tx(owner);
       tx.exec(m.sql);
-      tx.exec("CREATE TABLE IF NOT EXISTS inferq.schema_migrations (version integer PRIMARY KEY,"
-              " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
-      tx.exec_params("INSERT INTO inferq.schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name);
+      tx.exec(
+          "CREATE TABLE IF NOT EXISTS inferq.schema_migrations (version integer PRIMARY KEY,"
+          " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
+      tx.exec_params("INSERT INTO inferq.schema_migrations (version, name) VALUES ($1, $2)", m.version,
+                     m.name);
       tx.commit();
     }
     pqxx::nontransaction tx(owner);
@@ -259,8 +270,10 @@ TEST_CASE("a producer granted before 0012 may execute the new enqueue and the he
   {
     pqxx::connection producer(as_producer);
     pqxx::nontransaction tx(producer);
-    const auto id = tx.exec1("SELECT inferq.enqueue('q', '{}', payload_binary => inferq.tensor_bytes('{7}'::integer[]))")[0]
-                        .as<std::int64_t>();
+    const auto id =
+        tx.exec1(
+              "SELECT inferq.enqueue('q', '{}', payload_binary => inferq.tensor_bytes('{7}'::integer[]))")[0]
+            .as<std::int64_t>();
     CHECK(tx.exec1("SELECT count(*) FROM inferq.my_jobs WHERE id = " + std::to_string(id) +
                    " AND result_binary IS NULL")[0]
               .as<int>() == 1);

@@ -77,9 +77,10 @@ TEST_CASE("may_vacuum_jobs is true for the owner and false for a role that does 
 namespace {
 
 // Finished jobs of `queue` in `state`, finished `ago` before now.
-void add_finished(Migrated& db, const std::string& queue, const std::string& state, int n, const std::string& ago) {
-  db.exec("INSERT INTO inferq.jobs (queue, payload, state, finished_at) SELECT '" + queue + "', '{}', '" + state +
-          "', now() - interval '" + ago + "' FROM generate_series(1, " + std::to_string(n) + ")");
+void add_finished(Migrated& db, const std::string& queue, const std::string& state, int n,
+                  const std::string& ago) {
+  db.exec("INSERT INTO inferq.jobs (queue, payload, state, finished_at) SELECT '" + queue + "', '{}', '" +
+          state + "', now() - interval '" + ago + "' FROM generate_series(1, " + std::to_string(n) + ")");
 }
 
 std::int64_t count(Migrated& db, const std::string& where) {
@@ -89,18 +90,22 @@ std::int64_t count(Migrated& db, const std::string& where) {
 
 }  // namespace
 
-TEST_CASE("prune_jobs deletes at most max_rows of one queue's jobs in one state past the retention, oldest first") {
+TEST_CASE(
+    "prune_jobs deletes at most max_rows of one queue's jobs in one state past the retention, oldest first") {
   Migrated db;
   add_finished(db, "q", "succeeded", 30, "2 hours");
   add_finished(db, "q", "succeeded", 5, "10 minutes");  // within the retention
   add_finished(db, "q", "dead", 7, "2 hours");
   add_finished(db, "other", "succeeded", 4, "2 hours");
-  db.exec("INSERT INTO inferq.jobs (queue, payload) SELECT 'q', '{}' FROM generate_series(1, 3)");  // available
-  db.exec("INSERT INTO inferq.jobs (queue, payload, state, started_at, finished_at)"
-          " VALUES ('q', '{}', 'running', now() - interval '3 hours', now() - interval '3 hours')");
+  db.exec(
+      "INSERT INTO inferq.jobs (queue, payload) SELECT 'q', '{}' FROM generate_series(1, 3)");  // available
+  db.exec(
+      "INSERT INTO inferq.jobs (queue, payload, state, started_at, finished_at)"
+      " VALUES ('q', '{}', 'running', now() - interval '3 hours', now() - interval '3 hours')");
   // The oldest of the old ones, to see the order.
-  db.exec("UPDATE inferq.jobs SET finished_at = now() - interval '5 hours' WHERE id = (SELECT max(id) FROM"
-          " inferq.jobs WHERE queue = 'q' AND state = 'succeeded' AND finished_at < now() - interval '1 hour')");
+  db.exec(
+      "UPDATE inferq.jobs SET finished_at = now() - interval '5 hours' WHERE id = (SELECT max(id) FROM"
+      " inferq.jobs WHERE queue = 'q' AND state = 'succeeded' AND finished_at < now() - interval '1 hour')");
   const auto oldest = count(db, "finished_at < now() - interval '4 hours'");
   REQUIRE(oldest == 1);
 
@@ -127,7 +132,8 @@ TEST_CASE("prune_jobs deletes at most max_rows of one queue's jobs in one state 
   CHECK(by == std::map<std::string, std::int64_t>{{"q/succeeded", 5}, {"other/succeeded", 4}});
 }
 
-TEST_CASE("one daemon at a time prunes a queue: the other leaves the batch to it at once, and other queues go on") {
+TEST_CASE(
+    "one daemon at a time prunes a queue: the other leaves the batch to it at once, and other queues go on") {
   Migrated db;
   add_finished(db, "q", "succeeded", 100, "2 hours");
   add_finished(db, "r", "succeeded", 10, "2 hours");

@@ -24,7 +24,9 @@ using inferq::db::UnitFinish;
 
 // WorkerDb's helpers, and these two.
 struct Db : inferq::test::WorkerDb {
-  std::int64_t enqueue(const std::string& args) { return std::stoll(scalar("SELECT inferq.enqueue(" + args + ")")); }
+  std::int64_t enqueue(const std::string& args) {
+    return std::stoll(scalar("SELECT inferq.enqueue(" + args + ")"));
+  }
   int jobs() { return std::stoi(scalar("SELECT count(*) FROM inferq.jobs")); }
 };
 
@@ -35,8 +37,9 @@ TEST_CASE("a live job's unique_key returns its id and inserts nothing; the first
   const auto first = db.enqueue("'q', '{\"n\": 1}', 'k1', 5, unique_key => 'doc-42'");
   CHECK(db.enqueue("'q', '{\"n\": 2}', 'k2', 9, unique_key => 'doc-42'") == first);
   CHECK(db.jobs() == 1);
-  CHECK(db.scalar("SELECT payload::text || ' ' || work_unit_key || ' ' || priority FROM inferq.jobs WHERE id = " +
-                  std::to_string(first)) == "{\"n\": 1} k1 5");
+  CHECK(db.scalar(
+            "SELECT payload::text || ' ' || work_unit_key || ' ' || priority FROM inferq.jobs WHERE id = " +
+            std::to_string(first)) == "{\"n\": 1} k1 5");
   // Keys are per queue; jobs without a key are never folded.
   const auto other_queue = db.enqueue("'r', '{}', unique_key => 'doc-42'");
   CHECK(other_queue != first);
@@ -47,7 +50,9 @@ TEST_CASE("a live job's unique_key returns its id and inserts nothing; the first
   CHECK(db.scalar("SELECT unique_key FROM inferq.my_jobs WHERE id = " + std::to_string(first)) == "doc-42");
 }
 
-TEST_CASE("the key is held while the job runs and waits for a retry, and freed once it succeeds, dies or is cancelled") {
+TEST_CASE(
+    "the key is held while the job runs and waits for a retry, and freed once it succeeds, dies or is "
+    "cancelled") {
   Db db;
   const auto id = db.enqueue("'q', '{}', unique_key => 'u'");
   auto unit = inferq::db::claim(db.session, "q", db.worker, 1, 2);

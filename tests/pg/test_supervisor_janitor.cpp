@@ -124,14 +124,18 @@ TEST_CASE("the janitor prunes finished jobs past their retention in batches, cou
   Db db;
   // 2,500 old successes (three batches), 10 recent ones, old dead jobs of a
   // queue kept for ever, old jobs of a queue this daemon does not serve.
-  db.exec("INSERT INTO inferq.jobs (queue, payload, state, finished_at)"
-          " SELECT 'q', '{}', 'succeeded', now() - interval '2 hours' FROM generate_series(1, 2500)");
-  db.exec("INSERT INTO inferq.jobs (queue, payload, state, finished_at)"
-          " SELECT 'q', '{}', 'succeeded', now() FROM generate_series(1, 10)");
-  db.exec("INSERT INTO inferq.jobs (queue, payload, state, finished_at)"
-          " SELECT 'keep', '{}', 'dead', now() - interval '30 days' FROM generate_series(1, 5)");
-  db.exec("INSERT INTO inferq.jobs (queue, payload, state, finished_at)"
-          " SELECT 'elsewhere', '{}', 'succeeded', now() - interval '30 days' FROM generate_series(1, 5)");
+  db.exec(
+      "INSERT INTO inferq.jobs (queue, payload, state, finished_at)"
+      " SELECT 'q', '{}', 'succeeded', now() - interval '2 hours' FROM generate_series(1, 2500)");
+  db.exec(
+      "INSERT INTO inferq.jobs (queue, payload, state, finished_at)"
+      " SELECT 'q', '{}', 'succeeded', now() FROM generate_series(1, 10)");
+  db.exec(
+      "INSERT INTO inferq.jobs (queue, payload, state, finished_at)"
+      " SELECT 'keep', '{}', 'dead', now() - interval '30 days' FROM generate_series(1, 5)");
+  db.exec(
+      "INSERT INTO inferq.jobs (queue, payload, state, finished_at)"
+      " SELECT 'elsewhere', '{}', 'succeeded', now() - interval '30 days' FROM generate_series(1, 5)");
   db.exec("INSERT INTO inferq.jobs (queue, payload) SELECT 'q', '{}' FROM generate_series(1, 3)");
 
   inferq::config::QueueSettings q;

@@ -118,7 +118,7 @@ struct JobRow {
   std::optional<int> max_attempts;
   std::optional<std::string> result;  // JSON text
   std::optional<std::string> last_error;
-  std::string errors;  // JSON text of the history array
+  std::string errors;                    // JSON text of the history array
   std::optional<double> started_epoch;   // extract(epoch from started_at)
   std::optional<double> finished_epoch;  // extract(epoch from finished_at)
 };

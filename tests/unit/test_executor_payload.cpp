@@ -205,15 +205,18 @@ std::string bytes_of(const std::vector<T>& v) {
   return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
 }
 
-std::string binary_error(const std::string& json, const std::string& binary, const std::vector<InputSpec>& specs) {
+std::string binary_error(const std::string& json, const std::string& binary,
+                         const std::vector<InputSpec>& specs) {
   return decode_payload(json, specs, binary).error;
 }
 
 }  // namespace
 
-TEST_CASE("binary data (parameters.binary_data_size) is taken from payload_binary in the JSON's input order") {
+TEST_CASE(
+    "binary data (parameters.binary_data_size) is taken from payload_binary in the JSON's input order") {
   // "ids" comes first in the JSON, so its bytes come first, whatever the spec order.
-  const std::string binary = bytes_of<std::int64_t>({5, -1, INT64_MAX}) + bytes_of<float>({0.5f, -0.0f, 3e38f});
+  const std::string binary =
+      bytes_of<std::int64_t>({5, -1, INT64_MAX}) + bytes_of<float>({0.5f, -0.0f, 3e38f});
   const auto p = decode_payload(
       R"({"inputs": [{"name": "ids", "datatype": "INT64", "shape": [3], "parameters": {"binary_data_size": 24}},
                      {"parameters": {"other": [1], "binary_data_size": 12}, "name": "x", "datatype": "FP32",
@@ -248,18 +251,21 @@ TEST_CASE("bad binary data fails the job with a message naming the input") {
         "input \"x\": binary_data_size is 4 bytes, expected 8 (shape [2] of FP32, 4 byte(s) each)");
   CHECK(binary_error(x_json("-8"), two_floats, one) ==
         "input \"x\": parameters.binary_data_size must be a non-negative integer, got \"-8\"");
-  CHECK(binary_error(x_json("8.5"), two_floats, one).find("input \"x\": parameters.binary_data_size must be") == 0);
+  CHECK(
+      binary_error(x_json("8.5"), two_floats, one).find("input \"x\": parameters.binary_data_size must be") ==
+      0);
   CHECK(binary_error(x_json("8"), two_floats.substr(0, 7), one) ==
         "input \"x\": binary_data_size 8 at byte 0 runs past the end of the payload_binary (7 bytes)");
   CHECK(binary_error(x_json("8"), two_floats + "z", one) ==
         "payload_binary has 9 bytes, 1 more than the binary_data_size of input(s) \"x\" add up to (8)");
-  CHECK(binary_error(x_json("8", "FP64"), two_floats, one) == "input \"x\": expected datatype FP32, got \"FP64\"");
+  CHECK(binary_error(x_json("8", "FP64"), two_floats, one) ==
+        "input \"x\": expected datatype FP32, got \"FP64\"");
   CHECK(binary_error(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2]}]})", "ab",
                      one) == "payload_binary has 2 bytes, but no input has parameters.binary_data_size");
   CHECK(binary_error(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2],
                                      "parameters": {"binary_data_size": 8}}]})",
-                     two_floats, one) ==
-        "input \"x\": has both data and parameters.binary_data_size; give one of them");
+                     two_floats,
+                     one) == "input \"x\": has both data and parameters.binary_data_size; give one of them");
   CHECK(binary_error(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2]}]})", "", one) ==
         "input \"x\": missing data (or parameters.binary_data_size)");
   CHECK(binary_error(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": 3}]})", "",
@@ -279,7 +285,8 @@ TEST_CASE("bad binary data fails the job with a message naming the input") {
     const std::vector<InputSpec> halves{spec("h", DataType::kFP16, {1})};
     const std::string h_json =
         R"({"inputs": [{"name": "h", "datatype": "FP16", "shape": [1], "parameters": {"binary_data_size": 2}}]})";
-    CHECK(binary_error(h_json, bytes_of<std::uint16_t>({0x7C00}), halves).find("input \"h\": binary data element 0") == 0);
+    CHECK(binary_error(h_json, bytes_of<std::uint16_t>({0x7C00}), halves)
+              .find("input \"h\": binary data element 0") == 0);
     CHECK(binary_error(h_json, bytes_of<std::uint16_t>({0x3C00}), halves).empty());
   }
 }

@@ -146,8 +146,8 @@ TEST_CASE("the wire format is what the header documents") {
   const std::string run = frame_of(RunUnit{9, {{5, "{}", "\x01"}}});
   const std::string run_expected = std::string("\x21\x00\x00\x00", 4) + "\x03\x02" +
                                    std::string("\x09\0\0\0\0\0\0\0", 8) + std::string("\x01\0\0\0", 4) +
-                                   std::string("\x05\0\0\0\0\0\0\0", 8) + std::string("\x02\0\0\0", 4) + "{}" +
-                                   std::string("\x01\0\0\0", 4) + "\x01";
+                                   std::string("\x05\0\0\0\0\0\0\0", 8) + std::string("\x02\0\0\0", 4) +
+                                   "{}" + std::string("\x01\0\0\0", 4) + "\x01";
   CHECK(run == run_expected);
   CHECK(message_name(Message{RunUnit{}}) == std::string("RunUnit"));
   CHECK(message_name(Message{Fatal{}}) == std::string("Fatal"));
@@ -232,10 +232,12 @@ TEST_CASE("malformed frames are rejected with a reason") {
     check_malformed(raw_frame(2, body), "RunUnit: body too short for jobs[1].payload");
   }
   SUBCASE("trailing bytes after a complete body") {
-    check_malformed(raw_frame(2, frame_of(RunUnit{1, {{2, "{}"}}}).substr(6) + "z"), "RunUnit: 1 trailing bytes");
+    check_malformed(raw_frame(2, frame_of(RunUnit{1, {{2, "{}"}}}).substr(6) + "z"),
+                    "RunUnit: 1 trailing bytes");
     check_malformed(raw_frame(4, frame_of(Fatal{"m"}).substr(6) + "zz"), "Fatal: 2 trailing bytes");
     check_malformed(raw_frame(1, frame_of(Ready{1, "h"}).substr(6) + "zzz"), "Ready: 3 trailing bytes");
-    check_malformed(raw_frame(3, frame_of(UnitResult{1, {}}).substr(6) + "z"), "UnitResult: 1 trailing bytes");
+    check_malformed(raw_frame(3, frame_of(UnitResult{1, {}}).substr(6) + "z"),
+                    "UnitResult: 1 trailing bytes");
   }
   SUBCASE("a hostile count is refused before anything is allocated for it") {
     std::string body;

@@ -28,8 +28,9 @@ TEST_CASE("parse_duration reads exact fractions") {
 }
 
 TEST_CASE("parse_duration rejects what is not a duration") {
-  for (const char* text : {"", "30", "1.5", "s", "ms", "-5s", "+5s", "-0s", ".5s", "5.s", "5 s", " 5s", "5s ",
-                           "5sec", "5S", "5D", "5us", "1m30s", "abc", "soon", "5ms5", "1..5s", "0x10s"}) {
+  for (const char* text :
+       {"",    "30",   "1.5", "s",  "ms",  "-5s",   "+5s", "-0s",  ".5s",  "5.s",   "5 s",  " 5s",
+        "5s ", "5sec", "5S",  "5D", "5us", "1m30s", "abc", "soon", "5ms5", "1..5s", "0x10s"}) {
     CAPTURE(text);
     CHECK_FALSE(parse_duration(text).has_value());
   }
@@ -68,9 +69,9 @@ TEST_CASE("format_duration picks the largest exact unit") {
 }
 
 TEST_CASE("format_duration output parses back to the same value") {
-  const std::int64_t samples[] = {1,         999,       1'001,      59'999,
-                                  60'001,    90'500,    3'599'999,  5'400'000,
-                                  86'400'000, std::numeric_limits<std::int64_t>::max()};
+  const std::int64_t samples[] = {
+      1,      999,       1'001,     59'999,     60'001,
+      90'500, 3'599'999, 5'400'000, 86'400'000, std::numeric_limits<std::int64_t>::max()};
   for (std::int64_t ms : samples) {
     CAPTURE(ms);
     CHECK(parse_duration(format_duration(milliseconds(ms))) == milliseconds(ms));

@@ -18,12 +18,13 @@ TEST_CASE("json_string quotes and escapes what JSON requires") {
 }
 
 TEST_CASE("json_string keeps valid UTF-8 and replaces what jsonb would refuse") {
-  CHECK(json_string("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") == "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
-  CHECK(json_string(std::string("a\0b", 3)) == "\"a\\ufffdb\"");       // NUL
-  CHECK(json_string("\xff") == "\"\\ufffd\"");                          // not a lead byte
-  CHECK(json_string("\xc3") == "\"\\ufffd\"");                          // cut short
-  CHECK(json_string("\xc0\xaf") == "\"\\ufffd\\ufffd\"");               // overlong
-  CHECK(json_string("\xed\xa0\x80") == "\"\\ufffd\\ufffd\\ufffd\"");    // a surrogate
+  CHECK(json_string("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") ==
+        "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+  CHECK(json_string(std::string("a\0b", 3)) == "\"a\\ufffdb\"");                 // NUL
+  CHECK(json_string("\xff") == "\"\\ufffd\"");                                   // not a lead byte
+  CHECK(json_string("\xc3") == "\"\\ufffd\"");                                   // cut short
+  CHECK(json_string("\xc0\xaf") == "\"\\ufffd\\ufffd\"");                        // overlong
+  CHECK(json_string("\xed\xa0\x80") == "\"\\ufffd\\ufffd\\ufffd\"");             // a surrogate
   CHECK(json_string("\xf4\x90\x80\x80") == "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");  // above U+10FFFF
 }
 

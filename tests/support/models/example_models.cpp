@@ -26,7 +26,8 @@ std::vector<float> mlp_features(int seed) {
 
 std::vector<std::int64_t> token_ids(std::size_t n, std::int64_t seed) {
   std::vector<std::int64_t> ids;
-  for (std::size_t i = 0; i < n; ++i) ids.push_back(1 + (seed * 131 + static_cast<std::int64_t>(i) * 71) % 8000);
+  for (std::size_t i = 0; i < n; ++i)
+    ids.push_back(1 + (seed * 131 + static_cast<std::int64_t>(i) * 71) % 8000);
   return ids;
 }
 
