@@ -6,13 +6,17 @@
 // For each batch size and instance count it drains a backlog of that model's
 // jobs end to end (a real `inferq run` on its own PostgreSQL) and, in the
 // same run, a backlog of builtin:echo jobs with `{"i": n}` payloads (the
-// queue's floor), and prints jobs/s for each, their ratio, the per-job time
+// queue's floor) and of the model's jobs with their ids and outputs as raw
+// bytes (payload_binary, binary_data_output), and prints jobs/s for each,
+// the ratios to echo, the per-job time
 // of each stage of a unit (inferq_unit_stage_seconds) and the CPU per job of
 // PostgreSQL, the supervisor and the executors. Prints figures, asserts
 // nothing.
 //
 //   inferq-bench-host [--jobs N] [--batches 32,256] [--instances 1,2]
-//                     [--raw-seconds S] [--no-prefetch]
+//                     [--raw-seconds S] [--no-prefetch] [--setup-sql SQL]
+// --setup-sql runs SQL once after migrating, to measure a change to the
+// schema in the same program, e.g. "ALTER TABLE inferq.jobs SET (fillfactor = 50)".
 #include <torch/script.h>
 #include <pqxx/pqxx>
 
@@ -57,6 +61,7 @@ struct Options {
   std::vector<int> instances = {1, 2};
   double raw_seconds = 2;
   bool prefetch = true;
+  std::string setup_sql;  // empty: none
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -94,13 +99,22 @@ void fill_backlog(const std::string& url, const std::string& queue, long n) {
   if (queue == "echo") {
     tx.exec("SELECT inferq.enqueue('echo', jsonb_build_object('i', g)) FROM generate_series(1, " +
             std::to_string(n) + ") g");
-  } else {
+  } else if (queue == "embed") {
     tx.exec(
         "SELECT inferq.enqueue('embed', jsonb_build_object('inputs', jsonb_build_array(jsonb_build_object("
         "'name', 'ids', 'datatype', 'INT64', 'shape', jsonb_build_array(" +
         std::to_string(kIds) +
         "), 'data', (SELECT jsonb_agg((g * 131 + i * 71) % 1000 ORDER BY i) FROM generate_series(0, " +
         std::to_string(kIds - 1) + ") i))))) FROM generate_series(1, " + std::to_string(n) + ") g");
+  } else {
+    // The same ids as raw little-endian bytes (binary data extension).
+    tx.exec(
+        "SELECT inferq.enqueue('embedb', '{\"inputs\": [{\"name\": \"ids\", \"datatype\": \"INT64\", "
+        "\"shape\": [" +
+        std::to_string(kIds) + "], \"parameters\": {\"binary_data_size\": " + std::to_string(kIds * 8) +
+        "}}]}', payload_binary => inferq.tensor_bytes(ARRAY(SELECT ((g * 131 + i * 71) % 1000)::bigint "
+        "FROM generate_series(0, " +
+        std::to_string(kIds - 1) + ") i ORDER BY i))) FROM generate_series(1, " + std::to_string(n) + ") g");
   }
   tx.commit();
   pqxx::nontransaction nt(c);
@@ -196,6 +210,7 @@ Drain drain(const Options& o, const std::string& url, pid_t postmaster, const st
         "device: cpu\nthreads: 1\nidle_exit_after: 0s\n"
         "inputs: [{name: ids, datatype: INT64, shape: [" +
         std::to_string(kIds) + "]}]\noutputs: [{name: e}]\n";
+    if (queue == "embedb") q.extra_yaml += "binary_data_output: true\n";
   }
   DaemonConfig config = daemon_config(url, {q});
   config.log_level = "info";
@@ -294,10 +309,12 @@ int main(int argc, char** argv) {
       o.raw_seconds = std::stod(next());
     } else if (a == "--no-prefetch") {
       o.prefetch = false;
+    } else if (a == "--setup-sql") {
+      o.setup_sql = next();
     } else {
       std::cerr
           << "usage: inferq-bench-host [--jobs N] [--batches 32,256] [--instances 1,2] [--raw-seconds S]"
-             " [--no-prefetch]\n";
+             " [--no-prefetch] [--setup-sql SQL]\n";
       return 2;
     }
   }
@@ -326,6 +343,10 @@ int main(int argc, char** argv) {
   // The unix socket, as a daemon beside its PostgreSQL would use.
   const std::string url = pg.socket_url(PgCluster::database_name(pg.create_database()));
   migrate_with_cli(url);
+  if (!o.setup_sql.empty()) {
+    exec_sql(url, o.setup_sql);
+    std::printf("set up with: %s\n", o.setup_sql.c_str());
+  }
   const pid_t postmaster = pg.server_pid();
   for (const int b : o.batches) {
     for (const int n : o.instances) {
@@ -334,7 +355,10 @@ int main(int argc, char** argv) {
       print_drain("echo", echo);
       const Drain json = drain(o, url, postmaster, "embed", model, b, n);
       print_drain("json", json);
-      std::printf("  json / echo = %.2f\n", json.jobs_per_second / echo.jobs_per_second);
+      const Drain binary = drain(o, url, postmaster, "embedb", model, b, n);
+      print_drain("binary", binary);
+      std::printf("  json / echo = %.2f, binary / echo = %.2f\n", json.jobs_per_second / echo.jobs_per_second,
+                  binary.jobs_per_second / echo.jobs_per_second);
       std::fflush(stdout);
     }
   }

@@ -65,18 +65,7 @@ std::string write_config(const TempDir& dir, const std::string& url, int instanc
 
 void fill_backlog(const std::string& url, long n) {
   pqxx::connection c(url);
-  pqxx::work tx(c);
-  tx.exec(
-      "SELECT inferq.enqueue('echo', jsonb_build_object('i', g, 'text', 'hello world')) "
-      "FROM generate_series(1, " +
-      std::to_string(n) + ") g");
-  tx.commit();
-  pqxx::nontransaction nt(c);
-  nt.exec("VACUUM ANALYZE inferq.jobs");
-  // A standing backlog has been through checkpoints; without one here the
-  // drain would also pay for writing back the fill (its dirty pages, and new
-  // WAL segments where a checkpoint would have recycled old ones).
-  nt.exec("CHECKPOINT");
+  fill_echo_backlog(c, n);
 }
 
 void reset(const std::string& url) {
@@ -186,8 +175,8 @@ void latency(const Options& o, const std::string& url) {
   struct Sent {
     long id;
     std::string xid;  // the enqueue's transaction, for its commit timestamp
-    double before;  // client wall time (epoch s) just before the enqueue
-    double after;   // and once it returned (committed)
+    double before;    // client wall time (epoch s) just before the enqueue
+    double after;     // and once it returned (committed)
   };
   std::vector<Sent> sent;
   const auto wall = [] {

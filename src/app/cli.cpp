@@ -52,12 +52,21 @@ The schema must be current (see inferq migrate).
 SIGTERM or SIGINT: stop claiming, let running units finish for
 worker.shutdown_grace, then kill the rest and give their jobs back; a second
 signal stops at once. Exit code 0 after either.
+
+SIGHUP (systemctl reload): re-read FILE and apply its queues without stopping
+a running unit: new queues start, removed ones finish their units and stop,
+a queue whose settings or model file changed gets new executors while the old
+ones finish theirs. An invalid file is refused with its file:line error and
+the running configuration stays. database, worker, metrics and logging
+changes need a restart.
 )";
 
 constexpr const char* kEnqueueHelp = R"(Usage: inferq enqueue QUEUE JSON [options]
 
 Enqueues one job through inferq.enqueue() and prints its id.
   --key K            work_unit_key: jobs with one key run one unit at a time, in id order
+  --unique-key U     while a job of QUEUE with unique key U is available or running,
+                     print its id and enqueue nothing (with --wait, wait for it)
   --priority N       higher runs first (default 0)
   --max-attempts N   attempts before the job is dead (default: the queue's retry.max_attempts)
   --wait             wait for the job to finish and print its result (or error)
@@ -168,6 +177,9 @@ int run_cli(int argc, char** argv) {
     } else if (command == "enqueue" && a == "--key") {
       if (!value(v) || v.empty()) return usage_error("--key needs a non-empty value", help);
       args.enqueue.key = v;
+    } else if (command == "enqueue" && a == "--unique-key") {
+      if (!value(v) || v.empty()) return usage_error("--unique-key needs a non-empty value", help);
+      args.enqueue.unique_key = v;
     } else if (command == "enqueue" && a == "--priority") {
       if (!value(v) || !parse_int(v, args.enqueue.priority))
         return usage_error("--priority needs a whole number", help);
@@ -181,7 +193,8 @@ int run_cli(int argc, char** argv) {
     } else if (command == "enqueue" && a == "--timeout") {
       if (!value(v)) return usage_error("--timeout needs a duration like 30s", help);
       const auto d = util::parse_duration(v);
-      if (!d || d->count() <= 0) return usage_error("--timeout: \"" + v + "\" is not a duration like 30s or 5m", help);
+      if (!d || d->count() <= 0)
+        return usage_error("--timeout: \"" + v + "\" is not a duration like 30s or 5m", help);
       args.enqueue.timeout = *d;
     } else if (a.size() > 1 && a[0] == '-' && a != "-") {
       return usage_error("unknown option " + a + " for " + command, help);

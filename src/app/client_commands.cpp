@@ -13,6 +13,7 @@
 #include "db/session.hpp"
 #include "db/status_ops.hpp"
 #include "util/duration.hpp"
+#include "util/json_text.hpp"
 
 namespace inferq::app {
 namespace {
@@ -28,26 +29,7 @@ int db_failure(const db::DbError& e) {
   return kExitFailure;
 }
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
+using util::json_string;
 
 std::string seconds_text(double s) {
   std::ostringstream o;
@@ -72,7 +54,8 @@ int cmd_migrate(const config::Settings& settings) {
       std::cout << "schema is current at version " << report.to_version << "\n";
     } else {
       for (const auto& name : report.applied) std::cout << "applied " << name << "\n";
-      std::cout << "schema migrated from version " << report.from_version << " to " << report.to_version << "\n";
+      std::cout << "schema migrated from version " << report.from_version << " to " << report.to_version
+                << "\n";
     }
     return kExitOk;
   } catch (const db::DbError& e) {
@@ -86,13 +69,15 @@ int cmd_enqueue(const config::Settings& settings, const EnqueueOptions& options)
     // LISTEN before enqueueing so a fast completion cannot be missed.
     std::optional<db::Listener> listener;
     if (options.wait) {
-      listener.emplace(settings.database.url, std::vector<std::string>{"inferq_done"}, "inferq enqueue --wait");
+      listener.emplace(settings.database.url, std::vector<std::string>{"inferq_done"},
+                       "inferq enqueue --wait");
       listener->connect();
     }
     db::EnqueueRequest request;
     request.queue = options.queue;
     request.payload_json = options.payload_json;
     request.work_unit_key = options.key;
+    request.unique_key = options.unique_key;
     request.priority = options.priority;
     request.max_attempts = options.max_attempts;
     std::int64_t id = 0;
@@ -113,7 +98,9 @@ int cmd_enqueue(const config::Settings& settings, const EnqueueOptions& options)
     for (;;) {
       const auto job = db::get_job(session, id);
       if (!job) {
-        std::cerr << "inferq: job " << id << " disappeared\n";
+        // A unique key's job may be another role's, which my_jobs hides.
+        std::cerr << "inferq: job " << id
+                  << " is not in inferq.my_jobs (enqueued by another role, or deleted)\n";
         return kExitFailure;
       }
       if (db::is_final_state(job->state)) {
@@ -130,8 +117,8 @@ int cmd_enqueue(const config::Settings& settings, const EnqueueOptions& options)
         const auto left = *options.timeout - std::chrono::duration_cast<std::chrono::milliseconds>(
                                                  std::chrono::steady_clock::now() - start);
         if (left.count() <= 0) {
-          std::cerr << "inferq: timed out after " << util::format_duration(*options.timeout) << " waiting for job "
-                    << id << " (state " << job->state << ")\n";
+          std::cerr << "inferq: timed out after " << util::format_duration(*options.timeout)
+                    << " waiting for job " << id << " (state " << job->state << ")\n";
           return kExitTimeout;
         }
         wait = std::min(wait, left);
@@ -163,7 +150,10 @@ int cmd_status(const config::Settings& settings, bool json) {
           first = false;
         }
         o << "},\"oldest_available_age_seconds\":";
-        if (q.oldest_available_age_seconds) o << *q.oldest_available_age_seconds; else o << "null";
+        if (q.oldest_available_age_seconds)
+          o << *q.oldest_available_age_seconds;
+        else
+          o << "null";
         o << "}";
       }
       o << "],\"leases\":[";
@@ -171,8 +161,9 @@ int cmd_status(const config::Settings& settings, bool json) {
         const auto& l = report.leases[i];
         o << (i ? "," : "") << "{\"lease\":" << l.lease_id << ",\"queue\":" << json_string(l.queue)
           << ",\"work_unit_key\":" << (l.work_unit_key ? json_string(*l.work_unit_key) : "null")
-          << ",\"worker\":" << json_string(l.worker) << ",\"jobs\":" << l.jobs << ",\"age_seconds\":" << l.age_seconds
-          << ",\"heartbeat_age_seconds\":" << l.heartbeat_age_seconds << "}";
+          << ",\"worker\":" << json_string(l.worker) << ",\"jobs\":" << l.jobs
+          << ",\"age_seconds\":" << l.age_seconds << ",\"heartbeat_age_seconds\":" << l.heartbeat_age_seconds
+          << "}";
       }
       o << "],\"workers\":[";
       for (std::size_t i = 0; i < report.workers.size(); ++i) {
@@ -193,9 +184,10 @@ int cmd_status(const config::Settings& settings, bool json) {
                 "CANCELLED", "OLDEST AVAILABLE");
     for (const auto& q : report.queues) {
       const auto n = [&](const char* s) { return static_cast<long long>(q.jobs_by_state.at(s)); };
-      std::printf("%-20s %10lld %8lld %10lld %8lld %10lld  %s\n", q.queue.c_str(), n("available"), n("running"),
-                  n("succeeded"), n("dead"), n("cancelled"),
-                  q.oldest_available_age_seconds ? seconds_text(*q.oldest_available_age_seconds).c_str() : "-");
+      std::printf(
+          "%-20s %10lld %8lld %10lld %8lld %10lld  %s\n", q.queue.c_str(), n("available"), n("running"),
+          n("succeeded"), n("dead"), n("cancelled"),
+          q.oldest_available_age_seconds ? seconds_text(*q.oldest_available_age_seconds).c_str() : "-");
     }
     if (report.queues.empty()) std::printf("(no jobs)\n");
     std::printf("\nLIVE LEASES: %zu\n", report.leases.size());

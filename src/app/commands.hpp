@@ -24,6 +24,7 @@ struct EnqueueOptions {
   std::string queue;
   std::string payload_json;
   std::optional<std::string> key;
+  std::optional<std::string> unique_key;
   int priority = 0;
   std::optional<int> max_attempts;
   bool wait = false;

@@ -49,20 +49,32 @@ std::string host_name() {
 // Signals arrive through a signalfd the tick loop polls, so no handler runs
 // on an arbitrary thread. They are blocked before any thread starts, and every
 // thread inherits the mask.
-util::UniqueFd block_shutdown_signals() {
+util::UniqueFd block_signals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
   return util::UniqueFd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
 }
 
-// Waits `delay` unless a shutdown signal comes first; returns true on signal.
+// Waits `delay` unless a shutdown signal comes first; returns true on one.
+// A SIGHUP here is taken and let go: start-up reads the file only once, and
+// it has not finished.
 bool sleep_or_signal(int signal_fd, std::chrono::milliseconds delay) {
-  pollfd pfd{signal_fd, POLLIN, 0};
-  return ::poll(&pfd, 1, static_cast<int>(delay.count())) > 0;
+  const auto until = std::chrono::steady_clock::now() + delay;
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    pollfd pfd{signal_fd, POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) return false;
+    signalfd_siginfo info{};
+    if (::read(signal_fd, &info, sizeof info) != static_cast<ssize_t>(sizeof info)) continue;
+    if (info.ssi_signo != SIGHUP) return true;
+    spdlog::info("SIGHUP before start-up completed: not reloading (the file is read as start-up connects)");
+  }
 }
 
 }  // namespace
@@ -83,12 +95,13 @@ int cmd_run(const config::Settings& settings) {
   SystemdNotifier notifier = SystemdNotifier::from_environment();
   if (const auto wd = notifier.watchdog_timeout(); wd && *wd < 2 * settings.worker.poll_interval) {
     // Ticks can be poll_interval apart, so pings could come too late.
-    spdlog::warn("the systemd watchdog timeout ({}) is shorter than twice worker.poll_interval ({}); "
-                 "raise WatchdogSec=",
-                 util::format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(*wd)),
-                 util::format_duration(settings.worker.poll_interval));
+    spdlog::warn(
+        "the systemd watchdog timeout ({}) is shorter than twice worker.poll_interval ({}); "
+        "raise WatchdogSec=",
+        util::format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(*wd)),
+        util::format_duration(settings.worker.poll_interval));
   }
-  auto signal_fd = block_shutdown_signals();
+  auto signal_fd = block_signals();
 
   // Metrics and health answer from here on, also while the database is
   // still unreachable (inferq_db_up 0, /readyz 503).
@@ -120,20 +133,15 @@ int cmd_run(const config::Settings& settings) {
       session.connect();
       const int version = db::schema_version(session);
       if (version != db::latest_version()) {
-        spdlog::critical("the database schema is at version {}, this inferq {} needs {}: run `inferq migrate`",
-                         version, kVersion, db::latest_version());
+        spdlog::critical(
+            "the database schema is at version {}, this inferq {} needs {}: run `inferq migrate`", version,
+            kVersion, db::latest_version());
         notifier.status("the database schema is not current: run `inferq migrate`");
         return kExitFailure;
       }
-      for (std::size_t i = 0; i < settings.queues.size(); ++i) {
-        const auto& q = settings.queues[i];
-        if (!q.sink.empty() && !db::sink_function_exists(session, q.sink)) {
-          spdlog::critical(
-              "{}: queues[{}] (queue \"{}\"): sink: the database has no function {}(bigint, jsonb, "
-              "jsonb) that this role can see (create it, or schema-qualify the name)",
-              settings.source, i, q.name, q.sink);
-          return kExitUsage;
-        }
+      if (const auto missing = supervisor::missing_sink(session, settings)) {
+        spdlog::critical("{}", *missing);
+        return kExitUsage;
       }
       if (!settings.database.transaction_pooling) {
         // Named statements and LISTEN would half-work through such a pooler:
@@ -199,8 +207,13 @@ int cmd_run(const config::Settings& settings) {
   options.signal_fd = signal_fd.get();
   std::size_t executors = 0;
   for (const auto& q : settings.queues) executors += static_cast<std::size_t>(q.instances);
-  const std::string running = "running " + std::to_string(settings.queues.size()) + " queue(s) with " +
-                              std::to_string(executors) + " executor(s) as worker " + who.name;
+  const auto running_text = [&who](const config::Settings& s) {
+    int n = 0;
+    for (const auto& q : s.queues) n += q.instances;
+    return "running " + std::to_string(s.queues.size()) + " queue(s) with " + std::to_string(n) +
+           " executor(s) as worker " + who.name;
+  };
+  const std::string running = running_text(settings);
   options.on_ready = [&notifier, &running] {
     // READY only now: the database answered this tick, the schema was
     // checked above and every executor has said Ready.
@@ -210,17 +223,25 @@ int cmd_run(const config::Settings& settings) {
   };
   options.on_tick = [&notifier] { notifier.watchdog_tick(std::chrono::steady_clock::now()); };
   options.on_draining = [&notifier, &settings] {
-    notifier.stopping("stopping: running units have " + util::format_duration(settings.worker.shutdown_grace) +
-                      " to finish");
+    notifier.stopping("stopping: running units have " +
+                      util::format_duration(settings.worker.shutdown_grace) + " to finish");
   };
+  // SIGHUP re-reads the file it started from, with the same environment.
+  options.reload = [&settings] { return config::load_settings(settings.source); };
   notifier.status("starting " + std::to_string(executors) + " executor(s)");
   options.metrics = &metrics;
   // Every few seconds; with a short poll interval (tests), every second.
-  const auto sample_every = std::clamp<std::chrono::milliseconds>(5 * settings.worker.poll_interval,
-                                                                   std::chrono::seconds(1), std::chrono::seconds(5));
+  const auto sample_every = std::clamp<std::chrono::milliseconds>(
+      5 * settings.worker.poll_interval, std::chrono::seconds(1), std::chrono::seconds(5));
   supervisor::QueueSampler sampler(settings.database.url, queue_names, sample_every,
                                    settings.worker.stale_after, metrics);
   sampler.start();
+  options.on_reloaded = [&sampler, &notifier, &running_text](const config::Settings& now_served) {
+    std::vector<std::string> names;
+    for (const auto& q : now_served.queues) names.push_back(q.name);
+    sampler.set_queues(std::move(names));
+    notifier.status(running_text(now_served) + " (reloaded)");
+  };
   supervisor::Supervisor sup(options);
   return sup.run();
 }

@@ -115,7 +115,8 @@ void read_map(const YAML::Node& node, const At& at, const std::vector<Field>& fi
   for (const auto& entry : node) {
     const YAML::Node& key = entry.first;
     const YAML::Node& value = entry.second;
-    if (!key.IsScalar()) fail(At{at.source, at.path, key.Mark()}, "expected a key name, got " + describe(key));
+    if (!key.IsScalar())
+      fail(At{at.source, at.path, key.Mark()}, "expected a key name, got " + describe(key));
     const std::string& name = key.Scalar();
     const At key_at = at.child(name, key.Mark());
     const auto field =
@@ -141,7 +142,8 @@ int read_int(const YAML::Node& node, const At& at, int min, int max) {
   int value = 0;
   const char* end = text.data() + text.size();
   const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (ec == std::errc::result_out_of_range || (ec == std::errc() && ptr == end && (value < min || value > max))) {
+  if (ec == std::errc::result_out_of_range ||
+      (ec == std::errc() && ptr == end && (value < min || value > max))) {
     fail(at, "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " + text);
   }
   if (ec != std::errc() || ptr != end) fail(at, "expected an integer, got " + quoted(text));
@@ -232,7 +234,8 @@ ModelInput read_model_input(const YAML::Node& node, const At& at) {
 }
 
 template <std::size_t N>
-std::string read_choice(const YAML::Node& node, const At& at, const std::array<std::string_view, N>& choices) {
+std::string read_choice(const YAML::Node& node, const At& at,
+                        const std::array<std::string_view, N>& choices) {
   const std::string expected = "one of " + join(choices);
   const std::string& text = read_scalar(node, at, expected);
   if (std::find(choices.begin(), choices.end(), text) == choices.end()) {
@@ -246,9 +249,8 @@ std::string read_listen(const YAML::Node& node, const At& at) {
   const std::string& text = read_scalar(node, at, "HOST:PORT");
   const std::size_t colon = text.rfind(':');
   const std::string_view host = std::string_view(text).substr(0, colon == std::string::npos ? 0 : colon);
-  const bool host_ok = !host.empty() && (host.front() == '['
-                                             ? host.size() > 2 && host.back() == ']'
-                                             : host.find(':') == std::string_view::npos);
+  const bool host_ok = !host.empty() && (host.front() == '[' ? host.size() > 2 && host.back() == ']'
+                                                             : host.find(':') == std::string_view::npos);
   const std::string_view port_text =
       colon == std::string::npos ? std::string_view() : std::string_view(text).substr(colon + 1);
   int port = 0;
@@ -276,8 +278,8 @@ std::optional<std::string> handler_problem(std::string_view handler) {
 
 bool valid_queue_name(std::string_view name) {
   return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-           c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
   });
 }
 
@@ -304,8 +306,8 @@ void check_order(const At& parent, const Bound& low, const Bound& high, bool str
   const std::string relation =
       blame_high ? (strict ? "greater than " : "at least ") : (strict ? "less than " : "at most ");
   fail(parent.child(std::string(blamed.key), blamed.mark),
-       "must be " + relation + std::string(other.key) + " (" + util::format_duration(other.value) + "), got " +
-           util::format_duration(blamed.value) + std::string(why));
+       "must be " + relation + std::string(other.key) + " (" + util::format_duration(other.value) +
+           "), got " + util::format_duration(blamed.value) + std::string(why));
 }
 
 void read_worker(const YAML::Node& node, const At& at, WorkerSettings& worker) {
@@ -331,35 +333,66 @@ void read_worker(const YAML::Node& node, const At& at, WorkerSettings& worker) {
            });
   heartbeat.value = worker.heartbeat_interval;
   stale.value = worker.stale_after;
-  check_order(at, heartbeat, stale, /*strict=*/true,
-              " (a lease is renewed every heartbeat_interval, so a shorter stale_after would reap live leases)");
+  check_order(
+      at, heartbeat, stale, /*strict=*/true,
+      " (a lease is renewed every heartbeat_interval, so a shorter stale_after would reap live leases)");
 }
 
 void read_retry(const YAML::Node& node, const At& at, RetrySettings& retry) {
   Bound backoff{"backoff", {}};
   Bound max_backoff{"max_backoff", {}};
-  read_map(node, at,
-           {
-               {"max_attempts", [&](auto& v, auto& a) { retry.max_attempts = read_int(v, a, 1, kMaxAttempts); }},
-               {"backoff",
-                [&](auto& v, auto& a) {
-                  retry.backoff = read_duration(v, a);
-                  backoff.mark = a.mark;
-                }},
-               {"max_backoff",
-                [&](auto& v, auto& a) {
-                  retry.max_backoff = read_duration(v, a);
-                  max_backoff.mark = a.mark;
-                }},
-           });
+  read_map(
+      node, at,
+      {
+          {"max_attempts", [&](auto& v, auto& a) { retry.max_attempts = read_int(v, a, 1, kMaxAttempts); }},
+          {"backoff",
+           [&](auto& v, auto& a) {
+             retry.backoff = read_duration(v, a);
+             backoff.mark = a.mark;
+           }},
+          {"max_backoff",
+           [&](auto& v, auto& a) {
+             retry.max_backoff = read_duration(v, a);
+             max_backoff.mark = a.mark;
+           }},
+      });
   backoff.value = retry.backoff;
   max_backoff.value = retry.max_backoff;
   check_order(at, backoff, max_backoff, /*strict=*/false, "");
 }
 
+// The retention keys a map sets; unset ones are inherited.
+struct RetentionKeys {
+  std::optional<Duration> succeeded, cancelled, dead;
+
+  void apply_to(RetentionSettings& r) const {
+    if (succeeded) r.succeeded = *succeeded;
+    if (cancelled) r.cancelled = *cancelled;
+    if (dead) r.dead = *dead;
+  }
+};
+
+RetentionKeys read_retention(const YAML::Node& node, const At& at) {
+  RetentionKeys keys;
+  const auto key = [](std::optional<Duration>& out) {
+    // A bare 0 is clear here: for ever.
+    return [&out](auto& v, auto& a) {
+      out = v.IsScalar() && v.Scalar() == "0" ? Duration(0) : read_duration(v, a, /*allow_zero=*/true);
+    };
+  };
+  read_map(node, at,
+           {
+               {"succeeded", key(keys.succeeded)},
+               {"cancelled", key(keys.cancelled)},
+               {"dead", key(keys.dead)},
+           });
+  return keys;
+}
+
 // Reads one queue; `name_mark` receives where its name is, for the
-// duplicate check in read_queues.
-QueueSettings read_queue(const YAML::Node& node, const At& at, YAML::Mark& name_mark) {
+// duplicate check in read_queues, and `retention` its retention keys.
+QueueSettings read_queue(const YAML::Node& node, const At& at, YAML::Mark& name_mark,
+                         RetentionKeys& retention) {
   QueueSettings queue;
   bool has_name = false;
   bool has_handler = false;
@@ -369,128 +402,137 @@ QueueSettings read_queue(const YAML::Node& node, const At& at, YAML::Mark& name_
   const auto model_key = [&](const At& a) {
     model_keys.emplace_back(a.path.substr(a.path.rfind('.') + 1), a.mark);
   };
-  read_map(node, at,
-           {
-               {"name",
-                [&](auto& v, auto& a) {
-                  queue.name = read_string(v, a);
-                  if (!valid_queue_name(queue.name)) {
-                    fail(a, "expected a name of letters, digits, '_', '.' and '-', got " + quoted(queue.name));
-                  }
-                  has_name = true;
-                  name_mark = a.mark;
-                }},
-               {"handler",
-                [&](auto& v, auto& a) {
-                  queue.handler = read_string(v, a);
-                  if (auto problem = handler_problem(queue.handler)) fail(a, *problem);
-                  has_handler = true;
-                  handler_mark = a.mark;
-                }},
-               {"model",
-                [&](auto& v, auto& a) {
-                  queue.model = read_string(v, a);
-                  if (queue.model.empty()) fail(a, "must not be empty (a TorchScript file, e.g. model.pt)");
-                }},
-               {"device",
-                [&](auto& v, auto& a) {
-                  queue.device = read_string(v, a);
-                  if (!valid_device(queue.device))
-                    fail(a, "expected auto, cpu or cuda:N, got " + quoted(queue.device));
-                  model_key(a);
-                }},
-               {"threads",
-                [&](auto& v, auto& a) {
-                  queue.threads = read_int(v, a, 0, 1024);
-                  model_key(a);
-                }},
-               {"inputs",
-                [&](auto& v, auto& a) {
-                  read_list(v, a, "inputs", [&](const YAML::Node& n, const At& na) {
-                    ModelInput input = read_model_input(n, na);
-                    for (const ModelInput& other : queue.inputs) {
-                      if (other.name == input.name) fail(na, "duplicate input name " + quoted(input.name));
-                    }
-                    queue.inputs.push_back(std::move(input));
-                  });
-                  model_key(a);
-                }},
-               {"outputs",
-                [&](auto& v, auto& a) {
-                  read_list(v, a, "outputs", [&](const YAML::Node& n, const At& na) {
-                    ModelOutput output;
-                    read_map(n, na,
-                             {{"name", [&](auto& v2, auto& a2) { output.name = read_string(v2, a2); }}},
-                             /*required=*/true);
-                    if (output.name.empty()) fail(na, "missing required key name");
-                    for (const ModelOutput& other : queue.outputs) {
-                      if (other.name == output.name) fail(na, "duplicate output name " + quoted(output.name));
-                    }
-                    queue.outputs.push_back(std::move(output));
-                  });
-                  model_key(a);
-                }},
-               {"extra_libraries",
-                [&](auto& v, auto& a) {
-                  read_list(v, a, "shared library paths", [&](const YAML::Node& n, const At& na) {
-                    queue.extra_libraries.push_back(read_string(n, na));
-                  });
-                  model_key(a);
-                }},
-               {"idle_exit_after",
-                [&](auto& v, auto& a) {
-                  queue.idle_exit_after = read_duration(v, a, /*allow_zero=*/true);
-                  model_key(a);
-                }},
-               {"instances", [&](auto& v, auto& a) { queue.instances = read_int(v, a, 1, kMaxInstances); }},
-               {"batch",
-                [&](auto& v, auto& a) {
-                  read_map(v, a,
-                           {{"max_bytes",
-                             [&](auto& v2, auto& a2) {
-                               queue.batch.max_bytes = read_int(v2, a2, 1024, kMaxUnitBytes);
-                             }},
-                            {"max_jobs",
-                             [&](auto& v2, auto& a2) {
-                               queue.batch.max_jobs = read_int(v2, a2, 1, kMaxBatchJobs);
-                             }},
-                            {"max_wait", [&](auto& v2, auto& a2) {
-                               queue.batch.max_wait = read_duration(v2, a2, /*allow_zero=*/true);
-                             }}});
-                }},
-               {"deadline", [&](auto& v, auto& a) { queue.deadline = read_duration(v, a); }},
-               {"prefetch", [&](auto& v, auto& a) { queue.prefetch = read_bool(v, a); }},
-               {"retry", [&](auto& v, auto& a) { read_retry(v, a, queue.retry); }},
-               {"sink",
-                [&](auto& v, auto& a) {
-                  queue.sink = read_string(v, a);
-                  if (!valid_sink_name(queue.sink)) {
-                    fail(a,
-                         "expected a function name, optionally schema-qualified (e.g. app.store_embedding), "
-                         "got " +
-                             quoted(queue.sink));
-                  }
-                }},
-           },
-           /*required=*/true);
+  read_map(
+      node, at,
+      {
+          {"name",
+           [&](auto& v, auto& a) {
+             queue.name = read_string(v, a);
+             if (!valid_queue_name(queue.name)) {
+               fail(a, "expected a name of letters, digits, '_', '.' and '-', got " + quoted(queue.name));
+             }
+             has_name = true;
+             name_mark = a.mark;
+           }},
+          {"handler",
+           [&](auto& v, auto& a) {
+             queue.handler = read_string(v, a);
+             if (auto problem = handler_problem(queue.handler)) fail(a, *problem);
+             has_handler = true;
+             handler_mark = a.mark;
+           }},
+          {"model",
+           [&](auto& v, auto& a) {
+             queue.model = read_string(v, a);
+             if (queue.model.empty()) fail(a, "must not be empty (a TorchScript file, e.g. model.pt)");
+           }},
+          {"device",
+           [&](auto& v, auto& a) {
+             queue.device = read_string(v, a);
+             if (!valid_device(queue.device))
+               fail(a, "expected auto, cpu or cuda:N, got " + quoted(queue.device));
+             model_key(a);
+           }},
+          {"threads",
+           [&](auto& v, auto& a) {
+             queue.threads = read_int(v, a, 0, 1024);
+             model_key(a);
+           }},
+          {"inputs",
+           [&](auto& v, auto& a) {
+             read_list(v, a, "inputs", [&](const YAML::Node& n, const At& na) {
+               ModelInput input = read_model_input(n, na);
+               for (const ModelInput& other : queue.inputs) {
+                 if (other.name == input.name) fail(na, "duplicate input name " + quoted(input.name));
+               }
+               queue.inputs.push_back(std::move(input));
+             });
+             model_key(a);
+           }},
+          {"outputs",
+           [&](auto& v, auto& a) {
+             read_list(v, a, "outputs", [&](const YAML::Node& n, const At& na) {
+               ModelOutput output;
+               read_map(n, na, {{"name", [&](auto& v2, auto& a2) { output.name = read_string(v2, a2); }}},
+                        /*required=*/true);
+               if (output.name.empty()) fail(na, "missing required key name");
+               for (const ModelOutput& other : queue.outputs) {
+                 if (other.name == output.name) fail(na, "duplicate output name " + quoted(output.name));
+               }
+               queue.outputs.push_back(std::move(output));
+             });
+             model_key(a);
+           }},
+          {"binary_data_output",
+           [&](auto& v, auto& a) {
+             queue.binary_data_output = read_bool(v, a);
+             model_key(a);
+           }},
+          {"extra_libraries",
+           [&](auto& v, auto& a) {
+             read_list(v, a, "shared library paths", [&](const YAML::Node& n, const At& na) {
+               queue.extra_libraries.push_back(read_string(n, na));
+             });
+             model_key(a);
+           }},
+          {"idle_exit_after",
+           [&](auto& v, auto& a) {
+             queue.idle_exit_after = read_duration(v, a, /*allow_zero=*/true);
+             model_key(a);
+           }},
+          {"instances", [&](auto& v, auto& a) { queue.instances = read_int(v, a, 1, kMaxInstances); }},
+          {"batch",
+           [&](auto& v, auto& a) {
+             read_map(
+                 v, a,
+                 {{"max_bytes",
+                   [&](auto& v2, auto& a2) {
+                     queue.batch.max_bytes = read_int(v2, a2, 1024, kMaxUnitBytes);
+                   }},
+                  {"max_jobs",
+                   [&](auto& v2, auto& a2) { queue.batch.max_jobs = read_int(v2, a2, 1, kMaxBatchJobs); }},
+                  {"max_wait", [&](auto& v2, auto& a2) {
+                     queue.batch.max_wait = read_duration(v2, a2, /*allow_zero=*/true);
+                   }}});
+           }},
+          {"deadline", [&](auto& v, auto& a) { queue.deadline = read_duration(v, a); }},
+          {"prefetch", [&](auto& v, auto& a) { queue.prefetch = read_bool(v, a); }},
+          {"retry", [&](auto& v, auto& a) { read_retry(v, a, queue.retry); }},
+          {"retention", [&](auto& v, auto& a) { retention = read_retention(v, a); }},
+          {"sink",
+           [&](auto& v, auto& a) {
+             queue.sink = read_string(v, a);
+             if (!valid_sink_name(queue.sink)) {
+               fail(a,
+                    "expected a function name, optionally schema-qualified (e.g. app.store_embedding), "
+                    "got " +
+                        quoted(queue.sink));
+             }
+           }},
+      },
+      /*required=*/true);
   if (!has_name) fail(at, "missing required key name");
   const std::string where = "queue " + quoted(queue.name) + ": ";
   if (has_handler && queue.is_model()) {
     fail(at.child("model", handler_mark), where + "has both handler and model; give exactly one");
   }
-  if (!has_handler && !queue.is_model()) fail(at, where + "missing required key handler or model (exactly one)");
+  if (!has_handler && !queue.is_model())
+    fail(at, where + "missing required key handler or model (exactly one)");
   if (has_handler && !model_keys.empty()) {
     fail(at.child(model_keys.front().first, model_keys.front().second),
          where + "only a model queue takes this key (this queue has handler " + quoted(queue.handler) + ")");
   }
   if (queue.is_model()) {
-    if (queue.inputs.empty()) fail(at, where + "missing required key inputs (a model queue declares its inputs)");
-    if (queue.outputs.empty()) fail(at, where + "missing required key outputs (a model queue declares its outputs)");
+    if (queue.inputs.empty())
+      fail(at, where + "missing required key inputs (a model queue declares its inputs)");
+    if (queue.outputs.empty())
+      fail(at, where + "missing required key outputs (a model queue declares its outputs)");
   }
   return queue;
 }
 
-void read_queues(const YAML::Node& node, const At& at, std::vector<QueueSettings>& queues) {
+void read_queues(const YAML::Node& node, const At& at, std::vector<QueueSettings>& queues,
+                 std::vector<RetentionKeys>& retention) {
   if (!node.IsSequence()) fail(at, "expected a list of queues, got " + describe(node));
   for (const YAML::Node& item : node) {
     const std::string index = "[" + std::to_string(queues.size()) + "]";
@@ -498,7 +540,8 @@ void read_queues(const YAML::Node& node, const At& at, std::vector<QueueSettings
     // it, so its error may name the next line; an explicit "~" is exact.
     const At item_at{at.source, at.path + index, item.Mark().is_null() ? at.mark : item.Mark()};
     YAML::Mark name_mark = YAML::Mark::null_mark();
-    QueueSettings queue = read_queue(item, item_at, name_mark);
+    RetentionKeys keys;
+    QueueSettings queue = read_queue(item, item_at, name_mark, keys);
     const auto same = std::find_if(queues.begin(), queues.end(),
                                    [&](const QueueSettings& q) { return q.name == queue.name; });
     if (same != queues.end()) {
@@ -507,6 +550,7 @@ void read_queues(const YAML::Node& node, const At& at, std::vector<QueueSettings
                                                  std::to_string(same - queues.begin()) + "])");
     }
     queues.push_back(std::move(queue));
+    retention.push_back(keys);
   }
 }
 
@@ -514,6 +558,9 @@ Settings read_document(const YAML::Node& root, const std::string& source) {
   Settings settings;
   settings.source = source;
   const At at{&settings.source, "", root.Mark()};
+  // Applied once all is read: the top-level retention may come after the queues.
+  RetentionKeys retention;
+  std::vector<RetentionKeys> queue_retention;
   read_map(
       root, at,
       {
@@ -534,20 +581,31 @@ Settings read_document(const YAML::Node& root, const std::string& source) {
           {"worker", [&](auto& v, auto& a) { read_worker(v, a, settings.worker); }},
           {"metrics",
            [&](auto& v, auto& a) {
-             read_map(v, a, {{"listen", [&](auto& v2, auto& a2) { settings.metrics.listen = read_listen(v2, a2); }}});
+             read_map(
+                 v, a,
+                 {{"listen", [&](auto& v2, auto& a2) { settings.metrics.listen = read_listen(v2, a2); }}});
            }},
           {"logging",
            [&](auto& v, auto& a) {
-             read_map(v, a,
-                      {
-                          {"level",
-                           [&](auto& v2, auto& a2) { settings.logging.level = read_choice(v2, a2, kLogLevels); }},
-                          {"format",
-                           [&](auto& v2, auto& a2) { settings.logging.format = read_choice(v2, a2, kLogFormats); }},
-                      });
+             read_map(
+                 v, a,
+                 {
+                     {"level",
+                      [&](auto& v2, auto& a2) { settings.logging.level = read_choice(v2, a2, kLogLevels); }},
+                     {"format",
+                      [&](auto& v2, auto& a2) {
+                        settings.logging.format = read_choice(v2, a2, kLogFormats);
+                      }},
+                 });
            }},
-          {"queues", [&](auto& v, auto& a) { read_queues(v, a, settings.queues); }},
+          {"retention", [&](auto& v, auto& a) { retention = read_retention(v, a); }},
+          {"queues", [&](auto& v, auto& a) { read_queues(v, a, settings.queues, queue_retention); }},
       });
+  retention.apply_to(settings.retention);
+  for (std::size_t i = 0; i < settings.queues.size(); ++i) {
+    settings.queues[i].retention = settings.retention;
+    queue_retention[i].apply_to(settings.queues[i].retention);
+  }
   return settings;
 }
 
@@ -664,7 +722,8 @@ std::string executor_document(const std::string& path) {
 }
 
 const std::vector<std::string>& model_datatypes() {
-  static const std::vector<std::string> kTypes{"FP32", "FP16", "FP64", "INT64", "INT32", "INT8", "UINT8", "BOOL"};
+  static const std::vector<std::string> kTypes{"FP32",  "FP16", "FP64",  "INT64",
+                                               "INT32", "INT8", "UINT8", "BOOL"};
   return kTypes;
 }
 

@@ -37,13 +37,23 @@ struct MetricsSettings {
 };
 
 struct LoggingSettings {
-  std::string level = "info";  // trace, debug, info, warn, error
-  std::string format = "text"; // text or json
+  std::string level = "info";   // trace, debug, info, warn, error
+  std::string format = "text";  // text or json
+};
+
+// How long a finished job stays in inferq.jobs, by its final state, before
+// the janitor deletes it; 0 = for ever.
+struct RetentionSettings {
+  Duration succeeded{std::chrono::hours(24)};
+  Duration cancelled{std::chrono::hours(24)};
+  Duration dead{std::chrono::hours(24 * 7)};
+
+  bool keeps_all() const { return succeeded.count() == 0 && cancelled.count() == 0 && dead.count() == 0; }
 };
 
 struct RetrySettings {
-  int max_attempts = 5;        // default for jobs enqueued without max_attempts
-  Duration backoff{1000};      // first retry delay; doubles per attempt, with jitter
+  int max_attempts = 5;    // default for jobs enqueued without max_attempts
+  Duration backoff{1000};  // first retry delay; doubles per attempt, with jitter
   Duration max_backoff{300000};
 };
 
@@ -79,9 +89,10 @@ struct ModelOutput {
 const std::vector<std::string>& model_datatypes();
 
 struct QueueSettings {
-  std::string name;     // matches inferq.jobs.queue
-  std::string handler;  // "builtin:echo" | "builtin:sleep" | "builtin:fail" | "builtin:crash"; empty for a model
-  int instances = 1;    // executor processes = slots for this queue (1..256)
+  std::string name;  // matches inferq.jobs.queue
+  std::string
+      handler;  // "builtin:echo" | "builtin:sleep" | "builtin:fail" | "builtin:crash"; empty for a model
+  int instances = 1;  // executor processes = slots for this queue (1..256)
   BatchSettings batch;
   Duration deadline{30000};  // per work unit
   // true: while a unit runs, its slot claims the next one, which starts the
@@ -94,17 +105,26 @@ struct QueueSettings {
   // A model queue (exactly one of handler and model is set). A relative
   // path is taken from the config file's directory.
   std::string model;
-  std::string device = "auto";  // auto | cpu | cuda:N
-  int threads = 0;              // intra-op threads per executor; 0 = see executor_threads()
+  std::string device = "auto";       // auto | cpu | cuda:N
+  int threads = 0;                   // intra-op threads per executor; 0 = see executor_threads()
   std::vector<ModelInput> inputs;    // the forward() arguments, in order
   std::vector<ModelOutput> outputs;  // a tensor, or tuple/list elements in order, or dict keys
+  // true: results carry their outputs' data as raw little-endian bytes in
+  // inferq.jobs.result_binary (Open Inference Protocol binary data
+  // extension), each output's JSON entry giving its binary_data_size.
+  bool binary_data_output = false;
   std::vector<std::string> extra_libraries;  // custom-op libraries loaded before the model
-  Duration idle_exit_after{600000};  // an idle executor exits after this long; 0 = never
+  Duration idle_exit_after{600000};          // an idle executor exits after this long; 0 = never
 
   // A SQL function fn(job_id bigint, payload jsonb, result jsonb) called for
   // each succeeded job inside its fenced completion transaction, e.g. to
-  // write the result into the user's own table; empty = none.
+  // write the result into the user's own table; empty = none. With
+  // binary_data_output it takes the result's bytes too: fn(bigint, jsonb,
+  // jsonb, bytea).
   std::string sink;
+
+  // Its own retention keys, the others from the top-level retention.
+  RetentionSettings retention;
 
   bool is_model() const { return !model.empty(); }
 };
@@ -115,6 +135,7 @@ struct Settings {
   WorkerSettings worker;
   MetricsSettings metrics;
   LoggingSettings logging;
+  RetentionSettings retention;  // for the queues that do not set their own
   std::vector<QueueSettings> queues;
 };
 

@@ -63,6 +63,41 @@ bool vacuum_jobs(Session& s) {
   return ran;
 }
 
+int prune_jobs(Session& s, const std::string& queue, const std::string& state,
+               std::chrono::milliseconds older_than, int max_rows) {
+  int n = 0;
+  s.run([&](Raw& raw) {
+    pqxx::nontransaction tx(raw.conn);
+    const auto r = raw.exec_statement(
+        tx, "inferq_prune",
+        "SELECT inferq.prune($1, $2::inferq.job_state, make_interval(secs => $3::float8 / 1000), $4)", queue,
+        state, static_cast<long long>(older_than.count()), max_rows);
+    n = r[0][0].as<int>();
+  });
+  return n;
+}
+
+std::vector<FinishedCount> count_finished_jobs(Session& s, const std::vector<std::string>& queues) {
+  std::vector<FinishedCount> out;
+  if (queues.empty()) return out;
+  const std::string list = queue_array_literal(queues);
+  s.run([&](Raw& raw) {
+    out.clear();
+    pqxx::work tx(raw.conn);
+    // As the backlog sample: the partial index, in this backend alone.
+    tx.exec("SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0");
+    const auto r = raw.exec_statement(tx, "inferq_count_finished",
+                                      "SELECT j.queue, j.state::text, count(*) FROM inferq.jobs j"
+                                      " WHERE j.queue = ANY ($1::text[])"
+                                      "   AND j.state IN ('succeeded', 'dead', 'cancelled')"
+                                      " GROUP BY 1, 2",
+                                      list);
+    tx.commit();
+    for (const auto& row : r) out.push_back({row[0].c_str(), row[1].c_str(), row[2].as<std::int64_t>()});
+  });
+  return out;
+}
+
 std::optional<std::pair<int, int>> detect_transaction_pooling(const std::string& url) {
   Session first(url, "inferq pooler check");
   Session second(url, "inferq pooler check");

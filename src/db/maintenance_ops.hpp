@@ -1,9 +1,11 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "db/session.hpp"
 
@@ -25,6 +27,22 @@ bool may_vacuum_jobs(Session& s);
 // lock decides); returns false when it left it to that daemon. Blocks for the
 // length of the VACUUM; other statements on the table are not blocked.
 bool vacuum_jobs(Session& s);
+
+// Retention (migration 0014): deletes at most `max_rows` jobs of `queue` in
+// `state` (succeeded, dead or cancelled) that finished more than
+// `older_than` ago, oldest first, in one statement of its own; rows another
+// daemon is deleting are skipped. Returns how many it deleted.
+int prune_jobs(Session& s, const std::string& queue, const std::string& state,
+               std::chrono::milliseconds older_than, int max_rows);
+
+// Finished jobs of `queues` by state, read through the finished-jobs index
+// (never the live ones); a state with none is absent.
+struct FinishedCount {
+  std::string queue;
+  std::string state;  // succeeded, dead or cancelled
+  std::int64_t jobs = 0;
+};
+std::vector<FinishedCount> count_finished_jobs(Session& s, const std::vector<std::string>& queues);
 
 // Whether `url` goes through a pooler in transaction mode. One connection
 // reads its backend's pid, a second connection holds a transaction open,

@@ -10,8 +10,7 @@ namespace {
 constexpr long long kMigrateLockKey = 0x696e66657271LL;  // "inferq"
 
 int read_version(pqxx::transaction_base& tx) {
-  const auto exists = tx.exec(
-      "SELECT to_regclass('inferq.schema_migrations') IS NOT NULL");
+  const auto exists = tx.exec("SELECT to_regclass('inferq.schema_migrations') IS NOT NULL");
   if (!exists[0][0].as<bool>()) return 0;
   const auto r = tx.exec("SELECT coalesce(max(version), 0) FROM inferq.schema_migrations");
   return r[0][0].as<int>();
@@ -59,11 +58,12 @@ MigrateReport migrate(Session& session) {
         if (m.version <= report.to_version) continue;
         pqxx::work tx(raw.conn);
         tx.exec(m.sql);
-        tx.exec("CREATE TABLE IF NOT EXISTS inferq.schema_migrations ("
-                " version integer PRIMARY KEY, name text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())");
-        tx.exec_params("INSERT INTO inferq.schema_migrations (version, name) VALUES ($1, $2)",
-                       m.version, m.name);
+        tx.exec(
+            "CREATE TABLE IF NOT EXISTS inferq.schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())");
+        tx.exec_params("INSERT INTO inferq.schema_migrations (version, name) VALUES ($1, $2)", m.version,
+                       m.name);
         tx.commit();
         report.to_version = m.version;
         report.applied.push_back(m.name);

@@ -9,10 +9,11 @@ std::int64_t enqueue(Session& s, const EnqueueRequest& request) {
   s.run([&](Raw& raw) {
     pqxx::nontransaction tx(raw.conn);
     const char* key = request.work_unit_key ? request.work_unit_key->c_str() : nullptr;
+    const char* unique_key = request.unique_key ? request.unique_key->c_str() : nullptr;
     const auto r = tx.exec_params(
-        "SELECT inferq.enqueue($1, $2::jsonb, $3, $4, now(), $5::integer)", request.queue,
+        "SELECT inferq.enqueue($1, $2::jsonb, $3, $4, now(), $5::integer, NULL, $6)", request.queue,
         request.payload_json, key, request.priority,
-        request.max_attempts ? std::to_string(*request.max_attempts).c_str() : nullptr);
+        request.max_attempts ? std::to_string(*request.max_attempts).c_str() : nullptr, unique_key);
     id = r[0][0].as<std::int64_t>();
   });
   return id;

@@ -14,11 +14,15 @@ struct EnqueueRequest {
   std::string queue;
   std::string payload_json;
   std::optional<std::string> work_unit_key;
+  // While a live job of the queue has this key, enqueue returns its id and
+  // inserts nothing (migration 0013).
+  std::optional<std::string> unique_key;
   int priority = 0;
   std::optional<int> max_attempts;
 };
 
-// Calls inferq.enqueue(); returns the new job id. A rejected job throws
+// Calls inferq.enqueue(); returns the new job id (or, with a unique_key that
+// a live job holds, that job's). A rejected job throws
 // DbError carrying the function's message.
 std::int64_t enqueue(Session& s, const EnqueueRequest& request);
 

@@ -3,21 +3,16 @@
 #include <algorithm>
 
 #include "db/error.hpp"
-#include "db/json_text.hpp"
 #include "db/raw.hpp"
 #include "util/json_check.hpp"
+#include "util/json_text.hpp"
 
 namespace inferq::db {
 
 std::int64_t register_worker(Session& s, const WorkerIdentity& who) {
   std::int64_t id = 0;
   s.run([&](Raw& raw) {
-    std::string queues = "{";
-    for (const auto& q : who.queues) {
-      if (queues.size() > 1) queues += ',';
-      queues += '"' + q + '"';  // queue names are [A-Za-z0-9_.-]: nothing to escape
-    }
-    queues += '}';
+    const std::string queues = queue_array_literal(who.queues);
     pqxx::nontransaction tx(raw.conn);
     const auto r = tx.exec_params(
         "INSERT INTO inferq.workers (name, host, pid, version, queues)"
@@ -26,6 +21,14 @@ std::int64_t register_worker(Session& s, const WorkerIdentity& who) {
     id = r[0][0].as<std::int64_t>();
   });
   return id;
+}
+
+void set_worker_queues(Session& s, std::int64_t worker_id, const std::vector<std::string>& queues) {
+  s.run([&](Raw& raw) {
+    pqxx::nontransaction tx(raw.conn);
+    tx.exec_params("UPDATE inferq.workers SET queues = $2::text[] WHERE id = $1", worker_id,
+                   queue_array_literal(queues));
+  });
 }
 
 void deregister_worker(Session& s, std::int64_t worker_id) {
@@ -41,7 +44,14 @@ namespace {
 constexpr const char* kReapCall = "inferq.reap(make_interval(secs => $1::float8 / 1000), $2::bigint[])";
 // inferq.claim's columns, in the order unit_from_rows reads them.
 constexpr const char* kClaimColumns =
-    "lease_id, job_id, payload, attempts, max_attempts, work_unit_key, wait_seconds";
+    "lease_id, job_id, payload, attempts, max_attempts, work_unit_key, wait_seconds, payload_binary";
+
+// A bytea column's bytes; empty for NULL.
+void assign_bytes(std::string& out, const pqxx::field& f) {
+  if (f.is_null()) return;
+  const pqxx::binarystring bytes(f);
+  out.assign(bytes.get(), bytes.size());
+}
 
 }  // namespace
 
@@ -59,7 +69,7 @@ int reap(Session& s, std::chrono::milliseconds stale_after, const std::vector<st
 namespace {
 
 // The unit in rows of inferq.claim's columns (lease_id, job_id, payload,
-// attempts, max_attempts, work_unit_key, wait_seconds) from column `first`
+// attempts, max_attempts, work_unit_key, wait_seconds, payload_binary) from column `first`
 // on; nullopt when there are none (a LEFT JOIN's row of NULLs included).
 std::optional<ClaimedUnit> unit_from_rows(const pqxx::result& r, int first) {
   if (r.empty() || r[0][first].is_null()) return std::nullopt;
@@ -74,6 +84,7 @@ std::optional<ClaimedUnit> unit_from_rows(const pqxx::result& r, int first) {
     job.attempts = row[first + 3].as<int>();
     job.max_attempts = row[first + 4].as<int>();
     job.wait_seconds = row[first + 6].is_null() ? 0.0 : row[first + 6].as<double>();
+    assign_bytes(job.payload_binary, row[first + 7]);
     unit.jobs.push_back(std::move(job));
   }
   if (unit.work_unit_key) {
@@ -86,8 +97,8 @@ std::optional<ClaimedUnit> unit_from_rows(const pqxx::result& r, int first) {
 
 }  // namespace
 
-std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int64_t worker_id,
-                                 int max_jobs, int default_max_attempts) {
+std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int64_t worker_id, int max_jobs,
+                                 int default_max_attempts) {
   std::optional<ClaimedUnit> unit;
   s.run([&](Raw& raw) {
     // Every column from the function itself: a join to inferq.jobs here would
@@ -128,10 +139,11 @@ std::vector<ClaimedJob> claim_more(Session& s, std::int64_t lease_id, const std:
   std::vector<ClaimedJob> jobs;
   s.run([&](Raw& raw) {
     pqxx::nontransaction tx(raw.conn);
-    const auto r = raw.exec_statement(tx, "inferq_claim_more",
-                                      "SELECT job_id, payload, attempts, max_attempts, wait_seconds"
-                                      " FROM inferq.claim_more($1, $2, $3, $4)",
-                                      lease_id, queue, max_jobs, default_max_attempts);
+    const auto r =
+        raw.exec_statement(tx, "inferq_claim_more",
+                           "SELECT job_id, payload, attempts, max_attempts, wait_seconds, payload_binary"
+                           " FROM inferq.claim_more($1, $2, $3, $4)",
+                           lease_id, queue, max_jobs, default_max_attempts);
     jobs.reserve(r.size());
     for (const auto& row : r) {
       ClaimedJob job;
@@ -140,6 +152,7 @@ std::vector<ClaimedJob> claim_more(Session& s, std::int64_t lease_id, const std:
       job.attempts = row[2].as<int>();
       job.max_attempts = row[3].as<int>();
       job.wait_seconds = row[4].is_null() ? 0.0 : row[4].as<double>();
+      assign_bytes(job.payload_binary, row[5]);
       jobs.push_back(std::move(job));
     }
   });
@@ -186,11 +199,29 @@ std::vector<std::int64_t> heartbeat(Session& s, std::int64_t worker_id,
   return alive;
 }
 
+namespace {
+
+// Lowercase hex, as decode(..., 'hex') reads it.
+void append_hex(std::string& out, const std::string& bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  const std::size_t at = out.size();
+  out.resize(at + 2 * bytes.size());
+  char* p = out.data() + at;
+  for (const char c : bytes) {
+    const auto b = static_cast<unsigned char>(c);
+    *p++ = kDigits[b >> 4];
+    *p++ = kDigits[b & 15];
+  }
+}
+
+}  // namespace
+
 std::string completion_document(const std::vector<UnitFinish>& units) {
   std::string doc;
   std::size_t estimate = 2;
   for (const auto& u : units)
-    for (const auto& j : u.jobs) estimate += 64 + j.result_json.size() + j.message.size();
+    for (const auto& j : u.jobs)
+      estimate += 64 + j.result_json.size() + 2 * j.result_binary.size() + j.message.size();
   doc.reserve(estimate);
   doc += '[';
   bool first = true;
@@ -208,19 +239,25 @@ std::string completion_document(const std::vector<UnitFinish>& units) {
       if (j.ok && !injects) {
         doc += ",\"ok\":true,\"result\":";
         doc += j.result_json.empty() ? "null" : j.result_json;
+        if (u.binary_outputs) {
+          // inferq.complete_outcomes decodes it into result_binary.
+          doc += ",\"rb\":\"";
+          append_hex(doc, j.result_binary);
+          doc += '"';
+        }
         if (!u.sink.empty()) {
           doc += ",\"sink\":";
-          append_json_string(doc, u.sink);
+          util::append_json_string(doc, u.sink);
           doc += ",\"retry_ms\":";
           doc += std::to_string(j.retry_ms);
         }
       } else {
         doc += ",\"ok\":false,\"class\":";
-        append_json_string(doc, injects ? "permanent" : j.error_class);
+        util::append_json_string(doc, to_string(injects ? ErrorClass::kPermanent : j.error_class));
         doc += ",\"message\":";
-        append_json_string(doc, injects ? "the executor's result is not one JSON value (" +
-                                              std::to_string(j.result_json.size()) + " bytes)"
-                                        : j.message);
+        util::append_json_string(doc, injects ? "the executor's result is not one JSON value (" +
+                                                    std::to_string(j.result_json.size()) + " bytes)"
+                                              : j.message);
         doc += ",\"retry_ms\":";
         doc += std::to_string(j.retry_ms);
       }
@@ -231,13 +268,13 @@ std::string completion_document(const std::vector<UnitFinish>& units) {
   return doc;
 }
 
-bool sink_function_exists(Session& s, const std::string& function) {
+bool sink_function_exists(Session& s, const std::string& function, bool binary_outputs) {
   bool found = false;
   s.run([&](Raw& raw) {
     pqxx::nontransaction tx(raw.conn);
-    found =
-        tx.exec_params("SELECT to_regprocedure($1 || '(bigint, jsonb, jsonb)') IS NOT NULL", function)[0][0]
-            .as<bool>();
+    found = tx.exec_params("SELECT to_regprocedure($1 || $2) IS NOT NULL", function,
+                           binary_outputs ? "(bigint, jsonb, jsonb, bytea)" : "(bigint, jsonb, jsonb)")[0][0]
+                .as<bool>();
   });
   return found;
 }
@@ -256,9 +293,11 @@ int complete(Session& s, const std::vector<UnitFinish>& units, const std::string
     n = 0;
     counts.clear();
     for (const auto& row : r) {
-      OutcomeCount c{row[0].c_str(), row[1].c_str(), row[2].as<int>()};
-      n += c.jobs;
-      counts.push_back(std::move(c));
+      const int jobs = row[2].as<int>();
+      n += jobs;
+      // The schema check keeps the SQL's spellings ones this build knows.
+      if (const auto outcome = job_outcome_from(row[1].c_str()))
+        counts.push_back({row[0].c_str(), *outcome, jobs});
     }
   });
   if (outcomes) outcomes->insert(outcomes->end(), counts.begin(), counts.end());
@@ -269,12 +308,7 @@ std::vector<QueueBacklog> sample_backlog(Session& s, const std::vector<std::stri
   std::vector<QueueBacklog> out;
   for (const auto& q : queues) out.push_back({q, 0, 0, 0});
   if (queues.empty()) return out;
-  std::string list = "{";
-  for (const auto& q : queues) {
-    if (list.size() > 1) list += ',';
-    list += '"' + q + '"';  // queue names are [A-Za-z0-9_.-]: nothing to escape
-  }
-  list += '}';
+  const std::string list = queue_array_literal(queues);
   s.run([&](Raw& raw) {
     // The planner would read most of those rows with a parallel sequential
     // scan (most rows are available, it reckons from a fresh backlog): that
@@ -365,8 +399,7 @@ int release(Session& s, const std::vector<std::int64_t>& leases) {
   int n = 0;
   s.run([&](Raw& raw) {
     pqxx::nontransaction tx(raw.conn);
-    n = tx.exec_params("SELECT inferq.release($1::bigint[])", int_array_literal(leases))[0][0]
-            .as<int>();
+    n = tx.exec_params("SELECT inferq.release($1::bigint[])", int_array_literal(leases))[0][0].as<int>();
   });
   return n;
 }

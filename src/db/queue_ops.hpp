@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "db/outcome.hpp"
 #include "db/session.hpp"
 
 // The daemon's statements: register, reap, claim, heartbeat, complete,
@@ -15,8 +16,9 @@ namespace inferq::db {
 
 struct ClaimedJob {
   std::int64_t id = 0;
-  std::string payload;  // JSON text
-  int attempts = 0;     // including this one
+  std::string payload;         // JSON text
+  std::string payload_binary;  // inferq.jobs.payload_binary; empty when NULL
+  int attempts = 0;            // including this one
   int max_attempts = 0;
   double wait_seconds = 0;  // from ready (max(created_at, run_at)) to this claim
 };
@@ -30,15 +32,16 @@ struct ClaimedUnit {
   std::chrono::steady_clock::time_point claimed_at{};
 };
 
-// How one job of a unit ended. `error_class` is one of permanent, transient,
-// fatal, deadline, crash; `retry_ms` is the backoff before a retry.
+// How one job of a unit ended; `retry_ms` is the backoff before a retry.
 struct JobFinish {
   std::int64_t job_id = 0;
   bool ok = false;
-  std::string result_json;  // when ok: a JSON value
-  std::string error_class;  // when not ok
-  std::string message;      // when not ok
+  std::string result_json;                          // when ok: a JSON value
+  ErrorClass error_class = ErrorClass::kTransient;  // when not ok
+  std::string message;                              // when not ok
   std::int64_t retry_ms = 0;
+  // When ok, for a queue with binary outputs: inferq.jobs.result_binary.
+  std::string result_binary;
 };
 
 struct UnitFinish {
@@ -51,6 +54,10 @@ struct UnitFinish {
   // The lease is a work-unit key's: writing it lets that key's next jobs be
   // claimed, which no notification announces.
   bool keyed = false;
+  // The queue asks for binary outputs: each success writes result_binary
+  // (JobFinish::result_binary, empty bytes too) and its sink takes the bytes
+  // as a fourth argument.
+  bool binary_outputs = false;
   // For metrics: the unit's queue, and when it was handed to the writer.
   std::string queue;
   std::chrono::steady_clock::time_point submitted_at{};
@@ -67,6 +74,10 @@ struct WorkerIdentity {
 // Inserts this daemon's row in inferq.workers; returns its id.
 std::int64_t register_worker(Session& s, const WorkerIdentity& who);
 
+// Sets the queues the daemon's row says it serves (a reload), so other
+// daemons' unserved-queue checks see what it serves now.
+void set_worker_queues(Session& s, std::int64_t worker_id, const std::vector<std::string>& queues);
+
 // Deletes the daemon's row (clean shutdown).
 void deregister_worker(Session& s, std::int64_t worker_id);
 
@@ -75,8 +86,8 @@ void deregister_worker(Session& s, std::int64_t worker_id);
 int reap(Session& s, std::chrono::milliseconds stale_after, const std::vector<std::int64_t>& keep);
 
 // Claims one unit of `queue` (see inferq.claim); nullopt when none is due.
-std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int64_t worker_id,
-                                 int max_jobs, int default_max_attempts);
+std::optional<ClaimedUnit> claim(Session& s, const std::string& queue, std::int64_t worker_id, int max_jobs,
+                                 int default_max_attempts);
 
 struct ReapAndClaim {
   int reaped = 0;
@@ -119,7 +130,7 @@ std::vector<std::int64_t> heartbeat(Session& s, std::int64_t worker_id,
 // retried, dead, cancelled, or requeued (a keyed job put back unrun).
 struct OutcomeCount {
   std::string queue;
-  std::string outcome;
+  JobOutcome outcome = JobOutcome::kSucceeded;
   int jobs = 0;
 };
 
@@ -155,8 +166,9 @@ std::vector<QueueBacklog> sample_backlog(Session& s, const std::vector<std::stri
 // attempt (clean shutdown). Returns how many jobs went back.
 int release(Session& s, const std::vector<std::int64_t>& leases);
 
-// Whether `function` exists as fn(bigint, jsonb, jsonb), as a sink must.
-bool sink_function_exists(Session& s, const std::string& function);
+// Whether `function` exists as fn(bigint, jsonb, jsonb), as a sink must, or
+// as fn(bigint, jsonb, jsonb, bytea) for a queue with binary outputs.
+bool sink_function_exists(Session& s, const std::string& function, bool binary_outputs = false);
 
 // The JSON document inferq.complete() takes; exposed for tests. A success
 // whose result_json is not one JSON value is written as a permanent failure

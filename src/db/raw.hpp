@@ -49,4 +49,16 @@ std::string int_array_literal(const Container& values) {
   return out;
 }
 
+// {"a","b"}: a text[] literal of queue names for a statement parameter.
+// Queue names are [A-Za-z0-9_.-] (config and enqueue check): nothing to escape.
+inline std::string queue_array_literal(const std::vector<std::string>& queues) {
+  std::string out = "{";
+  for (const auto& q : queues) {
+    if (out.size() > 1) out += ',';
+    out += '"' + q + '"';
+  }
+  out += '}';
+  return out;
+}
+
 }  // namespace inferq::db

@@ -17,9 +17,9 @@ StatusReport read_status(Session& s, std::chrono::milliseconds live_within) {
       q.queue = row[0].c_str();
       q.jobs_by_state[row[1].c_str()] = row[2].as<std::int64_t>();
     }
-    for (const auto& row : tx.exec(
-             "SELECT queue, extract(epoch FROM now() - min(greatest(created_at, run_at)))::float8"
-             " FROM inferq.jobs WHERE state = 'available' AND run_at <= now() GROUP BY 1")) {
+    for (const auto& row :
+         tx.exec("SELECT queue, extract(epoch FROM now() - min(greatest(created_at, run_at)))::float8"
+                 " FROM inferq.jobs WHERE state = 'available' AND run_at <= now() GROUP BY 1")) {
       queues[row[0].c_str()].oldest_available_age_seconds = row[1].as<double>();
     }
     for (auto& [name, q] : queues) {
@@ -27,13 +27,13 @@ StatusReport read_status(Session& s, std::chrono::milliseconds live_within) {
         q.jobs_by_state.emplace(state, 0);
       report.queues.push_back(std::move(q));
     }
-    for (const auto& row : tx.exec(
-             "SELECT s.id, s.queue, s.work_unit_key, coalesce(w.name, '#' || s.worker_id::text),"
-             " (SELECT count(*) FROM inferq.jobs j WHERE j.lease_id = s.id AND j.state = 'running'),"
-             " extract(epoch FROM clock_timestamp() - s.claimed_at)::float8,"
-             " extract(epoch FROM clock_timestamp() - s.heartbeat_at)::float8"
-             " FROM inferq.active_sessions s LEFT JOIN inferq.workers w ON w.id = s.worker_id"
-             " ORDER BY s.id")) {
+    for (const auto& row :
+         tx.exec("SELECT s.id, s.queue, s.work_unit_key, coalesce(w.name, '#' || s.worker_id::text),"
+                 " (SELECT count(*) FROM inferq.jobs j WHERE j.lease_id = s.id AND j.state = 'running'),"
+                 " extract(epoch FROM clock_timestamp() - s.claimed_at)::float8,"
+                 " extract(epoch FROM clock_timestamp() - s.heartbeat_at)::float8"
+                 " FROM inferq.active_sessions s LEFT JOIN inferq.workers w ON w.id = s.worker_id"
+                 " ORDER BY s.id")) {
       LeaseStatus l;
       l.lease_id = row[0].as<std::int64_t>();
       l.queue = row[1].c_str();

@@ -13,7 +13,7 @@ namespace inferq::db {
 
 struct QueueStatus {
   std::string queue;
-  std::map<std::string, std::int64_t> jobs_by_state;  // every state, 0 when none
+  std::map<std::string, std::int64_t> jobs_by_state;   // every state, 0 when none
   std::optional<double> oldest_available_age_seconds;  // due jobs only
 };
 

@@ -114,11 +114,13 @@ class FailHandler final : public Handler {
     bool is_permanent = false;
     std::string message(kFail);
     if (const auto it = payload.find("permanent"); it != payload.end()) {
-      if (!it->is_boolean()) return permanent(job.job_id, kFail, R"(payload field "permanent" must be a boolean)");
+      if (!it->is_boolean())
+        return permanent(job.job_id, kFail, R"(payload field "permanent" must be a boolean)");
       is_permanent = it->get<bool>();
     }
     if (const auto it = payload.find("message"); it != payload.end()) {
-      if (!it->is_string()) return permanent(job.job_id, kFail, R"(payload field "message" must be a string)");
+      if (!it->is_string())
+        return permanent(job.job_id, kFail, R"(payload field "message" must be a string)");
       message = it->get<std::string>();
     }
     return {job.job_id, is_permanent ? Outcome::kPermanent : Outcome::kTransient, std::move(message)};

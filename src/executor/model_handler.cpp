@@ -82,7 +82,8 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
 
 class ModelHandler final : public Handler {
  public:
-  explicit ModelHandler(const config::QueueSettings& queue) : name_(queue.name) {
+  explicit ModelHandler(const config::QueueSettings& queue)
+      : name_(queue.name), binary_outputs_(queue.binary_data_output) {
     const std::string where = "queue \"" + queue.name + "\": ";
     for (const config::ModelInput& in : queue.inputs) {
       InputSpec spec;
@@ -138,7 +139,7 @@ class ModelHandler final : public Handler {
     decoded.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
       result.jobs[i].job_id = unit.jobs[i].job_id;
-      DecodedPayload p = decode_payload(unit.jobs[i].payload, specs_);
+      DecodedPayload p = decode_payload(unit.jobs[i].payload, specs_, unit.jobs[i].payload_binary);
       if (!p.ok()) {
         result.jobs[i].outcome = Outcome::kPermanent;
         result.jobs[i].body = std::move(p.error);
@@ -146,7 +147,8 @@ class ModelHandler final : public Handler {
       }
       valid.push_back(i);
       decoded.push_back(std::move(p.tensors));
-      std::string().swap(unit.jobs[i].payload);  // free it early
+      std::string().swap(unit.jobs[i].payload);  // free them early
+      std::string().swap(unit.jobs[i].payload_binary);
     }
     timing_.decode_ns += elapsed_ns(decode_started);
     if (valid.empty()) {
@@ -376,7 +378,8 @@ class ModelHandler final : public Handler {
         const std::size_t row = static_cast<std::size_t>(t.numel() / m) * t.element_size();
         v.data = static_cast<const unsigned char*>(t.data_ptr()) + static_cast<std::size_t>(i) * row;
       }
-      encode_result(outs[static_cast<std::size_t>(i)].body, name_, views);
+      JobOutput& out = outs[static_cast<std::size_t>(i)];
+      encode_result(out.body, name_, views, binary_outputs_ ? &out.body_binary : nullptr);
     }
     timing_.encode_ns += elapsed_ns(encode_started);
     return outs;
@@ -414,6 +417,7 @@ class ModelHandler final : public Handler {
   // runs several).
   protocol::UnitTiming timing_;
   std::string name_;
+  bool binary_outputs_ = false;  // config binary_data_output
   std::vector<InputSpec> specs_;
   std::vector<std::string> outputs_;
   torch::Device device_{torch::kCPU};

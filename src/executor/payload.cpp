@@ -9,6 +9,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "util/json_text.hpp"
+
 namespace inferq::executor {
 namespace {
 
@@ -20,12 +22,9 @@ struct BadPayload : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-std::string quoted(std::string_view s) {
-  std::string out = "\"";
-  out.append(s.data(), s.size());
-  out += '"';
-  return out;
-}
+// A name in a message, quoted as JSON writes it (a quote or control
+// character in it cannot break the message's text).
+std::string quoted(std::string_view s) { return util::json_string(s); }
 
 std::string shape_text(const std::vector<std::int64_t>& shape) {
   std::string out = "[";
@@ -187,7 +186,35 @@ struct RawInput {
   bool has_shape = false;
   std::vector<std::int64_t> shape;
   const char* data_begin = nullptr;  // at '['
+  // parameters.binary_data_size: the input's data is that many bytes of the
+  // job's payload_binary, after those of the binary inputs before it.
+  std::optional<std::int64_t> binary_data_size;
 };
+
+// Reads an input's "parameters" object, keeping binary_data_size.
+void read_parameters(Scanner& s, RawInput& in) {
+  if (s.peek() != '{') s.fail("an input's parameters must be an object");
+  s.expect('{');
+  if (s.accept('}')) return;
+  for (;;) {
+    const std::string key = s.read_string();
+    s.expect(':');
+    if (key == "binary_data_size") {
+      const std::string_view t = s.read_token();
+      std::int64_t n = 0;
+      const auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), n);
+      if (ec != std::errc() || ptr != t.data() + t.size() || n < 0) {
+        throw BadPayload("input " + quoted(in.name.empty() ? "?" : in.name) +
+                         ": parameters.binary_data_size must be a non-negative integer, got " + quoted(t));
+      }
+      in.binary_data_size = n;
+    } else {
+      s.skip_value();
+    }
+    if (s.accept('}')) return;
+    s.expect(',');
+  }
+}
 
 RawInput read_raw_input(Scanner& s) {
   RawInput in;
@@ -223,8 +250,10 @@ RawInput read_raw_input(Scanner& s) {
       if (s.peek() != '[') s.fail("an input's data must be a list");
       in.data_begin = s.pos();
       s.skip_value();
+    } else if (key == "parameters") {
+      read_parameters(s, in);
     } else {
-      s.skip_value();  // "parameters" and the like
+      s.skip_value();
     }
     if (s.accept('}')) return in;
     s.expect(',');
@@ -433,7 +462,90 @@ const char* datatype_name(DataType type) noexcept { return kNames[static_cast<st
 
 std::size_t datatype_size(DataType type) noexcept { return kSizes[static_cast<std::size_t>(type)]; }
 
-DecodedPayload decode_payload(std::string_view json, const std::vector<InputSpec>& specs) {
+namespace {
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "binary tensor data is little-endian, as is memory");
+
+// Checks `count` elements of binary data for the input, as parse_data checks
+// JSON numbers: floats finite unless allowed, BOOL bytes 0 or 1.
+void check_binary_values(const InputSpec& spec, const unsigned char* p, std::size_t count) {
+  const auto at = [&](std::size_t i) {
+    return "input " + quoted(spec.name) + ": binary data element " + std::to_string(i) + ": ";
+  };
+  const auto non_finite = [&](std::size_t i, double v) {
+    throw BadPayload(at(i) + std::to_string(v) + " is not a finite " + datatype_name(spec.datatype) +
+                     " value, and this input does not allow non-finite values (allow_non_finite: false)");
+  };
+  switch (spec.datatype) {
+    case DataType::kFP32:
+      if (spec.allow_non_finite) return;
+      for (std::size_t i = 0; i < count; ++i) {
+        float v;
+        std::memcpy(&v, p + 4 * i, 4);
+        if (!std::isfinite(v)) non_finite(i, v);
+      }
+      return;
+    case DataType::kFP64:
+      if (spec.allow_non_finite) return;
+      for (std::size_t i = 0; i < count; ++i) {
+        double v;
+        std::memcpy(&v, p + 8 * i, 8);
+        if (!std::isfinite(v)) non_finite(i, v);
+      }
+      return;
+    case DataType::kFP16:
+      if (spec.allow_non_finite) return;
+      for (std::size_t i = 0; i < count; ++i) {
+        std::uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        if ((h & 0x7C00) == 0x7C00) non_finite(i, half_to_float(h));
+      }
+      return;
+    case DataType::kBOOL:
+      for (std::size_t i = 0; i < count; ++i) {
+        if (p[i] > 1) throw BadPayload(at(i) + "a BOOL byte must be 0 or 1, got " + std::to_string(p[i]));
+      }
+      return;
+    default:
+      return;  // every bit pattern of an integer is a value
+  }
+}
+
+// The byte offset in payload_binary of each raw input with binary data (in
+// the JSON's input order, as the binary data extension lays them out), after
+// checking that together they are exactly `binary_size` bytes.
+std::vector<std::size_t> binary_offsets(const std::vector<RawInput>& raw, std::size_t binary_size) {
+  std::vector<std::size_t> offsets(raw.size(), 0);
+  std::size_t at = 0;
+  std::string names;
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    if (!raw[i].binary_data_size) continue;
+    const auto n = static_cast<std::uint64_t>(*raw[i].binary_data_size);
+    names += (names.empty() ? "" : ", ") + quoted(raw[i].name);
+    if (n > binary_size - at) {
+      throw BadPayload("input " + quoted(raw[i].name) + ": binary_data_size " + std::to_string(n) +
+                       " at byte " + std::to_string(at) + " runs past the end of the payload_binary (" +
+                       std::to_string(binary_size) + " bytes)");
+    }
+    offsets[i] = at;
+    at += static_cast<std::size_t>(n);
+  }
+  if (at != binary_size) {
+    if (names.empty()) {
+      throw BadPayload("payload_binary has " + std::to_string(binary_size) +
+                       " bytes, but no input has parameters.binary_data_size");
+    }
+    throw BadPayload("payload_binary has " + std::to_string(binary_size) + " bytes, " +
+                     std::to_string(binary_size - at) + " more than the binary_data_size of input(s) " +
+                     names + " add up to (" + std::to_string(at) + ")");
+  }
+  return offsets;
+}
+
+}  // namespace
+
+DecodedPayload decode_payload(std::string_view json, const std::vector<InputSpec>& specs,
+                              std::string_view binary) {
   DecodedPayload result;
   try {
     Scanner s(json);
@@ -470,6 +582,7 @@ DecodedPayload decode_payload(std::string_view json, const std::vector<InputSpec
     for (const InputSpec& spec : specs) expected += (expected.empty() ? "" : ", ") + quoted(spec.name);
     if (!has_inputs) throw BadPayload("payload has no \"inputs\" list (expected inputs " + expected + ")");
 
+    const std::vector<std::size_t> offsets = binary_offsets(raw, binary.size());
     std::vector<const RawInput*> by_spec(specs.size(), nullptr);
     for (const RawInput& in : raw) {
       std::size_t k = 0;
@@ -497,12 +610,32 @@ DecodedPayload decode_payload(std::string_view json, const std::vector<InputSpec
       }
       if (!in->has_shape)
         throw BadPayload("input " + quoted(spec.name) + ": missing shape (expected " + declared + ")");
-      if (in->data_begin == nullptr) throw BadPayload("input " + quoted(spec.name) + ": missing data");
+      if (in->data_begin == nullptr && !in->binary_data_size)
+        throw BadPayload("input " + quoted(spec.name) + ": missing data (or parameters.binary_data_size)");
+      if (in->data_begin != nullptr && in->binary_data_size) {
+        throw BadPayload("input " + quoted(spec.name) +
+                         ": has both data and parameters.binary_data_size; give one of them");
+      }
       DecodedTensor& tensor = result.tensors[k];
       tensor.shape = check_shape(spec, in->shape);
       std::size_t count = 1;
       for (const std::int64_t d : tensor.shape) count *= static_cast<std::size_t>(d);
-      tensor.bytes.resize(count * datatype_size(spec.datatype));
+      const std::size_t bytes = count * datatype_size(spec.datatype);
+      if (in->binary_data_size) {
+        if (static_cast<std::uint64_t>(*in->binary_data_size) != bytes) {
+          throw BadPayload("input " + quoted(spec.name) + ": binary_data_size is " +
+                           std::to_string(*in->binary_data_size) + " bytes, expected " +
+                           std::to_string(bytes) + " (shape " + shape_text(in->shape) + " of " +
+                           datatype_name(spec.datatype) + ", " +
+                           std::to_string(datatype_size(spec.datatype)) + " byte(s) each)");
+        }
+        const auto* src = reinterpret_cast<const unsigned char*>(binary.data()) +
+                          offsets[static_cast<std::size_t>(in - raw.data())];
+        check_binary_values(spec, src, count);
+        tensor.bytes.assign(src, src + bytes);
+        continue;
+      }
+      tensor.bytes.resize(bytes);
       s.seek(in->data_begin);
       parse_data(s, spec, count, tensor.bytes.data());
     }
@@ -546,26 +679,10 @@ void append_data(std::string& out, const void* data, std::size_t count) {
   }
 }
 
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-}
-
 }  // namespace
 
-void encode_result(std::string& out, std::string_view model_name, const std::vector<OutputView>& outputs) {
+void encode_result(std::string& out, std::string_view model_name, const std::vector<OutputView>& outputs,
+                   std::string* binary) {
   std::size_t total = 64;
   for (const OutputView& o : outputs) {
     std::size_t count = 1;
@@ -574,13 +691,13 @@ void encode_result(std::string& out, std::string_view model_name, const std::vec
   }
   out.reserve(out.size() + total);
   out += "{\"model_name\":";
-  append_json_string(out, model_name);
+  util::append_json_string(out, model_name);
   out += ",\"outputs\":[";
   for (std::size_t k = 0; k < outputs.size(); ++k) {
     const OutputView& o = outputs[k];
     if (k) out += ',';
     out += "{\"name\":";
-    append_json_string(out, o.name);
+    util::append_json_string(out, o.name);
     out += ",\"shape\":[";
     std::size_t count = 1;
     for (std::size_t d = 0; d < o.shape.size(); ++d) {
@@ -590,6 +707,14 @@ void encode_result(std::string& out, std::string_view model_name, const std::vec
     }
     out += "],\"datatype\":\"";
     out += datatype_name(o.datatype);
+    if (binary != nullptr) {
+      const std::size_t bytes = count * datatype_size(o.datatype);
+      out += "\",\"parameters\":{\"binary_data_size\":";
+      append_number(out, bytes);
+      out += "}}";
+      binary->append(static_cast<const char*>(o.data), bytes);
+      continue;
+    }
     out += "\",\"data\":[";
     switch (o.datatype) {
       case DataType::kFP32:

@@ -49,8 +49,13 @@ struct DecodedPayload {
 
 // Decodes `{"inputs": [{"name", "shape", "datatype", "data"}, ...]}` (keys in
 // any order; other keys ignored). A shape may carry a leading batch dimension
-// of 1. Never throws for bad input (only std::bad_alloc).
-DecodedPayload decode_payload(std::string_view json, const std::vector<InputSpec>& specs);
+// of 1. An input may give `"parameters": {"binary_data_size": N}` instead of
+// "data" (the Open Inference Protocol's binary data extension): its data is
+// N raw little-endian bytes of `binary`, which holds the binary inputs' data
+// back to back in the order the inputs appear in the JSON and nothing else.
+// Never throws for bad input (only std::bad_alloc).
+DecodedPayload decode_payload(std::string_view json, const std::vector<InputSpec>& specs,
+                              std::string_view binary = {});
 
 // One output tensor of one job, as it sits in memory (row-major, contiguous).
 struct OutputView {
@@ -62,8 +67,12 @@ struct OutputView {
 
 // Appends `{"model_name": ..., "outputs": [{"name", "shape", "datatype",
 // "data"}, ...]}` to `out`. Floats are written in their shortest round-trip
-// form; a non-finite float (which JSON cannot hold) is written as null.
-void encode_result(std::string& out, std::string_view model_name, const std::vector<OutputView>& outputs);
+// form; a non-finite float (which JSON cannot hold) is written as the string
+// "NaN", "Infinity" or "-Infinity". With `binary`, each output gives
+// `"parameters": {"binary_data_size": N}` instead of "data" and its N raw
+// bytes are appended to `*binary`, in output order.
+void encode_result(std::string& out, std::string_view model_name, const std::vector<OutputView>& outputs,
+                   std::string* binary = nullptr);
 
 // IEEE binary16 <-> binary32 (round to nearest even), for FP16 data.
 float half_to_float(std::uint16_t h) noexcept;

@@ -99,7 +99,8 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
       value = arg.substr(eq + 1);
       inline_value = true;
     }
-    if (name != "--fd" && name != "--queue" && name != "--handler" && name != "--parent-pid" && name != "--config") {
+    if (name != "--fd" && name != "--queue" && name != "--handler" && name != "--parent-pid" &&
+        name != "--config") {
       return usage_error("unknown argument \"" + std::string(arg) + "\"");
     }
     if (!inline_value) {
@@ -115,7 +116,8 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
       have_fd = true;
     } else if (name == "--parent-pid") {
       const auto pid = parse_int(value);
-      if (!pid || *pid <= 0) return usage_error("--parent-pid must be a pid, not \"" + std::string(value) + "\"");
+      if (!pid || *pid <= 0)
+        return usage_error("--parent-pid must be a pid, not \"" + std::string(value) + "\"");
       o.parent_pid = *pid;
     } else if (name == "--queue") {
       o.queue = value;
@@ -139,7 +141,8 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
 int serve(int fd, Handler& handler, std::string_view handler_name,
           std::chrono::milliseconds idle_exit_after) noexcept {
   try {
-    protocol::write_message(fd, protocol::Ready{static_cast<std::uint32_t>(::getpid()), std::string(handler_name)});
+    protocol::write_message(
+        fd, protocol::Ready{static_cast<std::uint32_t>(::getpid()), std::string(handler_name)});
     for (;;) {
       if (idle_exit_after.count() > 0) {
         pollfd pfd{fd, POLLIN, 0};
@@ -227,7 +230,8 @@ int serve_configured(const Options& o) {
     const config::Settings settings = config::load_settings(o.config);
     const auto queue = std::find_if(settings.queues.begin(), settings.queues.end(),
                                     [&](const config::QueueSettings& q) { return q.name == o.queue; });
-    if (queue == settings.queues.end()) throw std::runtime_error("queue \"" + o.queue + "\" is not in " + o.config);
+    if (queue == settings.queues.end())
+      throw std::runtime_error("queue \"" + o.queue + "\" is not in " + o.config);
     if (queue->is_model()) {
       const ModelPlugin& plugin = model_plugin();
       plugin.set_torch_threads(config::executor_threads(settings, *queue));
@@ -237,7 +241,8 @@ int serve_configured(const Options& o) {
     } else {
       handler = make_handler(queue->handler);
       handler_name = queue->handler;
-      if (!handler) throw std::runtime_error("queue \"" + o.queue + "\": handler: unknown handler " + queue->handler);
+      if (!handler)
+        throw std::runtime_error("queue \"" + o.queue + "\": handler: unknown handler " + queue->handler);
     }
   } catch (const std::exception& e) {
     // StartupError, ConfigError (the file changed since the daemon read it).

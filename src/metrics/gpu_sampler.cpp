@@ -86,41 +86,33 @@ GpuSampler::GpuSampler(Metrics& metrics, std::chrono::milliseconds interval, con
     return;
   }
   nvml_ = std::move(nvml);
-  thread_ = std::thread([this] { loop(); });
+  thread_.start([this] {
+    sample();
+    return interval_;
+  });
 }
 
 GpuSampler::~GpuSampler() { stop(); }
 
-void GpuSampler::stop() noexcept {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
+void GpuSampler::stop() noexcept { thread_.stop(); }
 
-void GpuSampler::loop() {
-  for (;;) {
-    std::vector<GpuSample> samples;
-    for (std::size_t i = 0; i < nvml_->devices.size(); ++i) {
-      const auto& [device, uuid] = nvml_->devices[i];
-      GpuSample s;
-      s.index = static_cast<int>(i);
-      s.uuid = uuid;
-      NvmlMemory mem{};
-      if (nvml_->memory(device, &mem) == kNvmlSuccess) {
-        s.memory_used_bytes = static_cast<double>(mem.used);
-        s.memory_total_bytes = static_cast<double>(mem.total);
-      }
-      NvmlUtilization util{};
-      if (nvml_->utilization(device, &util) == kNvmlSuccess) s.utilization_ratio = util.gpu / 100.0;
-      samples.push_back(std::move(s));
+void GpuSampler::sample() {
+  std::vector<GpuSample> samples;
+  for (std::size_t i = 0; i < nvml_->devices.size(); ++i) {
+    const auto& [device, uuid] = nvml_->devices[i];
+    GpuSample s;
+    s.index = static_cast<int>(i);
+    s.uuid = uuid;
+    NvmlMemory mem{};
+    if (nvml_->memory(device, &mem) == kNvmlSuccess) {
+      s.memory_used_bytes = static_cast<double>(mem.used);
+      s.memory_total_bytes = static_cast<double>(mem.total);
     }
-    metrics_.set_gpu_samples(samples);
-    std::unique_lock<std::mutex> lock(mu_);
-    if (cv_.wait_for(lock, interval_, [&] { return stop_; })) return;
+    NvmlUtilization util{};
+    if (nvml_->utilization(device, &util) == kNvmlSuccess) s.utilization_ratio = util.gpu / 100.0;
+    samples.push_back(std::move(s));
   }
+  metrics_.set_gpu_samples(samples);
 }
 
 }  // namespace inferq::metrics

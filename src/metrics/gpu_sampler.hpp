@@ -1,13 +1,11 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 
 #include "metrics/metrics.hpp"
+#include "util/periodic_thread.hpp"
 
 namespace inferq::metrics {
 
@@ -34,16 +32,13 @@ class GpuSampler {
 
  private:
   struct Nvml;
-  void loop();
+  void sample();
 
   Metrics& metrics_;
   std::chrono::milliseconds interval_;
   std::unique_ptr<Nvml> nvml_;
   std::string reason_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // guarded by mu_
-  std::thread thread_;
+  util::PeriodicThread thread_;
 };
 
 }  // namespace inferq::metrics

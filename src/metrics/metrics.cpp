@@ -13,6 +13,7 @@
 #include <array>
 #include <fstream>
 #include <mutex>
+#include <shared_mutex>
 #include <sstream>
 
 namespace inferq::metrics {
@@ -30,6 +31,8 @@ constexpr std::array<DbOp, 6> kDbOps = {DbOp::kReap,     DbOp::kClaim,   DbOp::k
                                         DbOp::kComplete, DbOp::kRelease, DbOp::kSample};
 constexpr std::array<Stage, 6> kStages = {Stage::kDispatch, Stage::kDecode, Stage::kForward,
                                           Stage::kEncode,   Stage::kReturn, Stage::kComplete};
+constexpr std::array<FinalState, 3> kFinalStates = {FinalState::kSucceeded, FinalState::kDead,
+                                                    FinalState::kCancelled};
 
 // Seconds a job waits: from milliseconds (a hot queue) to an hour (a backlog).
 const Histogram::BucketBoundaries kWaitBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,    2.5,
@@ -180,6 +183,18 @@ const char* to_string(DbOp op) {
   return "unknown";
 }
 
+const char* to_string(FinalState state) {
+  switch (state) {
+    case FinalState::kSucceeded:
+      return "succeeded";
+    case FinalState::kDead:
+      return "dead";
+    case FinalState::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
 const char* to_string(Stage stage) {
   switch (stage) {
     case Stage::kDispatch:
@@ -214,7 +229,10 @@ struct Metrics::Impl {
     Gauge* available = nullptr;
     Gauge* running = nullptr;
     Gauge* oldest = nullptr;
+    std::array<Counter*, kFinalStates.size()> pruned{};
+    std::array<Gauge*, kFinalStates.size()> finished_rows{};
     std::atomic<int> ready{0};  // busy + idle: executors that said Ready
+    bool served = true;         // in the configuration now; guarded by queues_mu
   };
 
   Impl(const util::Clock& c, std::chrono::milliseconds poll) : clock(c), health_bound(3 * poll) {}
@@ -222,9 +240,32 @@ struct Metrics::Impl {
   const util::Clock& clock;
   const std::chrono::steady_clock::duration health_bound;
   prometheus::Registry registry;
-  std::map<std::string, std::unique_ptr<QueueSeries>> queues;  // fixed after construction
+  // The per-queue families, to add a queue's series to (serve_queues).
+  struct QueueFamilies {
+    prometheus::Family<Counter>* claimed = nullptr;
+    prometheus::Family<Counter>* finished = nullptr;
+    prometheus::Family<Histogram>* wait = nullptr;
+    prometheus::Family<Histogram>* run = nullptr;
+    prometheus::Family<Histogram>* batch = nullptr;
+    prometheus::Family<Histogram>* stages = nullptr;
+    prometheus::Family<Counter>* deadline = nullptr;
+    prometheus::Family<Counter>* restarts = nullptr;
+    prometheus::Family<Gauge>* slots = nullptr;
+    prometheus::Family<Gauge>* queue_jobs = nullptr;
+    prometheus::Family<Gauge>* oldest = nullptr;
+    prometheus::Family<Counter>* pruned = nullptr;
+    prometheus::Family<Gauge>* finished_rows = nullptr;
+  } families;
+  // A queue's series are never removed (a scrape keeps its counters), so a
+  // QueueSeries* stays valid once found; queues_mu guards the map itself,
+  // which a reload grows.
+  mutable std::shared_mutex queues_mu;
+  std::map<std::string, std::unique_ptr<QueueSeries>> queues;  // guarded by queues_mu
   Counter* leases_reaped = nullptr;
+  Counter* reloads_applied = nullptr;
+  Counter* reloads_refused = nullptr;
   Histogram* tick_seconds = nullptr;
+  Histogram* prune_seconds = nullptr;
   Gauge* last_tick = nullptr;
   Gauge* db_up = nullptr;
   std::array<Counter*, kDbOps.size()> db_errors{};
@@ -243,9 +284,40 @@ struct Metrics::Impl {
   prometheus::Family<Gauge>* gpu_total = nullptr;  // guarded by gpu_mu
   prometheus::Family<Gauge>* gpu_util = nullptr;   // guarded by gpu_mu
 
+  // The series of `queue`, served now or before a reload; null when never served.
   QueueSeries* find(const std::string& queue) const {
+    const std::shared_lock lock(queues_mu);
     const auto it = queues.find(queue);
     return it == queues.end() ? nullptr : it->second.get();
+  }
+
+  // Creates `name`'s series at 0 unless it has them. Call with queues_mu held.
+  void add_queue(const std::string& name) {
+    if (queues.count(name)) return;
+    const auto& f = families;
+    auto q = std::make_unique<QueueSeries>();
+    q->claimed = &f.claimed->Add({{"queue", name}});
+    for (std::size_t i = 0; i < kOutcomes.size(); ++i)
+      q->finished[i] = &f.finished->Add({{"queue", name}, {"outcome", to_string(kOutcomes[i])}});
+    q->wait = &f.wait->Add({{"queue", name}}, kWaitBuckets);
+    q->run = &f.run->Add({{"queue", name}}, kRunBuckets);
+    q->batch = &f.batch->Add({{"queue", name}}, kBatchBuckets);
+    for (std::size_t i = 0; i < kStages.size(); ++i)
+      q->stages[i] = &f.stages->Add({{"queue", name}, {"stage", to_string(kStages[i])}}, kStageBuckets);
+    q->deadline = &f.deadline->Add({{"queue", name}});
+    for (std::size_t i = 0; i < kReasons.size(); ++i)
+      q->restarts[i] = &f.restarts->Add({{"queue", name}, {"reason", to_string(kReasons[i])}});
+    q->busy = &f.slots->Add({{"queue", name}, {"state", "busy"}});
+    q->idle = &f.slots->Add({{"queue", name}, {"state", "idle"}});
+    q->starting = &f.slots->Add({{"queue", name}, {"state", "starting"}});
+    q->available = &f.queue_jobs->Add({{"queue", name}, {"state", "available"}});
+    q->running = &f.queue_jobs->Add({{"queue", name}, {"state", "running"}});
+    q->oldest = &f.oldest->Add({{"queue", name}});
+    for (std::size_t i = 0; i < kFinalStates.size(); ++i) {
+      q->pruned[i] = &f.pruned->Add({{"queue", name}, {"state", to_string(kFinalStates[i])}});
+      q->finished_rows[i] = &f.finished_rows->Add({{"queue", name}, {"state", to_string(kFinalStates[i])}});
+    }
+    queues.emplace(name, std::move(q));
   }
 };
 
@@ -313,6 +385,28 @@ Metrics::Metrics(const std::vector<std::string>& queues, std::chrono::millisecon
                               .Help("Stale leases (of any daemon) reaped by this daemon.")
                               .Register(r)
                               .Add({});
+  auto& reloads = prometheus::BuildCounter()
+                      .Name("inferq_config_reloads_total")
+                      .Help("Configuration reloads (SIGHUP), by result: applied, refused (the old one kept).")
+                      .Register(r);
+  impl_->reloads_applied = &reloads.Add({{"result", "applied"}});
+  impl_->reloads_refused = &reloads.Add({{"result", "refused"}});
+  auto& pruned =
+      prometheus::BuildCounter()
+          .Name("inferq_jobs_pruned_total")
+          .Help("Finished jobs this daemon's janitor deleted past the queue's retention, by state.")
+          .Register(r);
+  auto& finished_rows = prometheus::BuildGauge()
+                            .Name("inferq_queue_finished_jobs")
+                            .Help(
+                                "Finished jobs of the queue still in the database by state (succeeded, dead, "
+                                "cancelled), counted by the janitor about once a minute.")
+                            .Register(r);
+  impl_->prune_seconds = &prometheus::BuildHistogram()
+                              .Name("inferq_prune_seconds")
+                              .Help("Seconds one pruning statement (a batch of at most 1000 jobs) took.")
+                              .Register(r)
+                              .Add({}, kTickBuckets);
   impl_->tick_seconds = &prometheus::BuildHistogram()
                              .Name("inferq_tick_seconds")
                              .Help("Seconds one tick (reap, claim, dispatch) took, not counting its wait.")
@@ -351,27 +445,23 @@ Metrics::Metrics(const std::vector<std::string>& queues, std::chrono::millisecon
                                 .Help("Age of the oldest due job of a queue that no live daemon serves.")
                                 .Register(r);
 
-  for (const auto& name : queues) {
-    if (impl_->queues.count(name)) continue;
-    auto q = std::make_unique<Impl::QueueSeries>();
-    q->claimed = &claimed.Add({{"queue", name}});
-    for (std::size_t i = 0; i < kOutcomes.size(); ++i)
-      q->finished[i] = &finished.Add({{"queue", name}, {"outcome", to_string(kOutcomes[i])}});
-    q->wait = &wait.Add({{"queue", name}}, kWaitBuckets);
-    q->run = &run.Add({{"queue", name}}, kRunBuckets);
-    q->batch = &batch.Add({{"queue", name}}, kBatchBuckets);
-    for (std::size_t i = 0; i < kStages.size(); ++i)
-      q->stages[i] = &stages.Add({{"queue", name}, {"stage", to_string(kStages[i])}}, kStageBuckets);
-    q->deadline = &deadline.Add({{"queue", name}});
-    for (std::size_t i = 0; i < kReasons.size(); ++i)
-      q->restarts[i] = &restarts.Add({{"queue", name}, {"reason", to_string(kReasons[i])}});
-    q->busy = &slots.Add({{"queue", name}, {"state", "busy"}});
-    q->idle = &slots.Add({{"queue", name}, {"state", "idle"}});
-    q->starting = &slots.Add({{"queue", name}, {"state", "starting"}});
-    q->available = &queue_jobs.Add({{"queue", name}, {"state", "available"}});
-    q->running = &queue_jobs.Add({{"queue", name}, {"state", "running"}});
-    q->oldest = &oldest.Add({{"queue", name}});
-    impl_->queues.emplace(name, std::move(q));
+  impl_->families = {&claimed,  &finished, &wait,       &run,    &batch,  &stages,       &deadline,
+                     &restarts, &slots,    &queue_jobs, &oldest, &pruned, &finished_rows};
+  serve_queues(queues);
+}
+
+void Metrics::serve_queues(const std::vector<std::string>& queues) {
+  const std::unique_lock lock(impl_->queues_mu);
+  for (const auto& name : queues) impl_->add_queue(name);
+  for (auto& [name, q] : impl_->queues) {
+    q->served = std::find(queues.begin(), queues.end(), name) != queues.end();
+    if (q->served) continue;
+    // A queue no longer configured here has no slots (its last units may
+    // still be finishing), and readiness does not wait for it.
+    q->busy->Set(0);
+    q->idle->Set(0);
+    q->starting->Set(0);
+    q->ready = 0;
   }
 }
 
@@ -402,6 +492,10 @@ void Metrics::deadline_exceeded(const std::string& queue) {
 
 void Metrics::executor_restarted(const std::string& queue, RestartReason reason) {
   if (auto* q = impl_->find(queue)) q->restarts[index_of(kReasons, reason)]->Increment();
+}
+
+void Metrics::reload_done(bool applied) {
+  (applied ? impl_->reloads_applied : impl_->reloads_refused)->Increment();
 }
 
 void Metrics::leases_reaped(int leases) {
@@ -445,6 +539,17 @@ void Metrics::set_queue_samples(const std::vector<QueueSample>& samples) {
     q->running->Set(static_cast<double>(s.running));
     q->oldest->Set(s.oldest_available_age_seconds);
   }
+}
+
+void Metrics::jobs_pruned(const std::string& queue, FinalState state, std::int64_t rows, double seconds) {
+  impl_->prune_seconds->Observe(seconds < 0 ? 0 : seconds);
+  auto* q = impl_->find(queue);
+  if (q && rows > 0) q->pruned[index_of(kFinalStates, state)]->Increment(static_cast<double>(rows));
+}
+
+void Metrics::set_finished_jobs(const std::string& queue, FinalState state, std::int64_t jobs) {
+  if (auto* q = impl_->find(queue))
+    q->finished_rows[index_of(kFinalStates, state)]->Set(static_cast<double>(jobs));
 }
 
 void Metrics::set_unserved_queues(const std::vector<QueueSample>& unserved) {
@@ -520,8 +625,9 @@ Health Metrics::liveness() const {
 
 Health Metrics::readiness() const {
   if (!impl_->db_is_up) return {false, "the database is unreachable"};
+  const std::shared_lock lock(impl_->queues_mu);
   for (const auto& [name, q] : impl_->queues) {
-    if (q->ready.load() < 1) return {false, "queue " + name + " has no ready executor"};
+    if (q->served && q->ready.load() < 1) return {false, "queue " + name + " has no ready executor"};
   }
   return {true, "the database is reachable and every queue has a ready executor"};
 }

@@ -41,6 +41,9 @@ enum class Stage {
   kComplete,  // handed to the completion writer to committed
 };
 
+// A final state whose jobs retention deletes (inferq_jobs_pruned_total{state}).
+enum class FinalState { kSucceeded, kDead, kCancelled };
+
 // The labels of inferq_build_info.
 struct BuildInfo {
   std::string version;
@@ -76,16 +79,24 @@ const char* to_string(Outcome outcome);
 const char* to_string(RestartReason reason);
 const char* to_string(DbOp op);
 const char* to_string(Stage stage);
+const char* to_string(FinalState state);  // as inferq.job_state spells it
 
 class Metrics {
  public:
   // Creates every family, and every series the issue wants present from the
   // start at 0, for each of `queues`. `poll_interval` sets the /healthz
-  // bound (three intervals). Calls naming a queue not in `queues` are ignored.
+  // bound (three intervals). Calls naming a queue never served are ignored.
   Metrics(const std::vector<std::string>& queues, std::chrono::milliseconds poll_interval, BuildInfo build,
           const util::Clock& clock = util::SystemClock::instance());
   ~Metrics();
   Metrics(const Metrics&) = delete;
+
+  // A reload: `queues` are the queues served from now on. New ones get their
+  // series at 0; the others keep theirs (counters do not go back), but
+  // readiness no longer waits for them and their slots read 0.
+  void serve_queues(const std::vector<std::string>& queues);
+  // A reload (SIGHUP) was applied (true) or refused (false).
+  void reload_done(bool applied);
   Metrics& operator=(const Metrics&) = delete;
 
   // --- tick loop ---
@@ -118,6 +129,11 @@ class Metrics {
   // inferq_unserved_queue_jobs: one series per queue in `unserved` (any
   // queue, configured here or not); the series of queues served again go.
   void set_unserved_queues(const std::vector<QueueSample>& unserved);
+  // The janitor deleted `rows` finished jobs of `queue` in `state` with one
+  // statement that took `seconds`.
+  void jobs_pruned(const std::string& queue, FinalState state, std::int64_t rows, double seconds);
+  // The queue's finished jobs in `state` still in inferq.jobs, as counted now.
+  void set_finished_jobs(const std::string& queue, FinalState state, std::int64_t jobs);
   // Creates the GPU series on the first call (absent until then) and sets them.
   void set_gpu_samples(const std::vector<GpuSample>& samples);
 

@@ -40,7 +40,8 @@ ssize_t send_some(int fd, const char* p, std::size_t n, int extra_flags) {
 void wait_ready(int fd, short events) {
   pollfd p{fd, events, 0};
   while (::poll(&p, 1, -1) < 0) {
-    if (errno != EINTR) throw ProtocolError(ProtocolError::Kind::kIo, std::string("poll: ") + std::strerror(errno));
+    if (errno != EINTR)
+      throw ProtocolError(ProtocolError::Kind::kIo, std::string("poll: ") + std::strerror(errno));
   }
 }
 
@@ -177,7 +178,8 @@ std::optional<Message> read_message(int fd) {
     have += n;
   }
   DecodeResult d = decode(buf.data(), have);
-  if (d.status == DecodeResult::Status::kMalformed) throw ProtocolError(ProtocolError::Kind::kMalformed, d.error);
+  if (d.status == DecodeResult::Status::kMalformed)
+    throw ProtocolError(ProtocolError::Kind::kMalformed, d.error);
 
   // Never read past this frame: the next one belongs to the next call.
   const std::size_t total = kLengthBytes + load_length(buf.data());
@@ -188,8 +190,9 @@ std::optional<Message> read_message(int fd) {
     if (buf.size() < limit) buf.resize(std::max(limit, std::min(total, buf.size() * 2)));
     const std::size_t n = read_some_blocking(fd, buf.data() + have, limit - have);
     if (n == 0) {
-      throw ProtocolError(ProtocolError::Kind::kTruncated, "truncated frame: EOF after " + std::to_string(have) +
-                                                               " of " + std::to_string(total) + " bytes");
+      throw ProtocolError(
+          ProtocolError::Kind::kTruncated,
+          "truncated frame: EOF after " + std::to_string(have) + " of " + std::to_string(total) + " bytes");
     }
     have += n;
     if (!header_checked && have < total) {

@@ -29,7 +29,7 @@ class FrameReader {
   // Makes room at the end of buf_ for the next read.
   void make_room();
 
-  std::string buf_;        // [start_, end_) holds unread bytes; the rest is room
+  std::string buf_;  // [start_, end_) holds unread bytes; the rest is room
   std::size_t start_ = 0;
   std::size_t end_ = 0;
 };

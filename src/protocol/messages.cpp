@@ -14,8 +14,8 @@ constexpr std::size_t kLengthBytes = 4;
 constexpr std::size_t kHeaderBytes = 2;  // version, type
 // The smallest encoding of one list element (every string empty). A count is
 // checked against these before anything is reserved for it.
-constexpr std::size_t kMinJobInputBytes = 8 + 4;
-constexpr std::size_t kMinJobOutputBytes = 8 + 1 + 4;
+constexpr std::size_t kMinJobInputBytes = 8 + 4 + 4;
+constexpr std::size_t kMinJobOutputBytes = 8 + 1 + 4 + 4;
 constexpr std::size_t kTimingBytes = 4 * 8;  // UnitTiming, after the jobs
 
 template <typename T>
@@ -64,12 +64,12 @@ std::size_t body_bytes(const Ready& m) { return 4 + str_bytes(m.handler); }
 std::size_t body_bytes(const Fatal& m) { return str_bytes(m.message); }
 std::size_t body_bytes(const RunUnit& m) {
   std::size_t n = 8 + 4;
-  for (const JobInput& j : m.jobs) n += 8 + str_bytes(j.payload);
+  for (const JobInput& j : m.jobs) n += 8 + str_bytes(j.payload) + str_bytes(j.payload_binary);
   return n;
 }
 std::size_t body_bytes(const UnitResult& m) {
   std::size_t n = 8 + 4;
-  for (const JobOutput& j : m.jobs) n += 8 + 1 + str_bytes(j.body);
+  for (const JobOutput& j : m.jobs) n += 8 + 1 + str_bytes(j.body) + str_bytes(j.body_binary);
   return n + kTimingBytes;
 }
 
@@ -84,6 +84,7 @@ void put_body(std::string& out, const RunUnit& m) {
   for (const JobInput& j : m.jobs) {
     put(out, static_cast<std::uint64_t>(j.job_id));
     put_str(out, j.payload);
+    put_str(out, j.payload_binary);
   }
 }
 void put_body(std::string& out, const UnitResult& m) {
@@ -93,6 +94,7 @@ void put_body(std::string& out, const UnitResult& m) {
     put(out, static_cast<std::uint64_t>(j.job_id));
     put_u8(out, static_cast<std::uint8_t>(j.outcome));
     put_str(out, j.body);
+    put_str(out, j.body_binary);
   }
   put(out, m.timing.decode_ns);
   put(out, m.timing.forward_ns);
@@ -100,21 +102,26 @@ void put_body(std::string& out, const UnitResult& m) {
   put(out, m.timing.sent_ns);
 }
 
+// Each message's wire type, by its C++ type: the variant's order does not matter.
+constexpr MessageType type_of_message(const Ready&) noexcept { return MessageType::kReady; }
+constexpr MessageType type_of_message(const RunUnit&) noexcept { return MessageType::kRunUnit; }
+constexpr MessageType type_of_message(const UnitResult&) noexcept { return MessageType::kUnitResult; }
+constexpr MessageType type_of_message(const Fatal&) noexcept { return MessageType::kFatal; }
+
 MessageType type_of(const Message& m) noexcept {
-  switch (m.index()) {
-    case 0: return MessageType::kReady;
-    case 1: return MessageType::kRunUnit;
-    case 2: return MessageType::kUnitResult;
-    default: return MessageType::kFatal;
-  }
+  return std::visit([](const auto& v) { return type_of_message(v); }, m);
 }
 
 const char* type_name(std::uint8_t type) noexcept {
   switch (static_cast<MessageType>(type)) {
-    case MessageType::kReady: return "Ready";
-    case MessageType::kRunUnit: return "RunUnit";
-    case MessageType::kUnitResult: return "UnitResult";
-    case MessageType::kFatal: return "Fatal";
+    case MessageType::kReady:
+      return "Ready";
+    case MessageType::kRunUnit:
+      return "RunUnit";
+    case MessageType::kUnitResult:
+      return "UnitResult";
+    case MessageType::kFatal:
+      return "Fatal";
   }
   return nullptr;
 }
@@ -195,6 +202,7 @@ std::string decode_body(Reader& r, RunUnit& m) {
     JobInput& j = m.jobs[i];
     if (!r.get_i64(j.job_id)) return short_body("RunUnit", indexed("jobs", i, "job_id"));
     if (!r.get_str(j.payload)) return short_body("RunUnit", indexed("jobs", i, "payload"));
+    if (!r.get_str(j.payload_binary)) return short_body("RunUnit", indexed("jobs", i, "payload_binary"));
   }
   return {};
 }
@@ -215,6 +223,7 @@ std::string decode_body(Reader& r, UnitResult& m) {
     }
     j.outcome = static_cast<Outcome>(outcome);
     if (!r.get_str(j.body)) return short_body("UnitResult", indexed("jobs", i, "body"));
+    if (!r.get_str(j.body_binary)) return short_body("UnitResult", indexed("jobs", i, "body_binary"));
   }
   if (!r.get(m.timing.decode_ns) || !r.get(m.timing.forward_ns) || !r.get(m.timing.encode_ns) ||
       !r.get(m.timing.sent_ns))
@@ -287,10 +296,18 @@ DecodeResult decode(const char* data, std::size_t size) noexcept {
     Reader r(data + kLengthBytes + kHeaderBytes, length - kHeaderBytes);
     std::string error;
     switch (static_cast<MessageType>(data[kLengthBytes + 1])) {
-      case MessageType::kReady: error = decode_as<Ready>(r, d.message); break;
-      case MessageType::kRunUnit: error = decode_as<RunUnit>(r, d.message); break;
-      case MessageType::kUnitResult: error = decode_as<UnitResult>(r, d.message); break;
-      case MessageType::kFatal: error = decode_as<Fatal>(r, d.message); break;
+      case MessageType::kReady:
+        error = decode_as<Ready>(r, d.message);
+        break;
+      case MessageType::kRunUnit:
+        error = decode_as<RunUnit>(r, d.message);
+        break;
+      case MessageType::kUnitResult:
+        error = decode_as<UnitResult>(r, d.message);
+        break;
+      case MessageType::kFatal:
+        error = decode_as<Fatal>(r, d.message);
+        break;
     }
     if (error.empty() && r.remaining() != 0) {
       error = std::string(name) + ": " + std::to_string(r.remaining()) + " trailing bytes after the body";

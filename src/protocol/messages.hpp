@@ -17,7 +17,8 @@
 namespace inferq::protocol {
 
 // 2: UnitResult carries the executor's stage timing (issue 21).
-inline constexpr std::uint8_t kProtocolVersion = 2;
+// 3: jobs and results carry binary tensor data beside their JSON.
+inline constexpr std::uint8_t kProtocolVersion = 3;
 inline constexpr std::uint32_t kMaxFrameBytes = 1u << 30;  // 1 GiB
 
 enum class MessageType : std::uint8_t {
@@ -35,7 +36,8 @@ struct Ready {
 
 struct JobInput {
   std::int64_t job_id = 0;
-  std::string payload;  // JSON text of inferq.jobs.payload
+  std::string payload;         // JSON text of inferq.jobs.payload
+  std::string payload_binary;  // inferq.jobs.payload_binary (empty when NULL)
 };
 
 struct RunUnit {
@@ -53,6 +55,9 @@ struct JobOutput {
   std::int64_t job_id = 0;
   Outcome outcome = Outcome::kSucceeded;
   std::string body;
+  // When succeeded: the bytes of the result's binary outputs, in output
+  // order (empty when it has none).
+  std::string body_binary;
 };
 
 // Where a unit's time went in the executor, for inferq_unit_stage_seconds.

@@ -26,7 +26,9 @@ constexpr std::size_t kMaxJobsPerWrite = 4096;
 constexpr std::size_t kMaxBytesPerWrite = 256 * 1024 * 1024;
 
 // A job's share of a write's document (its ids and keys about 64 bytes).
-std::size_t job_bytes(const db::JobFinish& j) { return 64 + j.result_json.size() + j.message.size(); }
+std::size_t job_bytes(const db::JobFinish& j) {
+  return 64 + j.result_json.size() + 2 * j.result_binary.size() + j.message.size();  // bytes go as hex
+}
 
 std::size_t unit_bytes(const db::UnitFinish& unit) {
   std::size_t n = 0;
@@ -41,11 +43,12 @@ void bound_results(db::UnitFinish& unit) {
   for (auto& j : unit.jobs) {
     if (j.ok && bytes + job_bytes(j) > kMaxBytesPerWrite) {
       j.ok = false;
-      j.error_class = "permanent";
-      j.message = "the result of " + std::to_string(j.result_json.size()) +
+      j.error_class = db::ErrorClass::kPermanent;
+      j.message = "the result of " + std::to_string(j.result_json.size() + j.result_binary.size()) +
                   " bytes could not be stored: a unit's results are written " +
                   std::to_string(kMaxBytesPerWrite >> 20) + " MiB at most";
       j.result_json.clear();
+      j.result_binary.clear();
     }
     bytes += job_bytes(j);
   }
@@ -72,7 +75,9 @@ CompletionWriter::CompletionWriter(std::string db_url, std::string worker_name, 
 
 CompletionWriter::~CompletionWriter() { stop(); }
 
-void CompletionWriter::start() { thread_ = std::thread([this] { loop(); }); }
+void CompletionWriter::start() {
+  thread_ = std::thread([this] { loop(); });
+}
 
 void CompletionWriter::submit(db::UnitFinish unit) {
   bound_results(unit);
@@ -166,7 +171,9 @@ void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch, bool& cla
       if (on_unit_written_)
         on_unit_written_(u.queue, std::chrono::duration<double>(committed - u.submitted_at).count());
     }
-    for (const auto& o : outcomes) claimable = claimable || o.outcome == "requeued" || o.outcome == "retried";
+    for (const auto& o : outcomes)
+      claimable =
+          claimable || o.outcome == db::JobOutcome::kRequeued || o.outcome == db::JobOutcome::kRetried;
     if (on_outcomes_) on_outcomes_(outcomes);
     outcomes.clear();
     const auto total = job_count(units);
@@ -174,9 +181,10 @@ void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch, bool& cla
     written_ += static_cast<std::uint64_t>(written);
     fenced_out_ += total - static_cast<std::uint64_t>(written);
     if (static_cast<std::size_t>(written) < total) {
-      spdlog::warn("completion writer: {} of {} job(s) not written: their lease was reaped "
-                   "(another daemon owns them now)",
-                   total - static_cast<std::size_t>(written), total);
+      spdlog::warn(
+          "completion writer: {} of {} job(s) not written: their lease was reaped "
+          "(another daemon owns them now)",
+          total - static_cast<std::size_t>(written), total);
     }
   };
   try {
@@ -203,9 +211,10 @@ void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch, bool& cla
       for (auto& job : one[0].jobs) {
         if (job.ok) {
           job.ok = false;
-          job.error_class = "permanent";
+          job.error_class = db::ErrorClass::kPermanent;
           job.message = std::string("the result could not be stored: ") + e.what();
           job.result_json.clear();
+          job.result_binary.clear();
         }
       }
     }
@@ -213,8 +222,8 @@ void CompletionWriter::write_batch(std::vector<db::UnitFinish>& batch, bool& cla
       account(one, db::complete(session_, one, worker_name_, &outcomes));
     } catch (const db::DbError& e) {
       if (e.retryable()) throw;
-      spdlog::error("completion writer: giving up on lease {}: {}; its jobs will be reaped",
-                    one[0].lease_id, e.what());
+      spdlog::error("completion writer: giving up on lease {}: {}; its jobs will be reaped", one[0].lease_id,
+                    e.what());
       leases_.remove(one[0].lease_id);
     }
     batch.erase(batch.begin());

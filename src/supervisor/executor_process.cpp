@@ -96,8 +96,7 @@ std::unique_ptr<ExecutorProcess> ExecutorProcess::spawn(const std::vector<std::s
   }
   ::fcntl(pid_fd.get(), F_SETFD, FD_CLOEXEC);
   ::fcntl(parent_end.get(), F_SETFL, ::fcntl(parent_end.get(), F_GETFL) | O_NONBLOCK);
-  return std::unique_ptr<ExecutorProcess>(
-      new ExecutorProcess(pid, std::move(parent_end), std::move(pid_fd)));
+  return std::unique_ptr<ExecutorProcess>(new ExecutorProcess(pid, std::move(parent_end), std::move(pid_fd)));
 }
 
 ExecutorProcess::~ExecutorProcess() {

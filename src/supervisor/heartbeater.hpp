@@ -3,18 +3,18 @@
 #include <chrono>
 #include <functional>
 #include <string>
-#include <thread>
 
 #include "db/session.hpp"
 #include "supervisor/lease_registry.hpp"
-#include "util/stop_signal.hpp"
+#include "util/periodic_thread.hpp"
 
 namespace inferq::supervisor {
 
 // The heartbeat thread: every `interval`, renews all of the daemon's leases
 // in one statement, but only while `tick_alive()` says the tick loop has
 // ticked recently. A stuck tick loop therefore lets its leases expire, and
-// another daemon reaps them (DESIGN.md invariant 6). A lease found gone is
+// another daemon reaps them (README guarantee "heartbeats prove the tick
+// loop is alive"). A lease found gone is
 // marked lost in the registry and on_lost() is called.
 class Heartbeater {
  public:
@@ -29,7 +29,9 @@ class Heartbeater {
   void stop() noexcept;  // idempotent
 
  private:
-  void loop();
+  // One heartbeat; returns the wait before the next (every `interval` from
+  // the start, or from now after a heartbeat that took longer).
+  std::chrono::steady_clock::duration beat();
 
   db::Session session_;
   std::int64_t worker_id_;
@@ -39,8 +41,12 @@ class Heartbeater {
   std::function<void()> on_lost_;
   std::function<void()> on_db_error_;
 
-  util::StopSignal stop_;
-  std::thread thread_;
+  // The thread's own:
+  std::chrono::steady_clock::time_point next_{};
+  bool was_failing_ = false;
+  bool was_stalled_ = false;
+
+  util::PeriodicThread thread_;
 };
 
 }  // namespace inferq::supervisor

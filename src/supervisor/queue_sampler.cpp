@@ -29,45 +29,43 @@ QueueSampler::QueueSampler(std::string db_url, std::vector<std::string> queues,
 QueueSampler::~QueueSampler() { stop(); }
 
 void QueueSampler::start() {
-  thread_ = std::thread([this] { loop(); });
+  thread_.start([this] { return sample(); });
 }
 
-void QueueSampler::stop() noexcept {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+void QueueSampler::stop() noexcept { thread_.stop(); }
+
+void QueueSampler::set_queues(std::vector<std::string> queues) {
+  const std::lock_guard<std::mutex> lock(mu_);
+  queues_ = std::move(queues);
 }
 
-void QueueSampler::loop() {
-  bool was_failing = false;
-  for (;;) {
-    const auto started = std::chrono::steady_clock::now();
-    // Only a sample that ran stretches the wait: after an outage (a connect
-    // that timed out) the next sample should come at the usual interval.
-    std::chrono::milliseconds took{0};
-    try {
-      const auto backlog = db::sample_backlog(session_, queues_);
-      std::vector<metrics::QueueSample> samples;
-      samples.reserve(backlog.size());
-      for (const auto& b : backlog)
-        samples.push_back({b.queue, b.available, b.running, b.oldest_available_age_seconds});
-      metrics_.set_queue_samples(samples);
-      report_unserved(db::sample_unserved(session_, live_within_));
-      took =
-          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-      if (was_failing) spdlog::info("backlog sampler: sampling again");
-      was_failing = false;
-    } catch (const db::DbError& e) {
-      metrics_.db_error(metrics::DbOp::kSample);
-      if (!was_failing) spdlog::warn("backlog sampler: {}; keeping the last sample", e.what());
-      was_failing = true;
+std::chrono::milliseconds QueueSampler::sample() {
+  const auto started = std::chrono::steady_clock::now();
+  // Only a sample that ran stretches the wait: after an outage (a connect
+  // that timed out) the next sample should come at the usual interval.
+  std::chrono::milliseconds took{0};
+  try {
+    std::vector<std::string> queues;
+    {
+      const std::lock_guard<std::mutex> lock(mu_);
+      queues = queues_;
     }
-    std::unique_lock<std::mutex> lock(mu_);
-    if (cv_.wait_for(lock, next_sample_wait(interval_, took), [&] { return stop_; })) return;
+    const auto backlog = db::sample_backlog(session_, queues);
+    std::vector<metrics::QueueSample> samples;
+    samples.reserve(backlog.size());
+    for (const auto& b : backlog)
+      samples.push_back({b.queue, b.available, b.running, b.oldest_available_age_seconds});
+    metrics_.set_queue_samples(samples);
+    report_unserved(db::sample_unserved(session_, live_within_));
+    took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    if (was_failing_) spdlog::info("backlog sampler: sampling again");
+    was_failing_ = false;
+  } catch (const db::DbError& e) {
+    metrics_.db_error(metrics::DbOp::kSample);
+    if (!was_failing_) spdlog::warn("backlog sampler: {}; keeping the last sample", e.what());
+    was_failing_ = true;
   }
+  return next_sample_wait(interval_, took);
 }
 
 void QueueSampler::report_unserved(const std::vector<db::QueueBacklog>& unserved) {

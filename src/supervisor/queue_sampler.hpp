@@ -1,16 +1,15 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
 #include "metrics/metrics.hpp"
+#include "util/periodic_thread.hpp"
 
 namespace inferq::supervisor {
 
@@ -49,23 +48,24 @@ class QueueSampler {
 
   void start();
   void stop() noexcept;  // idempotent; returns promptly unless a statement is running
+  // Thread-safe: samples `queues` from the next sample on (a reload).
+  void set_queues(std::vector<std::string> queues);
 
  private:
-  void loop();
+  // One sample; returns the wait before the next.
+  std::chrono::milliseconds sample();
   // Metrics and warnings from one sample of the unserved queues.
   void report_unserved(const std::vector<db::QueueBacklog>& unserved);
 
   db::Session session_;
-  std::vector<std::string> queues_;
+  std::vector<std::string> queues_;  // guarded by mu_
   std::chrono::milliseconds interval_;
   std::chrono::milliseconds live_within_;
   metrics::Metrics& metrics_;
   std::set<std::string> warned_;  // unserved queues warned about; the thread's own
-
+  bool was_failing_ = false;      // the thread's own
   std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // guarded by mu_
-  std::thread thread_;
+  util::PeriodicThread thread_;
 };
 
 }  // namespace inferq::supervisor

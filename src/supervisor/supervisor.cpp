@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <system_error>
 #include <unordered_map>
 
+#include "config/compare.hpp"
 #include "db/error.hpp"
 #include "util/duration.hpp"
 
@@ -36,13 +38,21 @@ double seconds_between(std::chrono::steady_clock::time_point from, std::chrono::
   return std::chrono::duration<double>(to - from).count();
 }
 
-// inferq.complete_outcomes' outcome as a metrics outcome; "requeued" (put
-// back unrun, its attempt refunded) is none.
-std::optional<metrics::Outcome> outcome_of(const std::string& outcome) {
-  if (outcome == "succeeded") return metrics::Outcome::kSucceeded;
-  if (outcome == "retried") return metrics::Outcome::kRetried;
-  if (outcome == "dead") return metrics::Outcome::kDead;
-  if (outcome == "cancelled") return metrics::Outcome::kCancelled;
+// A completion's outcome as a metrics outcome; requeued (put back unrun,
+// its attempt refunded) is none.
+std::optional<metrics::Outcome> outcome_of(db::JobOutcome outcome) {
+  switch (outcome) {
+    case db::JobOutcome::kSucceeded:
+      return metrics::Outcome::kSucceeded;
+    case db::JobOutcome::kRetried:
+      return metrics::Outcome::kRetried;
+    case db::JobOutcome::kDead:
+      return metrics::Outcome::kDead;
+    case db::JobOutcome::kCancelled:
+      return metrics::Outcome::kCancelled;
+    case db::JobOutcome::kRequeued:
+      return std::nullopt;
+  }
   return std::nullopt;
 }
 
@@ -50,6 +60,45 @@ std::vector<std::string> queue_names(const config::Settings& settings) {
   std::vector<std::string> names;
   for (const auto& q : settings.queues) names.push_back(q.name);
   return names;
+}
+
+const config::QueueSettings* find_queue(const config::Settings& settings, const std::string& name) {
+  for (const auto& q : settings.queues)
+    if (q.name == name) return &q;
+  return nullptr;
+}
+
+// What identifies the file at `path` as it is now: a replaced or rewritten
+// file reads differently.
+std::string file_stamp(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return path + ": missing";
+  return path + ":" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+         std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+         std::to_string(st.st_mtim.tv_nsec);
+}
+
+std::string queue_file_stamp(const config::QueueSettings& queue) {
+  if (!queue.is_model()) return {};
+  std::string stamp = file_stamp(queue.model);
+  for (const auto& lib : queue.extra_libraries) stamp += "|" + file_stamp(lib);
+  return stamp;
+}
+
+// What the janitor prunes for `queues`, yielding while `units_running`.
+Pruning pruning_of(const std::vector<config::QueueSettings>& queues, metrics::Metrics* metrics,
+                   const std::atomic<bool>& units_running) {
+  Pruning p;
+  p.targets = prune_targets(queues);
+  p.metrics = metrics;
+  p.busy = [&units_running] { return units_running.load(std::memory_order_relaxed); };
+  return p;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
+  return out;
 }
 
 }  // namespace
@@ -65,12 +114,21 @@ struct Supervisor::Slot {
     kFilling,      // holds a partial `unit` (lease live) until it is full or `timer` (max_wait) passes
   };
   const config::QueueSettings* queue = nullptr;
+  const Generation* gen = nullptr;  // the configuration `queue` is from
   int index = 0;
   State state = State::kWaitRestart;
+  // A reload made or changed it: failing to start does not fail the daemon.
+  bool from_reload = false;
+  // A reload changed or removed its queue: it serves on until a new
+  // executor of the queue is ready, then retires.
+  bool superseded = false;
+  // It claims nothing more; its executor is stopped once its unit is done,
+  // and the slot removed once the executor is gone.
+  bool retiring = false;
   std::unique_ptr<ExecutorProcess> proc;
-  bool was_ready = false;         // the current process said Ready
-  int start_failures = 0;         // consecutive deaths before Ready
-  TimePoint restart_at{};         // kWaitRestart
+  bool was_ready = false;  // the current process said Ready
+  int start_failures = 0;  // consecutive deaths before Ready
+  TimePoint restart_at{};  // kWaitRestart
   // kStarting: ready deadline; kBusy: unit deadline; kExiting: kill time; kFilling: end of max_wait
   TimePoint timer{};
   std::optional<db::ClaimedUnit> unit;  // kBusy, kFilling
@@ -81,8 +139,8 @@ struct Supervisor::Slot {
   // kBusy: the unit's jobs that were not sent (batch.max_bytes), with the
   // outcome they are written with when the unit ends.
   std::vector<db::JobFinish> unsent;
-  std::string fatal_message;      // from a Fatal frame, until the process ends
-  TimePoint unit_started{};       // kBusy: when the unit was dispatched
+  std::string fatal_message;  // from a Fatal frame, until the process ends
+  TimePoint unit_started{};   // kBusy: when the unit was dispatched
   // Why the current process is ending, for inferq_executor_restarts_total:
   // set where the supervisor decides it (deadline; idle exit and fatal GPU
   // errors by their code paths); unset means it died by itself (crash, or
@@ -123,19 +181,18 @@ Supervisor::Supervisor(SupervisorOptions options)
       // Its VACUUM lock is session state, which a transaction pooler does not keep.
       janitor_(settings_.database.url,
                settings_.database.transaction_pooling ? 0 : settings_.worker.vacuum_dead_rows,
-               std::chrono::seconds(1)),
+               std::chrono::seconds(1), pruning_of(settings_.queues, &metrics_, units_running_)),
       rng_(std::random_device{}()),
       // Capped near the poll interval: once the database is back, the tick
       // should notice within about a poll, not after a long backoff.
       db_backoff_(std::make_unique<util::Backoff>(
           milliseconds(100), std::max<milliseconds>(settings_.worker.poll_interval, milliseconds(1000)))) {
-  if (std::any_of(settings_.queues.begin(), settings_.queues.end(),
-                  [](const auto& q) { return q.is_model(); }))
-    write_executor_config();
+  generations_.push_back(make_generation(settings_, nullptr));
   for (const auto& q : settings_.queues) {
     for (int i = 0; i < q.instances; ++i) {
       auto slot = std::make_unique<Slot>();
       slot->queue = &q;
+      slot->gen = generations_.back().get();
       slot->index = i;
       slots_.push_back(std::move(slot));
     }
@@ -144,20 +201,27 @@ Supervisor::Supervisor(SupervisorOptions options)
 
 Supervisor::~Supervisor() = default;
 
-void Supervisor::write_executor_config() {
+std::unique_ptr<Supervisor::Generation> Supervisor::make_generation(const config::Settings& settings,
+                                                                    std::unique_ptr<config::Settings> owned) {
+  auto gen = std::make_unique<Generation>();
+  gen->owned = std::move(owned);
+  gen->settings = gen->owned ? gen->owned.get() : &settings;
+  for (const auto& q : gen->settings->queues) gen->file_stamps[q.name] = queue_file_stamp(q);
+  const auto& queues = gen->settings->queues;
+  if (std::none_of(queues.begin(), queues.end(), [](const auto& q) { return q.is_model(); })) return gen;
   // Model code has no business with the DSN (issue 13 item 5): executors
   // read the daemon's file without its database section, from memory.
-  const std::string text = config::executor_document(settings_.source);
-  executor_config_fd_ = util::UniqueFd(::memfd_create("inferq-executor-config", MFD_CLOEXEC));
-  if (!executor_config_fd_) throw std::system_error(errno, std::generic_category(), "memfd_create");
+  const std::string text = config::executor_document(gen->settings->source);
+  gen->config_fd = util::UniqueFd(::memfd_create("inferq-executor-config", MFD_CLOEXEC));
+  if (!gen->config_fd) throw std::system_error(errno, std::generic_category(), "memfd_create");
   for (std::size_t off = 0; off < text.size();) {
-    const ssize_t n = ::write(executor_config_fd_.get(), text.data() + off, text.size() - off);
+    const ssize_t n = ::write(gen->config_fd.get(), text.data() + off, text.size() - off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) throw std::system_error(errno, std::generic_category(), "writing the executors' config");
     off += static_cast<std::size_t>(n);
   }
-  executor_config_path_ =
-      "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(executor_config_fd_.get());
+  gen->config_path = "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(gen->config_fd.get());
+  return gen;
 }
 
 bool Supervisor::tick_alive() const {
@@ -202,8 +266,12 @@ int Supervisor::run() {
 void Supervisor::tick() {
   const auto now = clock_.now();
   last_tick_ns_ = util::steady_ns(now);
-  // Invariant 1: reap first, every tick, whatever the slots say (with a slot
-  // free, the same statement then claims for it).
+  if (reload_requested_) {
+    reload_requested_ = false;
+    reload(now);
+  }
+  // README guarantee "reap first, every tick": whatever the slots say (with
+  // a slot free, the same statement then claims for it).
   auto claimed_by_reap = reap_stale(now);
   stop_lost_units(now);
   top_up_filling_units(now);
@@ -214,6 +282,7 @@ void Supervisor::tick() {
   } else {
     claim_ahead_for_busy_slots(now);
   }
+  retire_slots(now);
   publish_slots();
   metrics_.tick_done(seconds_between(now, clock_.now()));
   announce_ready_once();
@@ -233,10 +302,14 @@ void Supervisor::announce_ready_once() {
 }
 
 void Supervisor::publish_slots() {
-  for (const auto& q : settings_.queues) {
+  units_running_ = std::any_of(slots_.begin(), slots_.end(), [](const auto& s) {
+    return s->state == Slot::State::kBusy || s->state == Slot::State::kFilling;
+  });
+  for (const auto& q : generations_.back()->settings->queues) {
     int busy = 0, idle = 0, starting = 0;
     for (const auto& s : slots_) {
-      if (s->queue != &q) continue;
+      // By name: the old executors of a reloaded queue count too.
+      if (s->queue->name != q.name) continue;
       if (s->state == Slot::State::kBusy || s->state == Slot::State::kFilling) {
         ++busy;
       } else if (s->state == Slot::State::kIdle || s->state == Slot::State::kStopped) {
@@ -276,8 +349,8 @@ void Supervisor::top_up_filling_units(TimePoint now) {
     auto& jobs = slot.unit->jobs;
     if (db_usable(now) && static_cast<int>(jobs.size()) < max_jobs) {
       try {
-        auto more = db::claim_more(session_, slot.unit->lease_id, slot.queue->name, max_jobs - static_cast<int>(jobs.size()),
-                                   slot.queue->retry.max_attempts);
+        auto more = db::claim_more(session_, slot.unit->lease_id, slot.queue->name,
+                                   max_jobs - static_cast<int>(jobs.size()), slot.queue->retry.max_attempts);
         db_succeeded();
         if (!more.empty()) {
           std::vector<double> waits;
@@ -296,7 +369,7 @@ void Supervisor::top_up_filling_units(TimePoint now) {
         }
       }
     }
-    if (draining_ || static_cast<int>(jobs.size()) >= max_jobs || now >= slot.timer) {
+    if (draining_ || slot.retiring || static_cast<int>(jobs.size()) >= max_jobs || now >= slot.timer) {
       db::ClaimedUnit unit = std::move(*slot.unit);
       slot.unit.reset();
       dispatch(slot, std::move(unit), now);
@@ -305,11 +378,11 @@ void Supervisor::top_up_filling_units(TimePoint now) {
 }
 
 void Supervisor::start_stopped_queues(TimePoint now) {
-  for (const auto& queue : settings_.queues) {
+  for (const auto& queue : generations_.back()->settings->queues) {
     Slot* stopped = nullptr;
     bool can_claim = false;  // a ready or starting executor will take the work
     for (auto& slot : slots_) {
-      if (slot->queue != &queue) continue;
+      if (slot->queue != &queue || slot->retiring) continue;
       if (slot->state == Slot::State::kStopped && stopped == nullptr) stopped = slot.get();
       if (slot->state == Slot::State::kIdle || slot->state == Slot::State::kStarting) can_claim = true;
     }
@@ -330,7 +403,7 @@ void Supervisor::start_stopped_queues(TimePoint now) {
 
 bool Supervisor::wants_next(const Slot& slot) const {
   // A unit that waits to fill (max_wait) is claimed when the slot is idle.
-  return slot.state == Slot::State::kBusy && !slot.next && slot.queue->prefetch &&
+  return slot.state == Slot::State::kBusy && !slot.next && !slot.retiring && slot.queue->prefetch &&
          slot.queue->batch.max_wait.count() == 0;
 }
 
@@ -344,7 +417,7 @@ std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
   Slot* ahead = nullptr;
   if (!draining_) {
     for (auto& slot : slots_) {
-      if (slot->state == Slot::State::kIdle) {
+      if (slot->state == Slot::State::kIdle && !slot->retiring) {
         idle = slot.get();
         break;
       }
@@ -409,7 +482,8 @@ void Supervisor::stop_lost_units(TimePoint now) {
         slot->next.reset();
       }
       if (slot->state == Slot::State::kFilling && slot->unit && slot->unit->lease_id == lease) {
-        spdlog::warn("{}: lease {} was reaped while its unit was filling; dropping it", slot_name(*slot), lease);
+        spdlog::warn("{}: lease {} was reaped while its unit was filling; dropping it", slot_name(*slot),
+                     lease);
         slot->unit.reset();
         slot->state = Slot::State::kIdle;
         continue;
@@ -437,7 +511,7 @@ void Supervisor::claim_for_idle_slots(TimePoint now, std::optional<ClaimedByReap
   if (draining_) return;
   for (auto& slot_ptr : slots_) {
     Slot& slot = *slot_ptr;
-    if (slot.state != Slot::State::kIdle) continue;
+    if (slot.state != Slot::State::kIdle || slot.retiring) continue;
     if (std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
     if (!db_usable(now)) return;
     std::optional<db::ClaimedUnit> unit;
@@ -534,6 +608,7 @@ db::UnitFinish Supervisor::finish_of(const Slot& slot, const db::ClaimedUnit& un
   finish.queue = slot.queue->name;
   finish.lease_id = unit.lease_id;
   finish.keyed = unit.work_unit_key.has_value();
+  finish.binary_outputs = slot.queue->binary_data_output;
   return finish;
 }
 
@@ -550,7 +625,7 @@ void Supervisor::give_back_next(Slot& slot, const std::string& why) {
   for (const auto& job : slot.next->jobs) {
     db::JobFinish f;
     f.job_id = job.id;
-    f.error_class = "requeue";
+    f.error_class = db::ErrorClass::kRequeue;
     f.message = "claimed ahead, not run: " + why;
     finish.jobs.push_back(std::move(f));
   }
@@ -591,16 +666,17 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
   for (auto& job : unit.jobs) {
     db::JobFinish f;
     f.job_id = job.id;
-    if (!full && job.payload.size() > max_bytes) {
-      f.error_class = "permanent";
-      f.message = "payload of " + std::to_string(job.payload.size()) + " bytes is over batch.max_bytes (" +
+    const std::size_t job_bytes = job.payload.size() + job.payload_binary.size();
+    if (!full && job_bytes > max_bytes) {
+      f.error_class = db::ErrorClass::kPermanent;
+      f.message = "payload of " + std::to_string(job_bytes) + " bytes is over batch.max_bytes (" +
                   std::to_string(max_bytes) + ")";
-    } else if (full || bytes + job.payload.size() > max_bytes) {
+    } else if (full || bytes + job_bytes > max_bytes) {
       full = true;
-      f.error_class = "requeue";
+      f.error_class = db::ErrorClass::kRequeue;
       f.message = "the unit reached batch.max_bytes";
     } else {
-      bytes += job.payload.size();
+      bytes += job_bytes;
       sent.push_back(std::move(job));
       continue;
     }
@@ -621,8 +697,9 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
   run.unit_id = static_cast<std::uint64_t>(unit.lease_id);
   run.jobs.reserve(unit.jobs.size());
   for (auto& job : unit.jobs) {
-    run.jobs.push_back({job.id, std::move(job.payload)});
+    run.jobs.push_back({job.id, std::move(job.payload), std::move(job.payload_binary)});
     job.payload = std::string();
+    job.payload_binary = std::string();
   }
   slot.proc->writer.push(run);
   slot.state = Slot::State::kBusy;
@@ -631,8 +708,9 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
   metrics_.unit_started(slot.queue->name, unit.jobs.size());
   std::vector<std::int64_t> ids;
   for (const auto& j : unit.jobs) ids.push_back(j.id);
-  const util::LogScope scope({util::LogField::text("queue", slot.queue->name), util::LogField::number("slot", slot.index),
-                              util::LogField::number("lease", unit.lease_id), util::LogField::numbers("job_ids", ids)});
+  const util::LogScope scope(
+      {util::LogField::text("queue", slot.queue->name), util::LogField::number("slot", slot.index),
+       util::LogField::number("lease", unit.lease_id), util::LogField::numbers("job_ids", ids)});
   spdlog::debug("{}: unit {} with {} job(s)", slot_name(slot), unit.lease_id, unit.jobs.size());
   metrics_.unit_stage(slot.queue->name, metrics::Stage::kDispatch,
                       seconds_between(unit.claimed_at, clock_.now()));
@@ -685,7 +763,7 @@ void Supervisor::wait_for_events(TimePoint now) {
   const int n = ::poll(fds.data(), fds.size(), timeout_ms);
   const auto after = clock_.now();
   if (n > 0) {
-    if (fds[0].revents & POLLIN) on_shutdown_signal(after);
+    if (fds[0].revents & POLLIN) on_signal(after);
     if (fds[1].revents & POLLIN) wake_.drain();
     if (fds[2].revents) jobs_notified();  // consumed; the next tick claims
     for (std::size_t i = 3; i < fds.size(); ++i) {
@@ -723,7 +801,7 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
     if (frame.status == protocol::DecodeResult::Status::kMalformed) {
       spdlog::error("{} sent a malformed frame: {}", slot_name(slot), frame.error);
       if (slot.state == Slot::State::kBusy)
-        fail_unit(slot, "crash", "executor sent a malformed frame: " + frame.error);
+        fail_unit(slot, db::ErrorClass::kCrash, "executor sent a malformed frame: " + frame.error);
       kill_executor(slot, now, "malformed frame");
       return;
     }
@@ -741,7 +819,8 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
       if (slot.state != Slot::State::kBusy || !slot.unit ||
           result->unit_id != static_cast<std::uint64_t>(slot.unit->lease_id)) {
         spdlog::error("{} answered a unit it was not running", slot_name(slot));
-        if (slot.state == Slot::State::kBusy) fail_unit(slot, "crash", "executor answered the wrong unit");
+        if (slot.state == Slot::State::kBusy)
+          fail_unit(slot, db::ErrorClass::kCrash, "executor answered the wrong unit");
         kill_executor(slot, now, "protocol violation");
         return;
       }
@@ -751,6 +830,8 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
       slot.state = Slot::State::kIdle;
       if (draining_) {
         give_back_next(slot, "the daemon is shutting down");
+      } else if (slot.retiring) {
+        give_back_next(slot, "its queue was reloaded");
       } else if (slot.next) {
         db::ClaimedUnit next = std::move(*slot.next);
         slot.next.reset();
@@ -761,14 +842,15 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
       spdlog::error("{} reports a fatal error: {}", slot_name(slot), fatal->message);
     } else {
       spdlog::error("{} sent a message only the supervisor sends", slot_name(slot));
-      if (slot.state == Slot::State::kBusy) fail_unit(slot, "crash", "executor sent an unexpected message");
+      if (slot.state == Slot::State::kBusy)
+        fail_unit(slot, db::ErrorClass::kCrash, "executor sent an unexpected message");
       kill_executor(slot, now, "protocol violation");
       return;
     }
   }
   if (!open && slot.state == Slot::State::kFilling) {
     // The unit never reached it: back to available, attempt refunded.
-    fail_unit(slot, "requeue", "the executor exited before the unit was sent; not run");
+    fail_unit(slot, db::ErrorClass::kRequeue, "the executor exited before the unit was sent; not run");
   }
   if (!open) {
     // It closed its end, so it is exiting: stop reading, give it a moment to
@@ -791,7 +873,8 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
   if (exited_idle) {
     // On purpose, not a crash. A unit sent as it left never reached it: put
     // the jobs back without charging the attempt.
-    if (slot.unit) fail_unit(slot, "requeue", "the executor exited idle as the unit was sent; not run");
+    if (slot.unit)
+      fail_unit(slot, db::ErrorClass::kRequeue, "the executor exited idle as the unit was sent; not run");
     spdlog::info("{} exited after being idle for {}; it starts again when queue {} has work", slot_name(slot),
                  util::format_duration(slot.queue->idle_exit_after), slot.queue->name);
     metrics_.executor_restarted(slot.queue->name, metrics::RestartReason::kIdle);
@@ -801,12 +884,12 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
     slot.state = draining_ ? Slot::State::kWaitRestart : Slot::State::kStopped;
     return;
   }
-  if (refused_start && !slot.was_ready && !draining_ &&
+  if (refused_start && !slot.was_ready && !draining_ && !slot.from_reload &&
       std::find(ready_queues_.begin(), ready_queues_.end(), slot.queue) == ready_queues_.end()) {
     // The queue's set-up is wrong (its model, device or inputs): restarting
     // will not fix it, so the daemon's start-up fails, saying why.
-    spdlog::critical("start-up failed: {}",
-                     slot.fatal_message.empty() ? "queue " + slot.queue->name + ": executor " + how
+    spdlog::critical("start-up failed: {}", slot.fatal_message.empty()
+                                                ? "queue " + slot.queue->name + ": executor " + how
                                                 : slot.fatal_message);
     startup_failed_ = true;
     draining_ = true;
@@ -818,13 +901,13 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
     return;
   }
   if (slot.unit && slot.state == Slot::State::kFilling) {
-    fail_unit(slot, "requeue", "the executor exited before the unit was sent; not run");
+    fail_unit(slot, db::ErrorClass::kRequeue, "the executor exited before the unit was sent; not run");
     spdlog::error("{} {} while its unit was filling", slot_name(slot), how);
   } else if (slot.unit) {
     if (!slot.fatal_message.empty()) {
-      fail_unit(slot, "fatal", slot.fatal_message + " (executor " + how + ")");
+      fail_unit(slot, db::ErrorClass::kFatal, slot.fatal_message + " (executor " + how + ")");
     } else {
-      fail_unit(slot, "crash", "executor " + how);
+      fail_unit(slot, db::ErrorClass::kCrash, "executor " + how);
     }
     spdlog::error("{} {} while running a unit", slot_name(slot), how);
   } else if (!draining_ && slot.state != Slot::State::kExiting && slot.was_ready) {
@@ -832,8 +915,8 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
   }
   const bool died_starting = !slot.was_ready;
   if (!draining_ && slot.count_restart) {
-    const auto reason = slot.end_reason.value_or(slot.fatal_message.empty() ? metrics::RestartReason::kCrash
-                                                                            : metrics::RestartReason::kFatalGpu);
+    const auto reason = slot.end_reason.value_or(
+        slot.fatal_message.empty() ? metrics::RestartReason::kCrash : metrics::RestartReason::kFatalGpu);
     metrics_.executor_restarted(slot.queue->name, reason);
   }
   slot.end_reason.reset();
@@ -842,7 +925,7 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
   slot.fatal_message.clear();
   slot.unit.reset();
   slot.state = Slot::State::kWaitRestart;
-  if (draining_) return;
+  if (draining_ || slot.retiring) return;  // retire_slots removes a retiring one
   if (died_starting) {
     ++slot.start_failures;
     const auto delay = util::retry_delay(slot.start_failures, kRestartBackoffBase, kRestartBackoffMax,
@@ -860,7 +943,7 @@ void Supervisor::check_timers(TimePoint now) {
     Slot& slot = *s;
     switch (slot.state) {
       case Slot::State::kWaitRestart:
-        if (!draining_ && now >= slot.restart_at) start_executor(slot, now);
+        if (!draining_ && !slot.retiring && now >= slot.restart_at) start_executor(slot, now);
         break;
       case Slot::State::kStarting:
         if (now >= slot.timer) {
@@ -872,13 +955,13 @@ void Supervisor::check_timers(TimePoint now) {
       case Slot::State::kBusy:
         if (now >= slot.timer) {
           const auto scope = log_scope(slot);
-          // Invariant 2: a slot is never held past its deadline.
+          // Guarantee (README): a slot is never held past its deadline.
           const auto msg = "deadline exceeded after " + util::format_duration(slot.queue->deadline);
           spdlog::warn("{}: unit {} ({} job(s)): {}; killing the executor", slot_name(slot),
                        slot.unit ? slot.unit->lease_id : 0, slot.unit ? slot.unit->jobs.size() : 0, msg);
           metrics_.deadline_exceeded(slot.queue->name);
           slot.end_reason = metrics::RestartReason::kDeadline;
-          fail_unit(slot, "deadline", msg);
+          fail_unit(slot, db::ErrorClass::kDeadline, msg);
           kill_executor(slot, now, "deadline");
         }
         break;
@@ -901,14 +984,14 @@ void Supervisor::start_executor(Slot& slot, TimePoint now) {
   std::vector<std::string> argv = {options_.executor_path, "--fd", "3", "--queue", slot.queue->name};
   if (slot.queue->is_model()) {
     // Its queue's model settings, from the daemon's file without the database.
-    argv.insert(argv.end(), {"--config", executor_config_path_});
+    argv.insert(argv.end(), {"--config", slot.gen->config_path});
   } else {
     argv.insert(argv.end(), {"--handler", slot.queue->handler});
   }
   argv.insert(argv.end(), {"--parent-pid", std::to_string(::getpid())});
   // Executors together must not oversubscribe the cores.
-  const auto env =
-      executor_environment(config::executor_threads(settings_, *slot.queue), std::getenv("GLIBC_TUNABLES"));
+  const auto env = executor_environment(config::executor_threads(*slot.gen->settings, *slot.queue),
+                                        std::getenv("GLIBC_TUNABLES"));
   try {
     slot.proc = ExecutorProcess::spawn(argv, env);
     slot.state = Slot::State::kStarting;
@@ -956,8 +1039,9 @@ void Supervisor::record_stages(const Slot& slot, const protocol::UnitTiming& tim
 void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
   db::ClaimedUnit& unit = *slot.unit;
   if (result.jobs.size() != unit.jobs.size()) {
-    fail_unit(slot, "crash", "executor returned " + std::to_string(result.jobs.size()) + " result(s) for " +
-                                 std::to_string(unit.jobs.size()) + " job(s)");
+    fail_unit(slot, db::ErrorClass::kCrash,
+              "executor returned " + std::to_string(result.jobs.size()) + " result(s) for " +
+                  std::to_string(unit.jobs.size()) + " job(s)");
     kill_executor(slot, clock_.now(), "protocol violation");
     return;
   }
@@ -971,24 +1055,27 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
     db::JobFinish f;
     f.job_id = job.id;
     if (out.job_id != job.id) {
-      fail_unit(slot, "crash", "executor returned results out of order");
+      fail_unit(slot, db::ErrorClass::kCrash, "executor returned results out of order");
       kill_executor(slot, clock_.now(), "protocol violation");
       return;
     }
     if (requeue_rest) {
       // A key's jobs finish in id order: once one will be retried, the ones
       // after it go back unfinished (their attempt refunded) to run after it.
-      f.error_class = "requeue";
+      f.error_class = db::ErrorClass::kRequeue;
       f.message = "requeued behind an earlier job of its key";
     } else if (out.outcome == protocol::Outcome::kSucceeded) {
       f.ok = true;
       f.result_json = out.body;
+      f.result_binary = out.body_binary;
       f.retry_ms = retry_ms(*slot.queue, job.attempts);  // should its sink lose a race
     } else {
-      f.error_class = out.outcome == protocol::Outcome::kPermanent ? "permanent" : "transient";
+      f.error_class = out.outcome == protocol::Outcome::kPermanent ? db::ErrorClass::kPermanent
+                                                                   : db::ErrorClass::kTransient;
       f.message = out.body;
       f.retry_ms = retry_ms(*slot.queue, job.attempts);
-      if (unit.work_unit_key && out.outcome == protocol::Outcome::kTransient && job.attempts < job.max_attempts)
+      if (unit.work_unit_key && out.outcome == protocol::Outcome::kTransient &&
+          job.attempts < job.max_attempts)
         requeue_rest = true;
     }
     finish.jobs.push_back(std::move(f));
@@ -999,7 +1086,7 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
   slot.unit.reset();
 }
 
-void Supervisor::fail_unit(Slot& slot, const std::string& error_class, const std::string& message) {
+void Supervisor::fail_unit(Slot& slot, db::ErrorClass error_class, const std::string& message) {
   if (!slot.unit) return;
   record_unit_end(slot);
   db::UnitFinish finish = finish_of(slot, *slot.unit);
@@ -1017,12 +1104,16 @@ void Supervisor::fail_unit(Slot& slot, const std::string& error_class, const std
   slot.state = Slot::State::kExiting;
 }
 
-void Supervisor::on_shutdown_signal(TimePoint now) {
+void Supervisor::on_signal(TimePoint now) {
   signalfd_siginfo info[4];
   const ssize_t n = ::read(options_.signal_fd, info, sizeof info);
   const int count = n > 0 ? static_cast<int>(n / static_cast<ssize_t>(sizeof(signalfd_siginfo))) : 0;
   for (int i = 0; i < count; ++i) {
     const char* name = sigabbrev_np(static_cast<int>(info[i].ssi_signo));
+    if (info[i].ssi_signo == SIGHUP) {
+      reload_requested_ = true;
+      continue;
+    }
     if (!draining_) {
       draining_ = true;
       drain_deadline_ = now + settings_.worker.shutdown_grace;
@@ -1054,7 +1145,8 @@ void Supervisor::shutdown() {
   }
   janitor_.stop();
   const auto bound = now + kShutdownWriteBound;
-  if (!writer_.flush(bound)) spdlog::warn("shutdown: some results were not written; their leases will expire");
+  if (!writer_.flush(bound))
+    spdlog::warn("shutdown: some results were not written; their leases will expire");
   writer_.stop();
   heartbeater_.stop();
   try {
@@ -1070,6 +1162,162 @@ void Supervisor::shutdown() {
                  util::format_duration(settings_.worker.stale_after));
   }
   spdlog::info("worker {} stopped", options_.worker_name);
+}
+
+std::optional<std::string> missing_sink(db::Session& session, const config::Settings& settings) {
+  for (std::size_t i = 0; i < settings.queues.size(); ++i) {
+    const auto& q = settings.queues[i];
+    if (q.sink.empty() || db::sink_function_exists(session, q.sink, q.binary_data_output)) continue;
+    return settings.source + ": queues[" + std::to_string(i) + "] (queue \"" + q.name +
+           "\"): sink: the database has no function " + q.sink + "(" +
+           (q.binary_data_output ? "bigint, jsonb, jsonb, bytea" : "bigint, jsonb, jsonb") +
+           ") that this role can see (create it, or schema-qualify the name)";
+  }
+  return std::nullopt;
+}
+
+void Supervisor::reload(TimePoint now) {
+  if (!options_.reload) {
+    spdlog::warn("SIGHUP: this daemon has no configuration file to re-read; ignored");
+    return;
+  }
+  if (draining_) {
+    spdlog::info("SIGHUP while shutting down: not reloading");
+    return;
+  }
+  std::unique_ptr<Generation> gen;
+  try {
+    auto next = std::make_unique<config::Settings>(options_.reload());
+    if (next->queues.empty()) throw config::ConfigError(next->source + ": no queues configured");
+    // Sinks are checked now, as at start-up: a missing one would fail
+    // every job of its queue at its completion instead.
+    if (!db_usable(now))
+      throw std::runtime_error("the database is unreachable, so the sinks cannot be checked");
+    try {
+      if (const auto missing = missing_sink(session_, *next)) throw config::ConfigError(*missing);
+      db_succeeded();
+    } catch (const db::DbError& e) {
+      db_failed(e, now);
+      throw std::runtime_error(std::string("checking the sinks: ") + e.what());
+    }
+    gen = make_generation(*next, std::move(next));
+  } catch (const std::exception& e) {
+    spdlog::error("reload refused: {}; still running the configuration loaded before", e.what());
+    metrics_.reload_done(false);
+    return;
+  }
+  const auto ignored = config::restart_only_changes(settings_, *gen->settings);
+  if (!ignored.empty())
+    spdlog::warn("reload: {} changed: a reload applies queues and retention only; restart to apply the rest",
+                 join(ignored));
+  generations_.push_back(std::move(gen));
+  apply_generation(*generations_.back(), now);
+}
+
+void Supervisor::apply_generation(Generation& gen, TimePoint now) {
+  const auto& before = *generations_[generations_.size() - 2]->settings;
+  const auto& after = *gen.settings;
+  // Running slots: each keeps its executor (its queue unchanged), or is
+  // superseded by new executors (changed), or retires (removed).
+  for (auto& s : slots_) {
+    Slot& slot = *s;
+    if (slot.superseded || slot.retiring) continue;
+    const auto* next = find_queue(after, slot.queue->name);
+    if (next == nullptr) {
+      slot.superseded = slot.retiring = true;
+    } else if (config::same_executor_settings(*slot.queue, *next) &&
+               slot.gen->file_stamps.at(next->name) == gen.file_stamps.at(next->name)) {
+      slot.queue = next;
+      slot.gen = &gen;
+      slot.from_reload = true;
+    } else {
+      slot.superseded = true;
+    }
+  }
+  std::vector<std::string> kept, changed, added, removed;
+  for (const auto& q : before.queues)
+    if (find_queue(after, q.name) == nullptr) removed.push_back(q.name);
+  for (const auto& q : after.queues) {
+    int have = 0;
+    bool superseded = false;
+    for (auto& s : slots_) {
+      if (s->queue == &q && !s->retiring) {
+        // Fewer instances: the highest-numbered executors retire.
+        if (s->index >= q.instances)
+          s->retiring = true;
+        else
+          ++have;
+      }
+      if (s->queue->name == q.name && s->superseded) superseded = true;
+    }
+    if (find_queue(before, q.name) == nullptr) {
+      added.push_back(q.name);
+    } else if (superseded) {
+      changed.push_back(q.name);
+    } else {
+      kept.push_back(q.name);
+    }
+    // The new slots take the indexes the kept ones leave free.
+    for (int i = have; i < q.instances; ++i) {
+      auto slot = std::make_unique<Slot>();
+      slot->queue = &q;
+      slot->gen = &gen;
+      slot->index = i;
+      slot->from_reload = true;
+      start_executor(*slot, now);
+      slots_.push_back(std::move(slot));
+    }
+  }
+  const auto names = queue_names(after);
+  metrics_.serve_queues(names);
+  metrics_.reload_done(true);
+  janitor_.set_targets(prune_targets(after.queues));
+  try {
+    db::set_worker_queues(session_, options_.worker_id, names);
+  } catch (const db::DbError& e) {
+    // Until the next reload other daemons see the old list in inferq.workers
+    // (only their unserved-queue warnings read it).
+    spdlog::warn("reload: could not record the served queues in inferq.workers: {}", e.what());
+  }
+  spdlog::info(
+      "reloaded {}: {} queue(s) kept [{}], changed [{}] (new executors; the old ones finish their unit), "
+      "added [{}], removed [{}] (running units finish)",
+      after.source, kept.size(), join(kept), join(changed), join(added), join(removed));
+  if (options_.on_reloaded) options_.on_reloaded(after);
+}
+
+void Supervisor::retire_slots(TimePoint now) {
+  for (auto& s : slots_) {
+    Slot& slot = *s;
+    if (slot.superseded && !slot.retiring) {
+      const auto serving = [](const Slot& x) {
+        return x.proc && (x.state == Slot::State::kIdle || x.state == Slot::State::kBusy ||
+                          x.state == Slot::State::kFilling);
+      };
+      const bool successor_ready = std::any_of(slots_.begin(), slots_.end(), [&](const auto& o) {
+        return !o->superseded && o->queue->name == slot.queue->name && o->was_ready && serving(*o);
+      });
+      // Until then it serves on, so a queue whose new model does not load
+      // keeps its old executors.
+      if (successor_ready || !serving(slot)) slot.retiring = true;
+    }
+    if (!slot.retiring) continue;
+    give_back_next(slot, "its queue was reloaded");
+    if (slot.proc && (slot.state == Slot::State::kIdle || slot.state == Slot::State::kStarting)) {
+      // No unit: nothing is lost by killing it.
+      const auto scope = log_scope(slot);
+      spdlog::info("{}: retired by the reload; stopping its executor", slot_name(slot));
+      slot.count_restart = false;
+      kill_executor(slot, now, "retired by a reload");
+    }
+  }
+  slots_.erase(
+      std::remove_if(slots_.begin(), slots_.end(),
+                     [](const auto& s) {
+                       return s->retiring && !s->proc &&
+                              (s->state == Slot::State::kWaitRestart || s->state == Slot::State::kStopped);
+                     }),
+      slots_.end());
 }
 
 void Supervisor::db_failed(const std::exception& e, TimePoint now) {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -33,9 +34,14 @@ struct SupervisorOptions {
   std::string executor_path;
   std::int64_t worker_id = 0;
   std::string worker_name;
-  // A signalfd for SIGTERM/SIGINT: the first signal starts a graceful
-  // shutdown, the second stops at once. -1: none.
+  // A signalfd for SIGTERM/SIGINT and SIGHUP: the first SIGTERM/SIGINT
+  // starts a graceful shutdown, the second stops at once; SIGHUP reloads.
+  // -1: none.
   int signal_fd = -1;
+  // Re-reads the configuration for a reload (SIGHUP); what it throws
+  // (config::ConfigError names the file and line) refuses the reload, and
+  // the running configuration stays. Empty: SIGHUP is ignored.
+  std::function<config::Settings()> reload;
   const util::Clock* clock = &util::SystemClock::instance();
 
   // Lifecycle hooks for the service manager (sd_notify), each optional and
@@ -47,10 +53,17 @@ struct SupervisorOptions {
   std::function<void()> on_tick;
   // Once, when a graceful shutdown starts (the first SIGTERM/SIGINT).
   std::function<void()> on_draining;
+  // After a reload was applied, with the settings whose queues are served now.
+  std::function<void(const config::Settings&)> on_reloaded;
   // Where the supervisor reports its metrics and health; it must outlive the
   // Supervisor. nullptr: a private instance nobody reads (tests).
   metrics::Metrics* metrics = nullptr;
 };
+
+// The first queue of `settings` whose sink the database lacks, as a message
+// naming it (file, queue, signature); nullopt when every sink exists.
+// Throws db::DbError.
+std::optional<std::string> missing_sink(db::Session& session, const config::Settings& settings);
 
 // The tick loop and everything it owns: the executor slots, the heartbeat,
 // completion writer and janitor threads. Every tick it first reaps stale
@@ -58,6 +71,14 @@ struct SupervisorOptions {
 // it to that slot's executor under the queue's deadline; then waits for an
 // executor, a notification, a signal, a deadline or the poll interval.
 // Nothing here waits on inference: executors are separate processes.
+//
+// A reload (SIGHUP) never stops a unit: a queue whose executor settings and
+// model file are unchanged keeps its executors (its instances grown or
+// shrunk); a changed queue gets new executors, and its old ones go on
+// serving until one of the new ones is ready, then finish their unit and
+// exit; a removed queue's executors finish their unit and exit. Only the
+// queues (and their retention) are reloaded: database, worker, metrics and
+// logging changes wait for a restart, and the reload says so.
 class Supervisor {
  public:
   explicit Supervisor(SupervisorOptions options);
@@ -78,6 +99,25 @@ class Supervisor {
   struct Slot;
   using TimePoint = std::chrono::steady_clock::time_point;
 
+  // A configuration whose queues slots run: the start-up one, then one per
+  // applied reload. Kept for the daemon's life (a reload is rare and one is small).
+  struct Generation {
+    std::unique_ptr<config::Settings> owned;  // null for the start-up settings
+    const config::Settings* settings = nullptr;
+    // What its model executors read as their config (config::executor_document:
+    // no database section), in a memfd of this process that they open as
+    // /proc/PID/fd/N; empty path: no model queue.
+    util::UniqueFd config_fd;
+    std::string config_path;
+    // Per queue, its model file and libraries as they were at load (device,
+    // inode, size, mtime): a reload gives a queue whose files changed new executors.
+    std::map<std::string, std::string> file_stamps;
+  };
+  // A generation for `settings` (not owned when `owned` is null); throws
+  // std::system_error when its executor config cannot be written.
+  static std::unique_ptr<Generation> make_generation(const config::Settings& settings,
+                                                     std::unique_ptr<config::Settings> owned);
+
   // A tick's first claim, made by the reap's statement for the first idle slot.
   struct ClaimedByReap {
     Slot* slot = nullptr;
@@ -85,8 +125,15 @@ class Supervisor {
   };
 
   void tick();
-  // Makes executor_config_fd_ and executor_config_path_.
-  void write_executor_config();
+  // Re-reads the configuration and applies it (see the class comment), or
+  // refuses it with the reason, keeping the running one.
+  void reload(TimePoint now);
+  // A reload's new slots, and its changes to the running ones, for `gen`.
+  void apply_generation(Generation& gen, TimePoint now);
+  // Retires the slots a reload superseded once a new executor of their
+  // queue is ready (or they serve nothing), stops retiring slots once their
+  // unit is done, and removes those whose executor is gone.
+  void retire_slots(TimePoint now);
   // Reaps; with a slot free (and not draining), the same statement claims
   // for it, and that claim is returned for claim_for_idle_slots. With none
   // free, it claims the next unit of the first slot that wants_next(), set
@@ -150,9 +197,10 @@ class Supervisor {
   // Observes the executor's stages of `slot`'s unit, and the result's trip back.
   void record_stages(const Slot& slot, const protocol::UnitTiming& timing);
   void finish_unit(Slot& slot, const protocol::UnitResult& result);
-  void fail_unit(Slot& slot, const std::string& error_class, const std::string& message);
+  void fail_unit(Slot& slot, db::ErrorClass error_class, const std::string& message);
   void kill_executor(Slot& slot, TimePoint now, const std::string& why);
-  void on_shutdown_signal(TimePoint now);
+  // Reads the signalfd: SIGTERM/SIGINT drain or stop, SIGHUP asks the next tick to reload.
+  void on_signal(TimePoint now);
   void shutdown();
   std::int64_t retry_ms(const config::QueueSettings& queue, int attempts);
   bool db_usable(TimePoint now) const { return now >= db_retry_at_; }
@@ -177,19 +225,19 @@ class Supervisor {
   util::EventFd wake_;
   CompletionWriter writer_;
   Heartbeater heartbeater_;
+  // A slot is busy or filling; read by the janitor's thread (before it, so
+  // it outlives that thread).
+  std::atomic<bool> units_running_{false};
   Janitor janitor_;
+  std::vector<std::unique_ptr<Generation>> generations_;  // the last one is served now
   std::vector<std::unique_ptr<Slot>> slots_;
   std::mt19937 rng_;
 
   std::atomic<std::int64_t> last_tick_ns_{0};  // steady clock; read by the heartbeat thread
   TimePoint db_retry_at_{};
   std::unique_ptr<util::Backoff> db_backoff_;
-  // What model executors read as their config (config::executor_document:
-  // no database section), in a memfd of this process that they open as
-  // /proc/PID/fd/N; empty path: no model queue.
-  util::UniqueFd executor_config_fd_;
-  std::string executor_config_path_;
   bool db_failing_ = false;
+  bool reload_requested_ = false;  // SIGHUP came; the next tick reloads
   bool draining_ = false;
   bool stop_now_ = false;
   bool announced_ready_ = false;  // on_ready has been called

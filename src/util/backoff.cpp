@@ -13,8 +13,8 @@ constexpr int kMaxDoublings = 62;
 
 }  // namespace
 
-std::chrono::milliseconds retry_delay(int attempt, std::chrono::milliseconds base, std::chrono::milliseconds max,
-                                      double jitter_unit) {
+std::chrono::milliseconds retry_delay(int attempt, std::chrono::milliseconds base,
+                                      std::chrono::milliseconds max, double jitter_unit) {
   using Rep = std::chrono::milliseconds::rep;
   if (base.count() <= 0 || max.count() <= 0) return std::chrono::milliseconds(0);
 

@@ -13,8 +13,8 @@ namespace inferq::util {
 // function pure. Attempts below 1 count as 1; out-of-range jitter_unit is
 // clamped; a huge attempt number yields `max`, never an overflow. A
 // non-positive base gives zero; a max below base caps at max.
-std::chrono::milliseconds retry_delay(int attempt, std::chrono::milliseconds base, std::chrono::milliseconds max,
-                                      double jitter_unit);
+std::chrono::milliseconds retry_delay(int attempt, std::chrono::milliseconds base,
+                                      std::chrono::milliseconds max, double jitter_unit);
 
 // Exponential backoff with jitter for reconnect and restart loops: next()
 // returns retry_delay(1, ...), retry_delay(2, ...), ... with the jitter drawn
@@ -22,7 +22,8 @@ std::chrono::milliseconds retry_delay(int attempt, std::chrono::milliseconds bas
 // Not thread-safe: one loop owns one Backoff.
 class Backoff {
  public:
-  Backoff(std::chrono::milliseconds base, std::chrono::milliseconds max, std::uint32_t seed = std::random_device{}());
+  Backoff(std::chrono::milliseconds base, std::chrono::milliseconds max,
+          std::uint32_t seed = std::random_device{}());
 
   // The delay to wait before the next try; each call doubles it up to max.
   std::chrono::milliseconds next();

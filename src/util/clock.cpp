@@ -19,13 +19,16 @@ const Clock& SystemClock::instance() {
 
 std::chrono::steady_clock::time_point SystemClock::now() const { return std::chrono::steady_clock::now(); }
 
-std::chrono::system_clock::time_point SystemClock::wall_now() const { return std::chrono::system_clock::now(); }
+std::chrono::system_clock::time_point SystemClock::wall_now() const {
+  return std::chrono::system_clock::now();
+}
 
 ManualClock::ManualClock()
     : ManualClock(std::chrono::steady_clock::time_point(kManualSteadyStart),
                   std::chrono::system_clock::time_point(kManualWallStart)) {}
 
-ManualClock::ManualClock(std::chrono::steady_clock::time_point now, std::chrono::system_clock::time_point wall_now)
+ManualClock::ManualClock(std::chrono::steady_clock::time_point now,
+                         std::chrono::system_clock::time_point wall_now)
     : now_(now), wall_now_(wall_now) {}
 
 std::chrono::steady_clock::time_point ManualClock::now() const {

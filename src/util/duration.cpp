@@ -13,7 +13,8 @@ struct Unit {
 };
 
 // Largest first: format_duration takes the first unit that fits exactly.
-constexpr std::array<Unit, 4> kUnits{{
+constexpr std::array<Unit, 5> kUnits{{
+    {"d", 86'400'000},
     {"h", 3'600'000},
     {"m", 60'000},
     {"s", 1'000},

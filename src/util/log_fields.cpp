@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <mutex>
 
+#include "util/json_text.hpp"
+
 namespace inferq::util {
 namespace {
 
@@ -14,27 +16,10 @@ std::vector<LogField>& process_fields() {  // guarded by process_mu
 
 thread_local std::vector<LogField> scope_fields;
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  char buf[8];
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 }  // namespace
 
 LogField LogField::text(std::string key, const std::string& value) {
-  return {std::move(key), json_string(value)};
+  return {std::move(key), util::json_string(value)};
 }
 
 LogField LogField::number(std::string key, std::int64_t value) {

@@ -48,7 +48,8 @@ void write_file(const std::string& path, const std::string& text) {
 
 // Runs `inferq args...` to completion with stdout and stderr kept apart (a
 // shell redirects stderr to a file and execs the binary).
-CliResult run_inferq(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {}) {
+CliResult run_inferq(const std::vector<std::string>& args,
+                     const std::map<std::string, std::string>& env = {}) {
   TempDir dir("inferq-cli");
   std::vector<std::string> argv = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>\"$INFERQ_TEST_STDERR\"",
                                    bin_path("inferq")};
@@ -61,7 +62,9 @@ CliResult run_inferq(const std::vector<std::string>& args, const std::map<std::s
   return {*status, read_file(dir.file("stdout")), read_file(dir.file("stderr"))};
 }
 
-bool contains(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
+bool contains(const std::string& text, const std::string& needle) {
+  return text.find(needle) != std::string::npos;
+}
 
 // A TCP port on 127.0.0.1 that nothing listens on (bound, then released).
 int unused_port() {
@@ -114,8 +117,10 @@ TEST_CASE("inferq enqueue rejects bad jobs with exit code 1, a clear message and
   const std::vector<Case> cases = {
       {{"enqueue", "echo", "[1, 2]"}, "payload must be a JSON object, got array"},
       {{"enqueue", "echo", "\"text\""}, "payload must be a JSON object, got string"},
-      {{"enqueue", "echo", "{\"a\": "}, "the JSON argument (the payload) is not valid JSON: invalid input syntax"},
-      {{"enqueue", "echo", "not json"}, "the JSON argument (the payload) is not valid JSON: invalid input syntax"},
+      {{"enqueue", "echo", "{\"a\": "},
+       "the JSON argument (the payload) is not valid JSON: invalid input syntax"},
+      {{"enqueue", "echo", "not json"},
+       "the JSON argument (the payload) is not valid JSON: invalid input syntax"},
       {{"enqueue", "", "{}"}, "queue must be a non-empty name"},
       {{"enqueue", "no spaces allowed", "{}"}, "queue name \"no spaces allowed\" is invalid"},
   };
@@ -129,9 +134,10 @@ TEST_CASE("inferq enqueue rejects bad jobs with exit code 1, a clear message and
     CHECK_MESSAGE(r.out.empty(), "stdout: ", r.out);  // no job id printed
   }
   // Usage errors never reach the database: exit code 2.
-  for (const auto& args : std::vector<std::vector<std::string>>{{"enqueue", "echo", "{}", "--key", ""},
-                                                                {"enqueue", "echo", "{}", "--max-attempts", "0"},
-                                                                {"enqueue", "echo"}}) {
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"enqueue", "echo", "{}", "--key", ""},
+                                             {"enqueue", "echo", "{}", "--max-attempts", "0"},
+                                             {"enqueue", "echo"}}) {
     const auto r = run_inferq(args, env);
     CHECK_MESSAGE(exited_with(r.status, 2), describe_wait_status(r.status), "\nstderr: ", r.err);
     CHECK(contains(r.err, "Usage: inferq enqueue"));
@@ -159,9 +165,8 @@ TEST_CASE("inferq run refuses a bad configuration with exit code 2, naming the f
        "worker.polll_interval", "unknown key"},
       {"bad-duration", "worker:\n  stale_after: 5 parsecs\n" + std::string(kQueues), 2, "worker.stale_after",
        "expected a duration like 250ms, 30s or 5m, got \"5 parsecs\""},
-      {"wrong-type",
-       "queues:\n  - name: echo\n    handler: builtin:echo\n    instances: two\n", 4, "queues[0].instances",
-       "expected an integer, got \"two\""},
+      {"wrong-type", "queues:\n  - name: echo\n    handler: builtin:echo\n    instances: two\n", 4,
+       "queues[0].instances", "expected an integer, got \"two\""},
       {"not-a-map", "database: postgresql:///x\n" + std::string(kQueues), 1, "database", "expected a map"},
   };
   for (const auto& c : cases) {
@@ -215,8 +220,8 @@ TEST_CASE("database unreachable at start-up: the daemon retries with backoff, sa
   // Three tries: 250-500 ms, then 500 ms-1 s before the third.
   REQUIRE_MESSAGE(d.process().wait_log("(attempt 3)", 10s), d.log());
   const std::string log = d.log();
-  CHECK(contains(log, "database unreachable (cannot connect to postgresql://inferq@127.0.0.1:" +
-                          std::to_string(port)));
+  CHECK(contains(
+      log, "database unreachable (cannot connect to postgresql://inferq@127.0.0.1:" + std::to_string(port)));
   CHECK(contains(log, "Connection refused"));
   const auto delays = retry_delays_ms(log);
   REQUIRE(delays.size() >= 3);

@@ -36,7 +36,8 @@ std::string read_file(const std::string& path) {
 CliRun run_cli(const std::vector<std::string>& args, const std::string& url = {},
                std::chrono::milliseconds timeout = 20s) {
   TempDir dir("inferq-cli");
-  std::vector<std::string> argv{"/bin/sh", "-c", "exec \"$@\" 2>\"$INFERQ_TEST_STDERR\"", "sh", bin_path("inferq")};
+  std::vector<std::string> argv{"/bin/sh", "-c", "exec \"$@\" 2>\"$INFERQ_TEST_STDERR\"", "sh",
+                                bin_path("inferq")};
   argv.insert(argv.end(), args.begin(), args.end());
   std::map<std::string, std::string> env{{"INFERQ_TEST_STDERR", dir.file("stderr")}};
   if (!url.empty()) env["INFERQ_DATABASE_URL"] = url;
@@ -57,7 +58,9 @@ std::vector<std::string> lines_of(const std::string& text) {
   return lines;
 }
 
-bool contains(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
+bool contains(const std::string& text, const std::string& needle) {
+  return text.find(needle) != std::string::npos;
+}
 
 }  // namespace
 
@@ -81,8 +84,8 @@ TEST_CASE("--version and --help") {
       {"migrate", {"Usage: inferq migrate", "--config"}},
       {"run", {"Usage: inferq run", "--config", "SIGTERM"}},
       {"enqueue",
-       {"Usage: inferq enqueue QUEUE JSON", "--key", "--priority", "--max-attempts", "--wait", "--timeout",
-        "--config"}},
+       {"Usage: inferq enqueue QUEUE JSON", "--key", "--unique-key", "--priority", "--max-attempts", "--wait",
+        "--timeout", "--config"}},
       {"status", {"Usage: inferq status", "--json", "--config"}},
       {"cancel", {"Usage: inferq cancel JOB_ID", "--config"}},
   };
@@ -174,6 +177,20 @@ TEST_CASE("enqueue --wait, status and cancel against a running daemon") {
   CHECK(exited_with(finished.status, 1));
   CHECK(job(url, id)->state == "succeeded");
 
+  // --unique-key: a retried request gets the live job's id, and nothing new;
+  // once that job is finished the key may be used again.
+  const auto first = run_cli({"enqueue", "nobody", R"({"c":3})", "--unique-key", "req-7"}, url);
+  const auto retried = run_cli({"enqueue", "nobody", R"({"c":4})", "--unique-key", "req-7"}, url);
+  CHECK(exited_with(first.status, 0));
+  CHECK(exited_with(retried.status, 0));
+  CHECK(retried.out == first.out);
+  const std::int64_t unique_id = std::stoll(first.out);
+  CHECK(exited_with(run_cli({"cancel", std::to_string(unique_id)}, url).status, 0));
+  const auto after = run_cli({"enqueue", "nobody", R"({"c":5})", "--unique-key", "req-7"}, url);
+  CHECK(exited_with(after.status, 0));
+  CHECK(std::stoll(after.out) > unique_id);
+  CHECK(exited_with(run_cli({"enqueue", "nobody", "{}", "--unique-key", ""}, url).status, 2));
+
   // A daemon that stopped heartbeating is no longer listed as live once the
   // configuration's stale_after (2 s; the built-in default is 15 s) has passed.
   TempDir dir("inferq-cli-config");
@@ -187,8 +204,11 @@ TEST_CASE("enqueue --wait, status and cancel against a running daemon") {
   d.process().send_signal(SIGKILL);
   REQUIRE(d.process().wait_exit(5s));
   const auto killed_at = std::chrono::steady_clock::now();
-  CHECK(wait_until([&] { return contains(run_cli({"status", "--config", config_file}, url).out, "LIVE WORKERS: 0"); },
-                   10s, 100ms));
+  CHECK(wait_until(
+      [&] {
+        return contains(run_cli({"status", "--config", config_file}, url).out, "LIVE WORKERS: 0");
+      },
+      10s, 100ms));
   CHECK(std::chrono::steady_clock::now() - killed_at < 5s);
 }
 

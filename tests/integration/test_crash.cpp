@@ -32,7 +32,8 @@ TEST_CASE("a crashing executor is restarted, its job ends dead after max_attempt
   REQUIRE(d.wait_ready());
 
   // Echo traffic before, during and after the crash loop.
-  std::vector<std::int64_t> echo_ids = enqueue_many(url, "echo", {R"({"phase": "before"})", R"({"phase": "before"})"});
+  std::vector<std::int64_t> echo_ids =
+      enqueue_many(url, "echo", {R"({"phase": "before"})", R"({"phase": "before"})"});
   const auto crash_id = enqueue(url, "crash", R"({"boom": true})");
   const std::string crash_sid = std::to_string(crash_id);
   std::vector<std::int64_t> during;
@@ -42,7 +43,8 @@ TEST_CASE("a crashing executor is restarted, its job ends dead after max_attempt
   };
   const auto until = std::chrono::steady_clock::now() + 20s;
   while (!crash_final() && std::chrono::steady_clock::now() < until) {
-    during.push_back(enqueue(url, "echo", R"({"phase": "during", "n": )" + std::to_string(during.size()) + "}"));
+    during.push_back(
+        enqueue(url, "echo", R"({"phase": "during", "n": )" + std::to_string(during.size()) + "}"));
     std::this_thread::sleep_for(25ms);  // pacing the producer, not synchronizing
   }
   REQUIRE(crash_final());
@@ -60,8 +62,8 @@ TEST_CASE("a crashing executor is restarted, its job ends dead after max_attempt
   CHECK(c->max_attempts.value_or(-1) == 3);
   REQUIRE(c->last_error);
   CHECK(c->last_error->find("SIGABRT") != std::string::npos);
-  CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs, jsonb_array_elements(errors) e WHERE id = " + crash_sid +
-                        " AND e->>'class' = 'crash' AND e->>'message' LIKE '%SIGABRT%'") == 3);
+  CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs, jsonb_array_elements(errors) e WHERE id = " +
+                        crash_sid + " AND e->>'class' = 'crash' AND e->>'message' LIKE '%SIGABRT%'") == 3);
 
   // Echo jobs enqueued while the crash executor died and came back all
   // succeeded, promptly.

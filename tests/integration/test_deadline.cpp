@@ -1,4 +1,4 @@
-// Invariant 2: a slot is never held past its unit's deadline. The executor
+// README guarantee: a slot is never held past its unit's deadline. The executor
 // running a unit past it is killed, the slot serves the next unit at once,
 // and a job that always overruns ends dead after its attempts.
 #include <doctest.h>
@@ -74,16 +74,20 @@ TEST_CASE("a unit past its deadline is killed, the slot moves on, and the job en
   CHECK(long_done->last_error.value_or("<null>") == "deadline exceeded after 1s");
   CHECK(long_done->result.value_or("<null>") == "<null>");
   CHECK(scalar(url, errors_of_class(long_id, "deadline")) == 2);
-  CHECK(scalar(url, "SELECT jsonb_array_length(errors) FROM inferq.jobs WHERE id = " + std::to_string(long_id)) == 2);
-  CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs, jsonb_array_elements(errors) e WHERE id = " +
-                        std::to_string(long_id) +
-                        " AND e->>'message' = 'deadline exceeded after 1s' AND (e->>'attempt')::int IN (1, 2)") == 2);
+  CHECK(scalar(url, "SELECT jsonb_array_length(errors) FROM inferq.jobs WHERE id = " +
+                        std::to_string(long_id)) == 2);
+  CHECK(scalar(url,
+               "SELECT count(*) FROM inferq.jobs, jsonb_array_elements(errors) e WHERE id = " +
+                   std::to_string(long_id) +
+                   " AND e->>'message' = 'deadline exceeded after 1s' AND (e->>'attempt')::int IN (1, 2)") ==
+        2);
   // Each attempt was cut at the deadline, not at the 10 s the job asked for:
   // the first failure was written about 1 s after the first start, and the
   // second attempt ended about 1 s after it started.
-  const auto first_failure_ms = scalar(
-      url, "SELECT (extract(epoch FROM (errors->0->>'at')::timestamptz) * 1000)::bigint FROM inferq.jobs WHERE id = " +
-               std::to_string(long_id));
+  const auto first_failure_ms = scalar(url,
+                                       "SELECT (extract(epoch FROM (errors->0->>'at')::timestamptz) * "
+                                       "1000)::bigint FROM inferq.jobs WHERE id = " +
+                                           std::to_string(long_id));
   const double first_attempt = first_failure_ms / 1000.0 - first_start;
   CHECK(first_attempt >= 0.95);
   CHECK(first_attempt <= 2.0);

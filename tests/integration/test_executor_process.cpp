@@ -158,7 +158,8 @@ TEST_CASE("echo: Ready, a unit of three jobs, then closing the socket exits 0") 
   Executor e(args_for("builtin:echo"));
   expect_ready(e, "builtin:echo");
   const std::string odd = std::string("{\"x\":\"\0\xff\xc3\xa9\"}", 12);
-  const UnitResult r = run_unit(e, RunUnit{101, {{1, R"({"a":1})"}, {2, odd}, {3, std::string(200000, '7')}}});
+  const UnitResult r =
+      run_unit(e, RunUnit{101, {{1, R"({"a":1})"}, {2, odd}, {3, std::string(200000, '7')}}});
   CHECK(r.jobs[0].body == R"({"a":1})");
   CHECK(r.jobs[1].body == odd);
   CHECK(r.jobs[2].body == std::string(200000, '7'));
@@ -184,7 +185,8 @@ TEST_CASE("sleep: a good unit and a bad payload") {
 TEST_CASE("fail: a unit of permanent and transient failures") {
   Executor e(args_for("builtin:fail"));
   expect_ready(e, "builtin:fail");
-  const UnitResult r = run_unit(e, RunUnit{7, {{1, R"({"permanent": true, "message": "bad shape"})"}, {2, "{}"}}});
+  const UnitResult r =
+      run_unit(e, RunUnit{7, {{1, R"({"permanent": true, "message": "bad shape"})"}, {2, "{}"}}});
   CHECK(r.jobs[0].outcome == Outcome::kPermanent);
   CHECK(r.jobs[0].body == "bad shape");
   CHECK(r.jobs[1].outcome == Outcome::kTransient);
@@ -274,7 +276,8 @@ TEST_CASE("--version and --help") {
 }
 
 TEST_CASE("--parent-pid naming the real parent runs normally") {
-  Executor e({"--fd", "3", "--queue", "q", "--handler", "builtin:echo", "--parent-pid", std::to_string(::getpid())});
+  Executor e(
+      {"--fd", "3", "--queue", "q", "--handler", "builtin:echo", "--parent-pid", std::to_string(::getpid())});
   expect_ready(e, "builtin:echo");
   e.close_socket();
   CHECK(e.exit_code() == 0);

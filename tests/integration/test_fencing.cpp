@@ -1,5 +1,5 @@
-// Invariant 3, fencing: a daemon that stalls past stale_after loses its lease
-// to another daemon, and when it wakes up its late completion writes nothing.
+// README guarantee "fenced completion": a daemon that stalls past
+// stale_after loses its lease to another daemon, and when it wakes up its late completion writes nothing.
 // Every job is completed exactly once; a test-only trigger records each write
 // that puts a job into a final state, so a second completion would show.
 #include <signal.h>
@@ -71,13 +71,14 @@ TEST_CASE("a stalled daemon's late completion is fenced out: the job is complete
   REQUIRE(wait_until(
       [&] {
         return scalar(url, "SELECT count(*) FROM inferq.jobs WHERE id = " + sid +
-                               " AND state = 'running' AND attempts = 2 AND lease_id <> " + std::to_string(a_lease)) ==
-               1;
+                               " AND state = 'running' AND attempts = 2 AND lease_id <> " +
+                               std::to_string(a_lease)) == 1;
       },
       10s, 10ms));
   const double stale_for = std::chrono::duration<double>(Clock::now() - stopped_at).count();
   CHECK(stale_for >= 0.7);  // not before stale_after (less A's last heartbeat interval)
-  CHECK(scalar(url, "SELECT count(*) FROM inferq.active_sessions WHERE id = " + std::to_string(a_lease)) == 0);
+  CHECK(scalar(url, "SELECT count(*) FROM inferq.active_sessions WHERE id = " + std::to_string(a_lease)) ==
+        0);
   const auto b_lease = scalar(url, "SELECT lease_id FROM inferq.jobs WHERE id = " + sid);
   CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs, jsonb_array_elements(errors) e WHERE id = " + sid +
                         " AND e->>'class' = 'lost' AND e->>'worker' = '" + *a_name + "'") == 1);
@@ -126,7 +127,8 @@ TEST_CASE("a stalled daemon's late completion is fenced out: the job is complete
   REQUIRE(row->finished_epoch);
   CHECK(*row->finished_epoch * 1000 > static_cast<double>(after_late_write));
   CHECK(scalar(url, "SELECT jsonb_array_length(errors) FROM inferq.jobs WHERE id = " + sid) == 1);
-  CHECK(scalar(url, "SELECT count(*) FROM public.job_audit WHERE " + kFinalWrite + " AND job_id = " + sid) == 1);
+  CHECK(scalar(url, "SELECT count(*) FROM public.job_audit WHERE " + kFinalWrite + " AND job_id = " + sid) ==
+        1);
   CHECK(scalar(url, "SELECT count(*) FROM public.job_audit WHERE " + kFinalWrite + " AND job_id = " + sid +
                         " AND old_state = 'running' AND new_state = 'succeeded'") == 1);
   CHECK(scalar(url, "SELECT count(*) FROM inferq.active_sessions") == 0);
@@ -162,18 +164,21 @@ TEST_CASE("a daemon that finds its lease reaped stops that unit instead of runni
   Daemon b(config, "b");
   INFO("daemon B log:\n", b.log());
   REQUIRE(b.wait_ready());
-  REQUIRE(wait_until([&] { return scalar(url, "SELECT count(*) FROM inferq.jobs WHERE id = " + sid +
-                                                  " AND state = 'running' AND lease_id <> " +
-                                                  std::to_string(a_lease)) == 1; },
-                     10s, 10ms));
+  REQUIRE(wait_until(
+      [&] {
+        return scalar(url, "SELECT count(*) FROM inferq.jobs WHERE id = " + sid +
+                               " AND state = 'running' AND lease_id <> " + std::to_string(a_lease)) == 1;
+      },
+      10s, 10ms));
   a.process().send_signal(SIGCONT);
   const auto resumed = Clock::now();
   // A's executor, 30 s from its deadline, is killed within a few heartbeats.
   REQUIRE(wait_until([&] { return process_gone(a_executors[0]); }, 5s, 10ms));
   CHECK(Clock::now() - resumed < 3s);
-  CHECK(a.count_log("lease " + std::to_string(a_lease) + " was reaped by another daemon; stopping its unit") == 1);
+  CHECK(a.count_log("lease " + std::to_string(a_lease) +
+                    " was reaped by another daemon; stopping its unit") == 1);
   // B still owns the job; A wrote nothing.
-  CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs WHERE id = " + sid + " AND state = 'running' AND lease_id <> " +
-                        std::to_string(a_lease)) == 1);
+  CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs WHERE id = " + sid +
+                        " AND state = 'running' AND lease_id <> " + std::to_string(a_lease)) == 1);
   CHECK(scalar(url, "SELECT jsonb_array_length(errors) FROM inferq.jobs WHERE id = " + sid) == 1);
 }

@@ -1,4 +1,4 @@
-// SIGTERM through the real daemon (invariant 7): it stops claiming, lets
+// SIGTERM through the real daemon (README guarantee "bounded shutdown"): it stops claiming, lets
 // running units finish for shutdown_grace, then kills what is left, gives
 // those jobs back with their attempt refunded and deletes its leases and its
 // workers row, so another daemon takes the jobs at once instead of after
@@ -41,10 +41,11 @@ std::vector<Transition> history(const std::string& url, std::int64_t job_id) {
   pqxx::connection conn(url);
   pqxx::nontransaction tx(conn);
   std::vector<Transition> out;
-  for (const auto& r : tx.exec_params("SELECT seq, extract(epoch FROM at)::float8, old_state, new_state, worker_id,"
-                                      " attempts FROM public.job_audit WHERE job_id = $1 AND old_state <> new_state"
-                                      " ORDER BY seq",
-                                      job_id)) {
+  for (const auto& r :
+       tx.exec_params("SELECT seq, extract(epoch FROM at)::float8, old_state, new_state, worker_id,"
+                      " attempts FROM public.job_audit WHERE job_id = $1 AND old_state <> new_state"
+                      " ORDER BY seq",
+                      job_id)) {
     Transition t;
     t.seq = r[0].as<std::int64_t>();
     t.at = r[1].as<double>();
@@ -75,13 +76,15 @@ std::int64_t worker_id_of(const std::string& url, pid_t pid) {
 }
 
 std::int64_t leases_of(const std::string& url, std::int64_t worker) {
-  return scalar(url, "SELECT count(*) FROM inferq.active_sessions WHERE worker_id = " + std::to_string(worker));
+  return scalar(url,
+                "SELECT count(*) FROM inferq.active_sessions WHERE worker_id = " + std::to_string(worker));
 }
 
 std::int64_t running_of(const std::string& url, std::int64_t worker) {
   return scalar(url,
                 "SELECT count(*) FROM inferq.jobs j JOIN inferq.active_sessions s ON s.id = j.lease_id"
-                " WHERE j.state = 'running' AND s.worker_id = " + std::to_string(worker));
+                " WHERE j.state = 'running' AND s.worker_id = " +
+                    std::to_string(worker));
 }
 
 std::vector<std::int64_t> ids_in_state(const std::string& url, const std::string& state) {
@@ -163,7 +166,8 @@ TEST_CASE("SIGTERM: running units finish, no new claims, leases and worker row g
   MESSAGE("A stopped " << took << " s after SIGTERM; case took " << seconds_since(t_start) << " s");
 }
 
-TEST_CASE("SIGTERM with units longer than shutdown_grace: killed, jobs given back with the attempt refunded") {
+TEST_CASE(
+    "SIGTERM with units longer than shutdown_grace: killed, jobs given back with the attempt refunded") {
   const auto t_start = Clock::now();
   const std::string url = fresh_audited_database();
   // stale_after far above the grace: a job that waited for reaping would show.
@@ -218,7 +222,8 @@ TEST_CASE("SIGTERM with units longer than shutdown_grace: killed, jobs given bac
     REQUIRE(j);
     CHECK(j->errors == "[]");
   }
-  MESSAGE("A stopped " << took << " s after SIGTERM (grace 1 s); case took " << seconds_since(t_start) << " s");
+  MESSAGE("A stopped " << took << " s after SIGTERM (grace 1 s); case took " << seconds_since(t_start)
+                       << " s");
 }
 
 TEST_CASE("a second SIGTERM during the grace stops at once") {
@@ -247,6 +252,6 @@ TEST_CASE("a second SIGTERM during the grace stops at once") {
   CHECK(leases_of(url, worker_a) == 0);
   CHECK(scalar(url, "SELECT count(*) FROM inferq.workers WHERE id = " + std::to_string(worker_a)) == 0);
   CHECK(wait_until([&] { return group_gone(a.pid()); }, 2s));
-  MESSAGE("A stopped " << took << " s after the second SIGTERM (grace 20 s); case took " << seconds_since(t_start)
-                       << " s");
+  MESSAGE("A stopped " << took << " s after the second SIGTERM (grace 20 s); case took "
+                       << seconds_since(t_start) << " s");
 }

@@ -75,9 +75,9 @@ std::vector<std::string> timestamp_problems(const std::string& url, const JobAud
         (*j.started_epoch < *prev->finished_epoch || *j.finished_epoch < *prev->finished_epoch ||
          *j.started_epoch < *prev->started_epoch)) {
       problems.push_back("key " + *j.key + ": job " + std::to_string(j.id) + " (started " +
-                         std::to_string(*j.started_epoch) + ", finished " + std::to_string(*j.finished_epoch) +
-                         ") ran before job " + std::to_string(prev->id) + " had finished (" +
-                         std::to_string(*prev->finished_epoch) + ")");
+                         std::to_string(*j.started_epoch) + ", finished " +
+                         std::to_string(*j.finished_epoch) + ") ran before job " + std::to_string(prev->id) +
+                         " had finished (" + std::to_string(*prev->finished_epoch) + ")");
     }
     prev = &j;
   }
@@ -98,7 +98,8 @@ struct Samples {
 bool sample(pqxx::connection& conn, Samples& s) {
   pqxx::nontransaction tx(conn);
   const auto r = tx.exec1(
-      "SELECT (SELECT count(DISTINCT work_unit_key) FROM inferq.active_sessions WHERE work_unit_key IS NOT NULL),"
+      "SELECT (SELECT count(DISTINCT work_unit_key) FROM inferq.active_sessions WHERE work_unit_key IS NOT "
+      "NULL),"
       "       (SELECT count(*) FROM (SELECT work_unit_key FROM inferq.jobs"
       "                               WHERE state = 'running' AND work_unit_key IS NOT NULL"
       "                               GROUP BY work_unit_key HAVING count(DISTINCT lease_id) > 1) x),"
@@ -116,7 +117,7 @@ struct Scenario {
   std::string payload_sql;  // of g
   int keys = 4;
   int jobs_per_key = 40;
-  int rounds = 2;  // enqueue batches, the later ones while the daemon works
+  int rounds = 2;         // enqueue batches, the later ones while the daemon works
   bool prefetch = false;  // the queue's prefetch: busy slots claim their next unit ahead
 };
 

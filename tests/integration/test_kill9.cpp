@@ -40,11 +40,12 @@ TEST_CASE("kill -9 mid-unit: a second daemon finishes every job, the lost attemp
   const std::string running_list = id_list(running);
   REQUIRE(wait_until(
       [&] {
-        return scalar(url,
-                      "SELECT count(*) FROM inferq.jobs WHERE state = 'running' AND id IN (" + running_list + ")") == 4;
+        return scalar(url, "SELECT count(*) FROM inferq.jobs WHERE state = 'running' AND id IN (" +
+                               running_list + ")") == 4;
       },
       10s, 10ms));
-  CHECK(scalar(url, "SELECT count(DISTINCT lease_id) FROM inferq.jobs WHERE id IN (" + running_list + ")") == 2);
+  CHECK(scalar(url, "SELECT count(DISTINCT lease_id) FROM inferq.jobs WHERE id IN (" + running_list + ")") ==
+        2);
   // These wait for a slot.
   const auto waiting = enqueue_many(url, "sleep", repeat(R"({"seconds": 1})", 2));
   const auto a_executors = a.executor_pids();
@@ -54,7 +55,8 @@ TEST_CASE("kill -9 mid-unit: a second daemon finishes every job, the lost attemp
   REQUIRE(a.process().wait_exit(5s));
   CHECK(wait_until([&] { return processes_gone(a_executors); }, 5s));
   // Neither unit finished: each had a second second to go.
-  CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs WHERE state = 'running' AND id IN (" + running_list + ")") == 4);
+  CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs WHERE state = 'running' AND id IN (" + running_list +
+                        ")") == 4);
   CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs WHERE queue = 'echo' AND state = 'succeeded'") == 20);
 
   // Work keeps arriving while no daemon runs.
@@ -79,7 +81,8 @@ TEST_CASE("kill -9 mid-unit: a second daemon finishes every job, the lost attemp
     CHECK(j->result.value_or("<null>") == R"({"slept_seconds": 1})");
     REQUIRE(j->last_error);
     CHECK(j->last_error->find("lease expired: worker " + *a_name) == 0);
-    CHECK(scalar(url, "SELECT jsonb_array_length(errors) FROM inferq.jobs WHERE id = " + std::to_string(id)) == 1);
+    CHECK(scalar(url,
+                 "SELECT jsonb_array_length(errors) FROM inferq.jobs WHERE id = " + std::to_string(id)) == 1);
     CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs WHERE id = " + std::to_string(id) +
                           " AND errors->0->>'class' = 'lost' AND errors->0->>'worker' = '" + *a_name +
                           "' AND (errors->0->>'attempt')::int = 1") == 1);

@@ -77,8 +77,8 @@ TEST_CASE("counters match the jobs processed, by queue and outcome") {
   // The backlog sampler sees the queues drained.
   CHECK(wait_metric(*address, R"(inferq_queue_jobs{queue="echo",state="available"})", 0));
   // No job id, key or payload in any label: only these label names exist.
-  const std::set<std::string> allowed = {"queue", "outcome", "reason", "state", "stage", "op",
-                                         "le",    "version", "torch",  "cuda",  "gpu",   "uuid"};
+  const std::set<std::string> allowed = {"queue",   "outcome", "reason", "state", "stage", "op",    "le",
+                                         "version", "torch",   "cuda",   "gpu",   "uuid",  "result"};
   for (std::size_t open = t.find('{'); open != std::string::npos; open = t.find('{', open + 1)) {
     const std::size_t close = t.find('}', open);
     REQUIRE(close != std::string::npos);

@@ -20,6 +20,7 @@
 
 #include "support/daemon.hpp"
 #include "support/http_get.hpp"
+#include "support/models/example_models.hpp"
 #include "util/scope_guard.hpp"
 
 namespace {
@@ -28,21 +29,10 @@ using namespace inferq::test;
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-// The example models, made once per test binary by the real executor binary.
-const TempDir& models() {
-  static TempDir dir("inferq-models");
-  static const bool made = [] {
-    run_to_success({bin_path("inferq-executor"), "make-models", dir.path()}, 120s, "make-models");
-    return true;
-  }();
-  (void)made;
-  return dir;
-}
-
 TestQueue mlp_queue(int max_jobs = 8) {
   TestQueue q;
   q.name = "mlp";
-  q.model = models().file("mlp.pt");
+  q.model = example_models().file("mlp.pt");
   q.max_jobs = max_jobs;
   q.max_attempts = 3;
   q.extra_yaml =
@@ -56,7 +46,7 @@ TestQueue mlp_queue(int max_jobs = 8) {
 TestQueue encoder_queue(int max_jobs = 8) {
   TestQueue q;
   q.name = "encoder";
-  q.model = models().file("encoder.pt");
+  q.model = example_models().file("encoder.pt");
   q.max_jobs = max_jobs;
   q.max_attempts = 3;
   q.extra_yaml =
@@ -66,34 +56,11 @@ TestQueue encoder_queue(int max_jobs = 8) {
   return q;
 }
 
-std::vector<float> features(int seed) {
-  std::vector<float> x(384);
-  for (std::size_t i = 0; i < x.size(); ++i)
-    x[i] = static_cast<float>((seed * 37 + static_cast<int>(i) * 11) % 101) / 50.0f - 1.0f;
-  return x;
-}
-
-std::vector<std::int64_t> token_ids(std::size_t n, int seed) {
-  std::vector<std::int64_t> ids;
-  for (std::size_t i = 0; i < n; ++i)
-    ids.push_back(1 + (seed * 131 + static_cast<std::int64_t>(i) * 71) % 8000);
-  return ids;
-}
-
 json x_input(const json& data, const json& shape = {384}, const std::string& datatype = "FP32") {
   return {{"name", "x"}, {"datatype", datatype}, {"shape", shape}, {"data", data}};
 }
 
 std::string payload(const std::vector<json>& inputs) { return json{{"inputs", inputs}}.dump(); }
-
-// The raw forward pass of one job, unbatched and unpadded.
-std::vector<float> reference(const std::string& path, const at::Tensor& input) {
-  torch::jit::Module m = torch::jit::load(path);
-  m.eval();
-  c10::InferenceMode guard;
-  const at::Tensor out = m.forward({input.unsqueeze(0)}).toTensor().contiguous();
-  return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
-}
 
 void check_result(const JobRow& row, const std::string& model, const std::string& output,
                   const std::vector<float>& want) {
@@ -145,7 +112,7 @@ TEST_CASE(
     bad.push_back({enqueue(url, "mlp", p), message});
   };
   for (int j = 0; j < 12; ++j) {
-    json data = features(j);
+    json data = mlp_features(j);
     mlp_ids.push_back(enqueue(url, "mlp", payload({x_input(data, j % 2 ? json{384} : json{1, 384})})));
     const std::size_t n = 1 + static_cast<std::size_t>(j * 7) % 40;
     lengths.push_back(n);
@@ -155,7 +122,7 @@ TEST_CASE(
             {{{"name", "input_ids"}, {"datatype", "INT64"}, {"shape", {n}}, {"data", token_ids(n, j)}}})));
     if (j == 2) add_bad(payload({}), "input \"x\" is missing (expected FP32 [384])");
     if (j == 3) {
-      add_bad(payload({x_input(features(0)),
+      add_bad(payload({x_input(mlp_features(0)),
                        {{"name", "z"}, {"datatype", "FP32"}, {"shape", {1}}, {"data", {1}}}}),
               "unknown input \"z\" (this model takes \"x\")");
     }
@@ -172,12 +139,12 @@ TEST_CASE(
               "input \"x\": data has 383 values, expected 384 (the product of its shape)");
     }
     if (j == 7) {
-      json data = features(1);
+      json data = mlp_features(1);
       data[5] = "abc";
       add_bad(payload({x_input(data)}), "input \"x\": data[5]: expected a number (FP32), got \"abc\"");
     }
     if (j == 8) {
-      json data = features(1);
+      json data = mlp_features(1);
       data[7] = "NaN";
       add_bad(payload({x_input(data)}),
               "input \"x\": data[7]: \"NaN\" is not a finite FP32 value, and this input does not allow "
@@ -194,16 +161,17 @@ TEST_CASE(
   for (std::size_t j = 0; j < mlp_ids.size(); ++j) {
     const auto row = job(url, mlp_ids[j]);
     REQUIRE(row);
-    check_result(*row, "mlp", "y",
-                 reference(models().file("mlp.pt"), at::tensor(features(static_cast<int>(j)))));
+    check_result(
+        *row, "mlp", "y",
+        reference_forward(example_models().file("mlp.pt"), at::tensor(mlp_features(static_cast<int>(j)))));
   }
   for (std::size_t j = 0; j < encoder_ids.size(); ++j) {
     const auto row = job(url, encoder_ids[j]);
     REQUIRE(row);
     CAPTURE(lengths[j]);
-    check_result(
-        *row, "encoder", "embedding",
-        reference(models().file("encoder.pt"), at::tensor(token_ids(lengths[j], static_cast<int>(j)))));
+    check_result(*row, "encoder", "embedding",
+                 reference_forward(example_models().file("encoder.pt"),
+                                   at::tensor(token_ids(lengths[j], static_cast<int>(j)))));
   }
   for (const Bad& b : bad) {
     const auto row = job(url, b.id);
@@ -234,14 +202,76 @@ TEST_CASE("an idle executor exits on purpose and a new one starts when work arri
   CHECK(d.executor_pids().size() == 1);
   CHECK(d.process().running());
 
-  const auto id = enqueue(url, "mlp", payload({x_input(features(3))}));
+  const auto id = enqueue(url, "mlp", payload({x_input(mlp_features(3))}));
   REQUIRE(wait_all_final(url, 60s));
   const auto row = job(url, id);
   REQUIRE(row);
-  check_result(*row, "mlp", "y", reference(models().file("mlp.pt"), at::tensor(features(3))));
+  check_result(*row, "mlp", "y",
+               reference_forward(example_models().file("mlp.pt"), at::tensor(mlp_features(3))));
   CHECK(row->attempts == 1);
   CHECK(d.executor_pids().size() == 2);  // a second executor said ready
   CHECK(d.count_log("has work; starting an executor") == 1);
+}
+
+TEST_CASE(
+    "SIGHUP after the model file changed: new executors serve the new model; one that does not load leaves "
+    "the old serving") {
+  const std::string url = fresh_inferq_database();
+  const TempDir dir("inferq-reload-model");
+  const std::string path = dir.file("model.pt");
+  std::filesystem::copy_file(example_models().file("mlp.pt"), path);
+  // The same network with every parameter doubled: same inputs and outputs, other results.
+  const std::string doubled = dir.file("doubled.pt");
+  {
+    torch::jit::Module m = torch::jit::load(example_models().file("mlp.pt"));
+    torch::NoGradGuard no_grad;
+    for (auto p : m.parameters()) p.mul_(2);
+    m.save(doubled);
+  }
+  // Replaced whole, as a deploy would: a new inode.
+  const auto replace_model = [&](const std::string& from) {
+    std::filesystem::copy_file(from, path + ".new", std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::rename(path + ".new", path);
+  };
+  TestQueue q = mlp_queue();
+  q.model = path;
+  const DaemonConfig cfg = daemon_config(url, {q});
+  Daemon d(cfg, "reload-model");
+  INFO("daemon log:\n", d.log());
+  REQUIRE(d.wait_ready(60s));
+  const auto served_by = [&](int seed, const std::string& model_file) {
+    const auto id = enqueue(url, "mlp", payload({x_input(mlp_features(seed))}));
+    REQUIRE(wait_all_final(url, 60s));
+    const auto row = job(url, id);
+    REQUIRE(row);
+    check_result(*row, "mlp", "y", reference_forward(model_file, at::tensor(mlp_features(seed))));
+    CHECK(row->attempts == 1);
+  };
+  served_by(1, example_models().file("mlp.pt"));
+  const auto first = d.executor_pids();
+  REQUIRE(first.size() == 1);
+
+  // A file that is not TorchScript: the new executor cannot start, so the
+  // old one goes on serving the old model.
+  const std::string garbage = dir.file("garbage.pt");
+  std::ofstream(garbage) << "not a model";
+  replace_model(garbage);
+  d.reload_with(cfg.yaml());
+  REQUIRE(d.process().wait_log("changed [mlp]", 30s));
+  REQUIRE(d.process().wait_log("before it was ready (failure 2 in a row)", 30s));
+  served_by(2, example_models().file("mlp.pt"));
+  CHECK(d.executor_pids() == first);
+  CHECK_FALSE(process_gone(first[0]));
+
+  // A model that loads: a new executor serves it and the old one stops.
+  replace_model(doubled);
+  d.reload_with(cfg.yaml());
+  REQUIRE(wait_until([&] { return d.executor_pids().size() == 2; }, 60s));
+  REQUIRE(wait_until([&] { return process_gone(first[0]); }, 10s));
+  served_by(3, doubled);
+  CHECK(d.count_log("reloaded ") == 2);
+  CHECK(d.count_log("start-up failed") == 0);
+  CHECK(d.process().running());
 }
 
 TEST_CASE("a model queue that cannot start stops inferq run with a message naming the queue and key") {
@@ -254,13 +284,13 @@ TEST_CASE("a model queue that cannot start stops inferq run with a message namin
   std::vector<Case> cases;
   {
     TestQueue q = mlp_queue();
-    q.model = models().file("absent.pt");
+    q.model = example_models().file("absent.pt");
     cases.push_back(
         {"missing model file", q, "start-up failed: queue \"mlp\": model: no such file: " + q.model});
   }
   {
     TestQueue q = mlp_queue();
-    q.model = models().file("mlp.queue.yaml");
+    q.model = example_models().file("mlp.queue.yaml");
     cases.push_back({"not a TorchScript file", q,
                      "start-up failed: queue \"mlp\": model: cannot load " + q.model + " as TorchScript: "});
   }
@@ -305,7 +335,7 @@ TEST_CASE("relative config and model paths work as in the quick start (issue 22 
   const std::string url = fresh_inferq_database();
   TempDir dir("inferq-relative");
   std::filesystem::create_directory(dir.file("etc"));
-  std::filesystem::create_directory_symlink(models().path(), dir.file("models"));
+  std::filesystem::create_directory_symlink(example_models().path(), dir.file("models"));
   TestQueue q = mlp_queue();
   q.model = "../models/mlp.pt";
   {
@@ -323,11 +353,12 @@ TEST_CASE("relative config and model paths work as in the quick start (issue 22 
                         {{"INFERQ_DATABASE_URL", url}}, dir.file("daemon.log"));
   }();
   INFO("daemon log:\n", d.log());
-  const auto id = enqueue(url, "mlp", payload({x_input(features(5))}));
+  const auto id = enqueue(url, "mlp", payload({x_input(mlp_features(5))}));
   REQUIRE(wait_all_final(url, 60s));
   const auto row = job(url, id);
   REQUIRE(row);
-  check_result(*row, "mlp", "y", reference(models().file("mlp.pt"), at::tensor(features(5))));
+  check_result(*row, "mlp", "y",
+               reference_forward(example_models().file("mlp.pt"), at::tensor(mlp_features(5))));
   CHECK(d.running());
   d.send_signal(SIGTERM);
   const auto status = d.wait_exit(30s);
@@ -338,7 +369,7 @@ TEST_CASE("relative config and model paths work as in the quick start (issue 22 
 TEST_CASE("each unit's stages are timed in inferq_unit_stage_seconds (issue 21)") {
   const std::string url = fresh_inferq_database();
   std::vector<std::string> payloads;
-  for (int j = 0; j < 20; ++j) payloads.push_back(payload({x_input(features(j))}));
+  for (int j = 0; j < 20; ++j) payloads.push_back(payload({x_input(mlp_features(j))}));
   enqueue_many(url, "mlp", payloads);
   enqueue_many(url, "echo", {R"({"i": 1})", R"({"i": 2})", R"({"i": 3})"});
   Daemon d(daemon_config(url, {mlp_queue(8), test_queue("echo", "builtin:echo", 1, 2)}), "stages");

@@ -45,7 +45,8 @@ std::int64_t count_where(const std::string& url, const std::string& where) {
 
 }  // namespace
 
-TEST_CASE("PostgreSQL crash-restarts twice mid-run: the daemon reconnects and drains, nothing lost or done twice") {
+TEST_CASE(
+    "PostgreSQL crash-restarts twice mid-run: the daemon reconnects and drains, nothing lost or done twice") {
   const auto t_start = Clock::now();
   PgCluster pg;  // our own: we crash it
   pg.start();
@@ -53,8 +54,8 @@ TEST_CASE("PostgreSQL crash-restarts twice mid-run: the daemon reconnects and dr
   migrate_with_cli(url);
   install_job_audit(url);
 
-  const DaemonConfig cfg =
-      daemon_config(url, {test_queue("echo", "builtin:echo", 2, 16), test_queue("slow", "builtin:sleep", 2, 2)});
+  const DaemonConfig cfg = daemon_config(
+      url, {test_queue("echo", "builtin:echo", 2, 16), test_queue("slow", "builtin:sleep", 2, 2)});
   Daemon d(cfg, "d");
   REQUIRE_MESSAGE(d.wait_ready(), d.log());
   const pid_t pid = d.pid();
@@ -68,8 +69,8 @@ TEST_CASE("PostgreSQL crash-restarts twice mid-run: the daemon reconnects and dr
     enqueue_wave(url, wave, kEchoPerWave, kSleepsPerWave);
     enqueued += kEchoPerWave + kSleepsPerWave;
     // Crash once the daemon is well into the wave, with work still in flight.
-    REQUIRE_MESSAGE(wait_until([&] { return count_where(url, "state = 'succeeded'") >= enqueued - 1200; }, 20s),
-                    d.log());
+    REQUIRE_MESSAGE(
+        wait_until([&] { return count_where(url, "state = 'succeeded'") >= enqueued - 1200; }, 20s), d.log());
     const auto left = count_where(url, "state IN ('available', 'running')");
     REQUIRE_MESSAGE(left > 0, "wave ", wave, " finished before the crash: make it bigger");
     const auto t_crash = Clock::now();
@@ -86,8 +87,8 @@ TEST_CASE("PostgreSQL crash-restarts twice mid-run: the daemon reconnects and dr
                      << " s; daemon recovered "
                      << std::chrono::duration<double>(Clock::now() - t_crash).count() - down << " s later");
   }
-  REQUIRE_MESSAGE(wait_all_final(url, 40s), "states: ", count_where(url, "state = 'available'"), " available, ",
-                  count_where(url, "state = 'running'"), " running\n", d.log());
+  REQUIRE_MESSAGE(wait_all_final(url, 40s), "states: ", count_where(url, "state = 'available'"),
+                  " available, ", count_where(url, "state = 'running'"), " running\n", d.log());
   const double drained = std::chrono::duration<double>(Clock::now() - t_start).count();
 
   // Nothing lost: every job succeeded, echoes with their payload.
@@ -97,10 +98,13 @@ TEST_CASE("PostgreSQL crash-restarts twice mid-run: the daemon reconnects and dr
   // Nothing done twice: one transition into a final state per job.
   CHECK(scalar(url,
                "SELECT count(*) FROM public.job_audit"
-               " WHERE old_state <> new_state AND new_state IN ('succeeded', 'dead', 'cancelled')") == kTotal);
-  CHECK(scalar(url,
-               "SELECT count(*) FROM (SELECT job_id FROM public.job_audit WHERE old_state <> new_state"
-               " AND new_state IN ('succeeded', 'dead', 'cancelled') GROUP BY job_id HAVING count(*) > 1) x") == 0);
+               " WHERE old_state <> new_state AND new_state IN ('succeeded', 'dead', 'cancelled')") ==
+        kTotal);
+  CHECK(
+      scalar(url,
+             "SELECT count(*) FROM (SELECT job_id FROM public.job_audit WHERE old_state <> new_state"
+             " AND new_state IN ('succeeded', 'dead', 'cancelled') GROUP BY job_id HAVING count(*) > 1) x") ==
+      0);
   // A job runs again only when its claim was lost with the crash; that shows
   // as a reaped lease in its history, never as a silent second run.
   const auto reclaimed = count_where(url, "attempts > 1");
@@ -124,7 +128,7 @@ TEST_CASE("PostgreSQL crash-restarts twice mid-run: the daemon reconnects and dr
   const auto status = d.terminate(10s);
   REQUIRE(status.has_value());
   CHECK_MESSAGE(exited_with(*status, 0), describe_wait_status(*status), "\n", d.log());
-  MESSAGE(kTotal << " jobs drained through " << kWaves << " crash-restarts in " << drained << " s; " << reclaimed
-                 << " job(s) re-run after a claim lost in a crash; log: " << lost << " failure(s), " << back
-                 << " recoveries");
+  MESSAGE(kTotal << " jobs drained through " << kWaves << " crash-restarts in " << drained << " s; "
+                 << reclaimed << " job(s) re-run after a claim lost in a crash; log: " << lost
+                 << " failure(s), " << back << " recoveries");
 }

@@ -36,8 +36,8 @@ TEST_CASE("a daemon with every slot busy reaps a dead daemon's leases within sta
   const auto a_worker = scalar(url, "SELECT id FROM inferq.workers WHERE pid = " + std::to_string(a.pid()));
   const std::string a_running =
       "SELECT count(*) FROM inferq.jobs j JOIN inferq.active_sessions s ON s.id = j.lease_id"
-      " WHERE j.state = 'running' AND s.worker_id = " + std::to_string(a_worker) +
-      " AND j.id IN (" + id_list(a_jobs) + ")";
+      " WHERE j.state = 'running' AND s.worker_id = " +
+      std::to_string(a_worker) + " AND j.id IN (" + id_list(a_jobs) + ")";
   REQUIRE(wait_until([&] { return scalar(url, a_running) == 2; }, 10s, 50ms));
 
   // B: claims the next jobs (A has no free slot), then is killed mid-unit.
@@ -52,8 +52,8 @@ TEST_CASE("a daemon with every slot busy reaps a dead daemon's leases within sta
   const auto b_jobs = enqueue_many(url, "sleep", {R"({"seconds": 3})", R"({"seconds": 3})"});
   const std::string b_running =
       "SELECT count(*) FROM inferq.jobs j JOIN inferq.active_sessions s ON s.id = j.lease_id"
-      " WHERE j.state = 'running' AND s.worker_id = " + std::to_string(b_worker) +
-      " AND j.id IN (" + id_list(b_jobs) + ")";
+      " WHERE j.state = 'running' AND s.worker_id = " +
+      std::to_string(b_worker) + " AND j.id IN (" + id_list(b_jobs) + ")";
   REQUIRE(wait_until([&] { return scalar(url, b_running) == 2; }, 10s, 20ms));
   REQUIRE(scalar(url, b_leases) == 2);
   const auto b_executors = b.executor_pids();
@@ -88,7 +88,8 @@ TEST_CASE("a daemon with every slot busy reaps a dead daemon's leases within sta
     CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs, jsonb_array_elements(errors) e WHERE id = " +
                           std::to_string(id) + " AND e->>'class' = 'lost' AND e->>'worker' = '" + *b_name +
                           "' AND (e->>'attempt')::int = 1") == 1);
-    CHECK(scalar(url, "SELECT jsonb_array_length(errors) FROM inferq.jobs WHERE id = " + std::to_string(id)) == 1);
+    CHECK(scalar(url,
+                 "SELECT jsonb_array_length(errors) FROM inferq.jobs WHERE id = " + std::to_string(id)) == 1);
   }
 
   // C takes them over and finishes them while A still sleeps.
@@ -97,8 +98,8 @@ TEST_CASE("a daemon with every slot busy reaps a dead daemon's leases within sta
   REQUIRE(c.wait_ready());
   REQUIRE(wait_until(
       [&] {
-        return scalar(url, "SELECT count(*) FROM inferq.jobs WHERE state = 'succeeded' AND id IN (" + id_list(b_jobs) +
-                               ")") == 2;
+        return scalar(url, "SELECT count(*) FROM inferq.jobs WHERE state = 'succeeded' AND id IN (" +
+                               id_list(b_jobs) + ")") == 2;
       },
       15s, 50ms));
   for (const auto id : b_jobs) {

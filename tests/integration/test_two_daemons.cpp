@@ -47,14 +47,16 @@ std::string stuck_report(const std::string& url) {
       "SELECT (SELECT string_agg(format('job %s lease %s attempts %s key %s', id, lease_id, attempts,"
       "                                 work_unit_key), '; ') FROM inferq.jobs WHERE state = 'running'),"
       "       (SELECT string_agg(format('lease %s worker %s key %s age %s', id, worker_id, work_unit_key,"
-      "                                 clock_timestamp() - heartbeat_at), '; ') FROM inferq.active_sessions)");
+      "                                 clock_timestamp() - heartbeat_at), '; ') FROM "
+      "inferq.active_sessions)");
   return "running: " + std::string(r[0].is_null() ? "none" : r[0].c_str()) +
          "\nleases: " + std::string(r[1].is_null() ? "none" : r[1].c_str()) + "\n";
 }
 
 }  // namespace
 
-TEST_CASE("two daemons, 5000 mixed jobs enqueued while they run: each done once, both work, key order holds") {
+TEST_CASE(
+    "two daemons, 5000 mixed jobs enqueued while they run: each done once, both work, key order holds") {
   const auto t_start = Clock::now();
   const std::string url = fresh_audited_database();
   const DaemonConfig cfg = daemon_config(url, {test_queue("echo", "builtin:echo", 2, 16)});
@@ -106,9 +108,9 @@ TEST_CASE("two daemons, 5000 mixed jobs enqueued while they run: each done once,
     REQUIRE_MESSAGE(wait_until([&] { return sample() >= batch * kPerBatch + kPerBatch / 2; }, 30s, 2ms),
                     state_counts(url)["succeeded"], " succeeded\n", a.log(), b.log());
   }
-  REQUIRE_MESSAGE(wait_until([&] { return sample() == kJobs; }, 60s, 5ms), "states: ",
-                  state_counts(url)["available"], " available, ", state_counts(url)["running"], " running\n",
-                  stuck_report(url), a.log(), b.log());
+  REQUIRE_MESSAGE(wait_until([&] { return sample() == kJobs; }, 60s, 5ms),
+                  "states: ", state_counts(url)["available"], " available, ", state_counts(url)["running"],
+                  " running\n", stuck_report(url), a.log(), b.log());
   const double drained = std::chrono::duration<double>(Clock::now() - t_start).count();
 
   CHECK(state_counts(url)["succeeded"] == kJobs);
@@ -155,6 +157,6 @@ TEST_CASE("two daemons, 5000 mixed jobs enqueued while they run: each done once,
   CHECK(exited_with(*status_b, 0));
   MESSAGE(kJobs << " jobs in " << audit.units.size() << " units drained in " << drained << " s: daemon A "
                 << by_worker[worker_a].second << " jobs / " << by_worker[worker_a].first << " units, B "
-                << by_worker[worker_b].second << " jobs / " << by_worker[worker_b].first << " units; " << handoffs
-                << " key hand-offs between daemons; " << samples << " samples");
+                << by_worker[worker_b].second << " jobs / " << by_worker[worker_b].first << " units; "
+                << handoffs << " key hand-offs between daemons; " << samples << " samples");
 }

@@ -88,7 +88,7 @@ TEST_CASE("claim_more tops a live unkeyed lease up in claim order, counting the 
   // The whole unit completes under its one lease.
   inferq::db::UnitFinish finish;
   finish.lease_id = unit->lease_id;
-  for (const auto id : {a, b, c, d}) finish.jobs.push_back({id, true, R"({"ok": true})", "", "", 0});
+  for (const auto id : {a, b, c, d}) finish.jobs.push_back({id, true, R"({"ok": true})", {}, "", 0});
   CHECK(inferq::db::complete(db.session, {finish}, "host:1") == 4);
   for (const auto id : {a, b, c, d}) CHECK(db.field(id, "state") == "succeeded");
 }
@@ -148,7 +148,7 @@ TEST_CASE("a job that claim_more added but its daemon never saw is reaped once i
   REQUIRE(ids(inferq::db::claim_more(db.session, unit->lease_id, "q", 3, 3)) == std::vector<std::int64_t>{b});
   inferq::db::UnitFinish finish;
   finish.lease_id = unit->lease_id;
-  finish.jobs.push_back({a, true, R"({"ok": true})", "", "", 0});
+  finish.jobs.push_back({a, true, R"({"ok": true})", {}, "", 0});
   REQUIRE(inferq::db::complete(db.session, {finish}, "host:1") == 1);
   CHECK(db.field(b, "state") == "running");
 

@@ -460,7 +460,7 @@ TEST_CASE(
 
   inferq::db::JobFinish failed;
   failed.job_id = id;
-  failed.error_class = "transient";
+  failed.error_class = inferq::db::ErrorClass::kTransient;
   failed.message = "CUDA busy";
   failed.retry_ms = 1000;
   CHECK(inferq::db::complete(daemon, {{unit->lease_id, {failed}}}, "host:1") == 1);

@@ -27,7 +27,8 @@ using inferq::test::migrated_database;
 
 }  // namespace
 
-TEST_CASE("a daemon completing two keys' units gives way to a producer holding one key and waiting for the other") {
+TEST_CASE(
+    "a daemon completing two keys' units gives way to a producer holding one key and waiting for the other") {
   const std::string url = migrated_database();
   pqxx::connection setup(url);
   std::string first_key;  // the key lock_keys takes first (lower lock number)

@@ -1,13 +1,17 @@
 // The janitor's statements against a real PostgreSQL: the dead-row count it
-// decides on, the privilege check, and the lock that keeps two daemons from
-// vacuuming at once.
+// decides on, the privilege check, the lock that keeps two daemons from
+// vacuuming at once, and retention's pruning and counting.
 #include <doctest.h>
 
 #include <unistd.h>
 
 #include <pqxx/pqxx>
+
+#include <chrono>
+#include <map>
 #include <string>
 
+#include "db/error.hpp"
 #include "db/maintenance_ops.hpp"
 #include "db/session.hpp"
 #include "support/migrated_database.hpp"
@@ -68,4 +72,79 @@ TEST_CASE("may_vacuum_jobs is true for the owner and false for a role that does 
   reader.disconnect();
   db.exec("DROP OWNED BY " + role);
   db.exec("DROP ROLE " + role);
+}
+
+namespace {
+
+// Finished jobs of `queue` in `state`, finished `ago` before now.
+void add_finished(Migrated& db, const std::string& queue, const std::string& state, int n,
+                  const std::string& ago) {
+  db.exec("INSERT INTO inferq.jobs (queue, payload, state, finished_at) SELECT '" + queue + "', '{}', '" +
+          state + "', now() - interval '" + ago + "' FROM generate_series(1, " + std::to_string(n) + ")");
+}
+
+std::int64_t count(Migrated& db, const std::string& where) {
+  pqxx::nontransaction tx(db.conn);
+  return tx.exec1("SELECT count(*) FROM inferq.jobs WHERE " + where)[0].as<std::int64_t>();
+}
+
+}  // namespace
+
+TEST_CASE(
+    "prune_jobs deletes at most max_rows of one queue's jobs in one state past the retention, oldest first") {
+  Migrated db;
+  add_finished(db, "q", "succeeded", 30, "2 hours");
+  add_finished(db, "q", "succeeded", 5, "10 minutes");  // within the retention
+  add_finished(db, "q", "dead", 7, "2 hours");
+  add_finished(db, "other", "succeeded", 4, "2 hours");
+  db.exec(
+      "INSERT INTO inferq.jobs (queue, payload) SELECT 'q', '{}' FROM generate_series(1, 3)");  // available
+  db.exec(
+      "INSERT INTO inferq.jobs (queue, payload, state, started_at, finished_at)"
+      " VALUES ('q', '{}', 'running', now() - interval '3 hours', now() - interval '3 hours')");
+  // The oldest of the old ones, to see the order.
+  db.exec(
+      "UPDATE inferq.jobs SET finished_at = now() - interval '5 hours' WHERE id = (SELECT max(id) FROM"
+      " inferq.jobs WHERE queue = 'q' AND state = 'succeeded' AND finished_at < now() - interval '1 hour')");
+  const auto oldest = count(db, "finished_at < now() - interval '4 hours'");
+  REQUIRE(oldest == 1);
+
+  Session s(db.url, "test-janitor");
+  const std::chrono::milliseconds hour(3'600'000);
+  CHECK(inferq::db::prune_jobs(s, "q", "succeeded", hour, 1) == 1);
+  CHECK(count(db, "finished_at < now() - interval '4 hours'") == 0);  // the oldest went first
+  CHECK(inferq::db::prune_jobs(s, "q", "succeeded", hour, 20) == 20);
+  CHECK(inferq::db::prune_jobs(s, "q", "succeeded", hour, 20) == 9);
+  CHECK(inferq::db::prune_jobs(s, "q", "succeeded", hour, 20) == 0);
+  CHECK(count(db, "queue = 'q' AND state = 'succeeded'") == 5);
+  CHECK(count(db, "queue = 'q' AND state = 'dead'") == 7);
+  CHECK(count(db, "queue = 'other'") == 4);
+  CHECK(count(db, "state IN ('available', 'running')") == 4);  // never live jobs, whatever their times
+
+  CHECK(inferq::db::prune_jobs(s, "q", "dead", hour, 1000) == 7);
+  // A state that is not final is refused.
+  CHECK_THROWS_AS(inferq::db::prune_jobs(s, "q", "running", hour, 1000), inferq::db::DbError);
+  CHECK(count(db, "state = 'running'") == 1);
+
+  const auto counts = inferq::db::count_finished_jobs(s, {"q", "other", "none"});
+  std::map<std::string, std::int64_t> by;
+  for (const auto& c : counts) by[c.queue + "/" + c.state] = c.jobs;
+  CHECK(by == std::map<std::string, std::int64_t>{{"q/succeeded", 5}, {"other/succeeded", 4}});
+}
+
+TEST_CASE(
+    "one daemon at a time prunes a queue: the other leaves the batch to it at once, and other queues go on") {
+  Migrated db;
+  add_finished(db, "q", "succeeded", 100, "2 hours");
+  add_finished(db, "r", "succeeded", 10, "2 hours");
+  // Another daemon's batch, its transaction still open.
+  pqxx::connection other(db.url);
+  pqxx::work held(other);
+  CHECK(held.exec1("SELECT inferq.prune('q', 'succeeded', interval '1 hour', 60)")[0].as<int>() == 60);
+  Session s(db.url, "test-janitor");
+  CHECK(inferq::db::prune_jobs(s, "q", "succeeded", std::chrono::hours(1), 1000) == 0);
+  CHECK(inferq::db::prune_jobs(s, "r", "succeeded", std::chrono::hours(1), 1000) == 10);
+  held.commit();
+  CHECK(inferq::db::prune_jobs(s, "q", "succeeded", std::chrono::hours(1), 1000) == 40);
+  CHECK(count(db, "true") == 0);
 }

@@ -165,7 +165,8 @@ TEST_CASE("a producer enqueues and reads its own jobs in inferq.my_jobs, not ano
       columns.push_back(c[0].as<std::string>());
     CHECK(columns == std::vector<std::string>{"id", "queue", "work_unit_key", "state", "priority", "attempts",
                                               "max_attempts", "run_at", "created_at", "started_at",
-                                              "finished_at", "result", "last_error"});
+                                              "finished_at", "result", "last_error", "result_binary",
+                                              "unique_key"});
   }
 }
 
@@ -269,8 +270,13 @@ TEST_CASE("a producer is refused the tables, the daemon's functions and CREATE i
              " WHERE p.pronamespace = 'inferq'::regnamespace AND has_function_privilege(p.oid, 'EXECUTE')"))
       functions.insert(r[0].as<std::string>());
     CHECK(functions ==
-          std::set<std::string>{"inferq.cancel(bigint)",
-                                "inferq.enqueue(text,jsonb,text,integer,timestamp with time zone,integer)"});
+          std::set<std::string>{
+              "inferq.cancel(bigint)",
+              "inferq.enqueue(text,jsonb,text,integer,timestamp with time zone,integer,bytea,text)",
+              "inferq.tensor_bytes(real[])", "inferq.tensor_bytes(double precision[])",
+              "inferq.tensor_bytes(bigint[])", "inferq.tensor_bytes(integer[])",
+              "inferq.output_real(jsonb,bytea,text)", "inferq.output_double(jsonb,bytea,text)",
+              "inferq.output_bigint(jsonb,bytea,text)"});
     std::set<std::string> relations;
     for (const auto &r :
          tx.exec("SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'inferq'::regnamespace"
@@ -342,10 +348,11 @@ TEST_CASE("the producer's search_path does not reach inside enqueue and cancel")
   }
   CHECK(db.state(owners) == "available");
   // Both functions pin their search_path and run as the owner.
-  CHECK(db.value<int>("SELECT count(*) FROM pg_proc p WHERE p.oid IN ("
-                      "'inferq.cancel(bigint)'::regprocedure,"
-                      " 'inferq.enqueue(text,jsonb,text,integer,timestamptz,integer)'::regprocedure)"
-                      " AND p.prosecdef AND p.proconfig = '{\"search_path=pg_catalog, pg_temp\"}'") == 2);
+  CHECK(
+      db.value<int>("SELECT count(*) FROM pg_proc p WHERE p.oid IN ("
+                    "'inferq.cancel(bigint)'::regprocedure,"
+                    " 'inferq.enqueue(text,jsonb,text,integer,timestamptz,integer,bytea,text)'::regprocedure)"
+                    " AND p.prosecdef AND p.proconfig = '{\"search_path=pg_catalog, pg_temp\"}'") == 2);
 }
 
 TEST_CASE("what inferq enqueue --wait does (db::enqueue, then db::get_job) works for a producer role") {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -17,7 +18,6 @@
 #include <random>
 #include <set>
 #include <string>
-#include <future>
 #include <thread>
 #include <vector>
 
@@ -180,7 +180,7 @@ JobFinish succeeded(std::int64_t id, const std::string &result = R"({"outputs": 
   return f;
 }
 
-JobFinish failed(std::int64_t id, const std::string &error_class, const std::string &message,
+JobFinish failed(std::int64_t id, inferq::db::ErrorClass error_class, const std::string &message,
                  std::int64_t retry_ms = 0) {
   JobFinish f;
   f.job_id = id;
@@ -336,8 +336,9 @@ TEST_CASE(
 
   // Back to available (a transient failure): the next claim counts again,
   // and a different default no longer changes what was fixed.
-  CHECK(db.complete(
-            {finish_all(*unit, [](std::int64_t id) { return failed(id, "transient", "retry me"); })}) == 2);
+  CHECK(db.complete({finish_all(*unit, [](std::int64_t id) {
+    return failed(id, inferq::db::ErrorClass::kTransient, "retry me");
+  })}) == 2);
   const auto again = db.claim(2, "q", 9);
   REQUIRE(again);
   for (const auto &j : again->jobs) {
@@ -657,8 +658,9 @@ TEST_CASE("one completion statement gives every job it finishes the same finishe
   REQUIRE(b);
   // One unit succeeds, the other fails for good: both kinds of row change.
   CHECK(db.complete(
-            {finish_all(*a, [](std::int64_t j) { return succeeded(j); }),
-             finish_all(*b, [](std::int64_t j) { return failed(j, "permanent", "bad input", 0); })}) == 400);
+            {finish_all(*a, [](std::int64_t j) { return succeeded(j); }), finish_all(*b, [](std::int64_t j) {
+               return failed(j, inferq::db::ErrorClass::kPermanent, "bad input", 0);
+             })}) == 400);
   // Per-row clock_timestamp() gave a unit's jobs 400 different times, so
   // ordering a key's jobs by finished_at showed inversions inside a unit.
   CHECK(db.scalar("SELECT count(DISTINCT finished_at) FROM inferq.jobs") == "1");
@@ -676,8 +678,9 @@ TEST_CASE(
   const auto unit = db.claim();
   REQUIRE(unit);
 
-  CHECK(db.complete({finish_all(
-            *unit, [](std::int64_t j) { return failed(j, "transient", "CUDA busy", 60000); })}) == 1);
+  CHECK(db.complete({finish_all(*unit, [](std::int64_t j) {
+    return failed(j, inferq::db::ErrorClass::kTransient, "CUDA busy", 60000);
+  })}) == 1);
 
   CHECK(db.state(id) == "available");
   CHECK(db.flag(id,
@@ -702,8 +705,9 @@ TEST_CASE(
   const auto again = db.claim();
   REQUIRE(again);
   CHECK(again->jobs[0].attempts == 2);
-  CHECK(db.complete(
-            {finish_all(*again, [](std::int64_t j) { return failed(j, "deadline", "took 31 s", 0); })}) == 1);
+  CHECK(db.complete({finish_all(*again, [](std::int64_t j) {
+    return failed(j, inferq::db::ErrorClass::kDeadline, "took 31 s", 0);
+  })}) == 1);
   CHECK(db.state(id) == "available");
   REQUIRE(db.error_count(id) == 2);
   CHECK(*db.field(id, "errors->1->>'attempt'") == "2");
@@ -720,7 +724,7 @@ TEST_CASE("a permanent failure makes the job dead at once, attempts left or not"
   REQUIRE(unit);
 
   CHECK(db.complete({finish_all(*unit, [](std::int64_t j) {
-    return failed(j, "permanent", "input 'x': expected shape [3], got [4]", 5000);
+    return failed(j, inferq::db::ErrorClass::kPermanent, "input 'x': expected shape [3], got [4]", 5000);
   })}) == 1);
 
   CHECK(db.state(id) == "dead");
@@ -737,8 +741,9 @@ TEST_CASE("a job out of attempts is dead after its last failure") {
   const auto id = db.add(once);
   const auto unit = db.claim();
   REQUIRE(unit);
-  CHECK(db.complete({finish_all(
-            *unit, [](std::int64_t j) { return failed(j, "crash", "executor died", 100); })}) == 1);
+  CHECK(db.complete({finish_all(*unit, [](std::int64_t j) {
+    return failed(j, inferq::db::ErrorClass::kCrash, "executor died", 100);
+  })}) == 1);
   CHECK(db.state(id) == "dead");
   CHECK(db.flag(id, "finished_at IS NOT NULL"));
   CHECK(*db.field(id, "errors->0->>'class'") == "crash");
@@ -749,7 +754,9 @@ TEST_CASE("a job out of attempts is dead after its last failure") {
     const auto u = db.claim(1, "q", 2);
     REQUIRE(u);
     CHECK(u->jobs[0].attempts == attempt);
-    CHECK(db.complete({finish_all(*u, [](std::int64_t j) { return failed(j, "transient", "again"); })}) == 1);
+    CHECK(db.complete({finish_all(*u, [](std::int64_t j) {
+      return failed(j, inferq::db::ErrorClass::kTransient, "again");
+    })}) == 1);
   }
   CHECK(db.state(twice) == "dead");
   CHECK(db.error_count(twice) == 2);
@@ -772,9 +779,10 @@ TEST_CASE(
 
   UnitFinish finish;
   finish.lease_id = unit->lease_id;
-  finish.jobs = {failed(first, "transient", "CUDA busy", 60000),
-                 failed(second, "requeue", "requeued behind an earlier job of its key"),
-                 failed(third, "requeue", "requeued behind an earlier job of its key")};
+  finish.jobs = {
+      failed(first, inferq::db::ErrorClass::kTransient, "CUDA busy", 60000),
+      failed(second, inferq::db::ErrorClass::kRequeue, "requeued behind an earlier job of its key"),
+      failed(third, inferq::db::ErrorClass::kRequeue, "requeued behind an earlier job of its key")};
   CHECK(db.complete({finish}) == 3);
 
   CHECK(db.state(first) == "available");
@@ -810,7 +818,8 @@ TEST_CASE("a requeued job whose cancel was requested ends cancelled") {
 
   UnitFinish finish;
   finish.lease_id = unit->lease_id;
-  finish.jobs = {failed(first, "transient", "busy", 0), failed(second, "requeue", "requeued")};
+  finish.jobs = {failed(first, inferq::db::ErrorClass::kTransient, "busy", 0),
+                 failed(second, inferq::db::ErrorClass::kRequeue, "requeued")};
   CHECK(db.complete({finish}) == 2);
   CHECK(db.state(first) == "available");
   CHECK(db.state(second) == "cancelled");
@@ -838,7 +847,7 @@ TEST_CASE(
     const auto stranger = db.add();
     UnitFinish wrong;
     wrong.lease_id = unit->lease_id;
-    wrong.jobs = {failed(stranger, "permanent", "not mine")};
+    wrong.jobs = {failed(stranger, inferq::db::ErrorClass::kPermanent, "not mine")};
     CHECK(db.complete({wrong}) == 0);
     CHECK(db.state(stranger) == "available");
     CHECK(db.error_count(stranger) == 0);
@@ -847,8 +856,9 @@ TEST_CASE(
     const UnitFinish ok = finish_all(*unit, [](std::int64_t j) { return succeeded(j, R"({"v": 1})"); });
     CHECK(db.complete({ok}) == 1);
     CHECK(db.complete({ok}) == 0);
-    CHECK(db.complete({finish_all(*unit, [](std::int64_t j) { return failed(j, "permanent", "late"); })}) ==
-          0);
+    CHECK(db.complete({finish_all(*unit, [](std::int64_t j) {
+      return failed(j, inferq::db::ErrorClass::kPermanent, "late");
+    })}) == 0);
     CHECK(db.state(id) == "succeeded");
     CHECK(*db.field(id, "result") == R"({"v": 1})");
     CHECK(db.error_count(id) == 0);
@@ -874,18 +884,20 @@ TEST_CASE(
   CHECK(db.complete({}) == 0);
 }
 
-TEST_CASE("completion_document escapes messages and classes into valid JSON") {
+TEST_CASE("completion_document escapes messages into valid JSON") {
   UnitFinish u;
   u.lease_id = 7;
-  u.jobs = {succeeded(1, R"({"y":1})"), failed(2, "transient", "m", 250), succeeded(3, "")};
+  u.jobs = {succeeded(1, R"({"y":1})"), failed(2, inferq::db::ErrorClass::kTransient, "m", 250),
+            succeeded(3, "")};
   UnitFinish v;
   v.lease_id = 8;
-  v.jobs = {failed(4, "per\"manent", std::string("a\"b\\c\nd\te\rf") + '\x01' + '\0' + "g\x7f", 0)};
+  v.jobs = {failed(4, inferq::db::ErrorClass::kPermanent,
+                   std::string("a\"b\\c\nd\te\rf") + '\x01' + '\0' + "g\x7f", 0)};
   CHECK(inferq::db::completion_document({u, v}) ==
         R"([{"lease":7,"id":1,"ok":true,"result":{"y":1}},)"
         R"({"lease":7,"id":2,"ok":false,"class":"transient","message":"m","retry_ms":250},)"
         R"({"lease":7,"id":3,"ok":true,"result":null},)"
-        R"({"lease":8,"id":4,"ok":false,"class":"per\"manent","message":"a\"b\\c\nd\te\rf\u0001\ufffdg)"
+        R"({"lease":8,"id":4,"ok":false,"class":"permanent","message":"a\"b\\c\nd\te\rf\u0001\ufffdg)"
         "\x7f"
         R"(","retry_ms":0}])");
   CHECK(inferq::db::completion_document({}) == "[]");
@@ -902,8 +914,9 @@ TEST_CASE(
                               " bad:\xff\xfe cut:\xe2\x82 overlong2:\xc0\xaf euro:\xe2\x82\xac "
                               "smile:\xf0\x9f\x98\x80";
 
-  CHECK(db.complete({finish_all(*unit, [&](std::int64_t j) { return failed(j, "transient", message); })}) ==
-        1);
+  CHECK(db.complete({finish_all(*unit, [&](std::int64_t j) {
+    return failed(j, inferq::db::ErrorClass::kTransient, message);
+  })}) == 1);
 
   const std::string stored = *db.field(id, "last_error");
   CHECK(*db.field(id, "errors->0->>'message'") == stored);
@@ -941,8 +954,8 @@ TEST_CASE(
 
   int written = -1;
   try {
-    written =
-        db.complete({finish_all(*unit, [&](std::int64_t j) { return failed(j, "permanent", message); })});
+    written = db.complete({finish_all(
+        *unit, [&](std::int64_t j) { return failed(j, inferq::db::ErrorClass::kPermanent, message); })});
   } catch (const inferq::db::DbError &e) {
     FAIL("complete() was rejected: " << std::string(e.what()));
   }
@@ -1174,7 +1187,9 @@ TEST_CASE(
   const auto to_cancel = db.add();
   const auto first = db.claim(2);
   REQUIRE(first);
-  CHECK(db.complete({finish_all(*first, [](std::int64_t j) { return failed(j, "transient", "x"); })}) == 2);
+  CHECK(db.complete({finish_all(*first, [](std::int64_t j) {
+    return failed(j, inferq::db::ErrorClass::kTransient, "x");
+  })}) == 2);
   const auto second = db.claim(2);
   REQUIRE(second);
   CHECK(db.cancel(to_cancel));
@@ -1210,8 +1225,8 @@ TEST_CASE(
   REQUIRE(sorted_ids(*unit) == std::vector<std::int64_t>{ok, permanent, transient});
   UnitFinish finish;
   finish.lease_id = unit->lease_id;
-  finish.jobs = {succeeded(ok), failed(permanent, "permanent", "bad"),
-                 failed(transient, "transient", "busy", 0)};
+  finish.jobs = {succeeded(ok), failed(permanent, inferq::db::ErrorClass::kPermanent, "bad"),
+                 failed(transient, inferq::db::ErrorClass::kTransient, "busy", 0)};
   CHECK(db.complete({finish}) == 3);
   auto got = drain(db.url, listener);
   CHECK(count_of(got, "inferq_done", std::to_string(ok)) == 1);
@@ -1284,8 +1299,7 @@ void interleave(QueueDb &db, const std::string &first, const std::string &second
   // transaction is open.
   bool waited = false;
   for (int i = 0; i < 500 && !waited; ++i) {
-    waited = db.scalar(
-                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == "1";
+    waited = db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == "1";
     if (!waited) std::this_thread::sleep_for(milliseconds(10));
   }
   CHECK(waited);
@@ -1351,7 +1365,7 @@ TEST_CASE("a retried head keeps its key waiting until it is due, then claimable"
   REQUIRE(unit);
   UnitFinish finish;
   finish.lease_id = unit->lease_id;
-  finish.jobs = {failed(first, "transient", "busy", 3600 * 1000)};
+  finish.jobs = {failed(first, inferq::db::ErrorClass::kTransient, "busy", 3600 * 1000)};
   CHECK(db.complete({finish}) == 1);
   CHECK(head_of(db, "k", true) == std::to_string(first) + " not due");
   CHECK_FALSE(db.claim(2));
@@ -1417,20 +1431,16 @@ TEST_CASE(
   const std::string enqueue = "SELECT inferq.enqueue('q', '{}', 'k')";
 
   SUBCASE("enqueue first, the first job succeeds") {
-    interleave(db, enqueue,
-               "SELECT inferq.complete('" + success_document(unit->lease_id, first) + "', 'w')");
+    interleave(db, enqueue, "SELECT inferq.complete('" + success_document(unit->lease_id, first) + "', 'w')");
   }
   SUBCASE("complete first, the first job succeeds") {
-    interleave(db, "SELECT inferq.complete('" + success_document(unit->lease_id, first) + "', 'w')",
-               enqueue);
+    interleave(db, "SELECT inferq.complete('" + success_document(unit->lease_id, first) + "', 'w')", enqueue);
   }
   SUBCASE("enqueue first, the first job is retried") {
-    interleave(db, enqueue,
-               "SELECT inferq.complete('" + retry_document(unit->lease_id, first) + "', 'w')");
+    interleave(db, enqueue, "SELECT inferq.complete('" + retry_document(unit->lease_id, first) + "', 'w')");
   }
   SUBCASE("complete first, the first job is retried") {
-    interleave(db, "SELECT inferq.complete('" + retry_document(unit->lease_id, first) + "', 'w')",
-               enqueue);
+    interleave(db, "SELECT inferq.complete('" + retry_document(unit->lease_id, first) + "', 'w')", enqueue);
   }
 
   const auto newest = std::stoll(db.scalar("SELECT max(id) FROM inferq.jobs"));
@@ -1440,8 +1450,8 @@ TEST_CASE(
   const auto next = db.claim(2);
   REQUIRE(next);
   CHECK(next->work_unit_key == std::optional<std::string>("k"));
-  CHECK(ids_of(*next) == (retried ? std::vector<std::int64_t>{first, newest}
-                                  : std::vector<std::int64_t>{newest}));
+  CHECK(ids_of(*next) ==
+        (retried ? std::vector<std::int64_t>{first, newest} : std::vector<std::int64_t>{newest}));
 }
 
 TEST_CASE("two enqueues of one key in concurrent transactions leave the lower id the head") {
@@ -1538,19 +1548,21 @@ TEST_CASE(
           continue;
         }
         if (what == 1) {
-          tx.exec_params("UPDATE inferq.active_sessions SET heartbeat_at = now() - interval '1 hour' WHERE id = $1",
-                         lease);
+          tx.exec_params(
+              "UPDATE inferq.active_sessions SET heartbeat_at = now() - interval '1 hour' WHERE id = $1",
+              lease);
           tx.exec("SELECT inferq.reap(interval '30 seconds', '{}')");
           continue;
         }
         std::string doc = "[";
         for (pqxx::row::size_type i = 0; i < rows.size(); ++i) {
           const bool retry = what == 2;
-          doc += (i ? ", " : "") + std::string("{\"lease\": ") + std::to_string(lease) +
-                 ", \"id\": " + rows[i][1].as<std::string>() +
-                 (!retry      ? ", \"ok\": true, \"result\": {}}"
-                  : i == 0    ? ", \"ok\": false, \"class\": \"transient\", \"message\": \"busy\", \"retry_ms\": 0}"
-                              : ", \"ok\": false, \"class\": \"requeue\", \"message\": \"requeued\"}");
+          doc +=
+              (i ? ", " : "") + std::string("{\"lease\": ") + std::to_string(lease) +
+              ", \"id\": " + rows[i][1].as<std::string>() +
+              (!retry   ? ", \"ok\": true, \"result\": {}}"
+               : i == 0 ? ", \"ok\": false, \"class\": \"transient\", \"message\": \"busy\", \"retry_ms\": 0}"
+                        : ", \"ok\": false, \"class\": \"requeue\", \"message\": \"requeued\"}");
         }
         doc += "]";
         tx.exec_params("SELECT inferq.complete($1::jsonb, 'w')", doc);
@@ -1608,15 +1620,17 @@ TEST_CASE("claim returns every job it claimed, also one committed while the clai
   pqxx::connection blocker_conn(db.url);
   pqxx::work blocker(blocker_conn);
   blocker.exec_params(
-      "INSERT INTO inferq.active_sessions (queue, work_unit_key, worker_id) VALUES ('q', 'k', $1)", db.worker);
+      "INSERT INTO inferq.active_sessions (queue, work_unit_key, worker_id) VALUES ('q', 'k', $1)",
+      db.worker);
 
   auto claiming = std::async(std::launch::async, [&] { return db.claim(16); });
   pqxx::connection watcher(db.url);
   REQUIRE(inferq::test::wait_until(
       [&] {
         pqxx::nontransaction tx(watcher);
-        return tx.exec1("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'test-daemon'"
-                        " AND wait_event_type = 'Lock'")[0]
+        return tx.exec1(
+                     "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'test-daemon'"
+                     " AND wait_event_type = 'Lock'")[0]
                    .as<int>() == 1;
       },
       std::chrono::seconds(10), std::chrono::milliseconds(1)));
@@ -1624,9 +1638,9 @@ TEST_CASE("claim returns every job it claimed, also one committed while the clai
   // by a producer whose transaction began earlier (so its run_at, the
   // producer's now(), is due for the claim). Written by hand: enqueue would
   // wait for the key's lock, which the claim holds by now.
-  const auto second = std::stoll(
-      db.scalar("INSERT INTO inferq.jobs (queue, work_unit_key, payload, run_at)"
-                " VALUES ('q', 'k', '{}', now() - interval '1 minute') RETURNING id"));
+  const auto second =
+      std::stoll(db.scalar("INSERT INTO inferq.jobs (queue, work_unit_key, payload, run_at)"
+                           " VALUES ('q', 'k', '{}', now() - interval '1 minute') RETURNING id"));
   blocker.abort();
 
   const auto unit = claiming.get();

@@ -54,7 +54,7 @@ JobFinish ok(std::int64_t id) {
   return f;
 }
 
-JobFinish failed(std::int64_t id, const std::string& error_class) {
+JobFinish failed(std::int64_t id, inferq::db::ErrorClass error_class) {
   JobFinish f;
   f.job_id = id;
   f.error_class = error_class;
@@ -62,7 +62,8 @@ JobFinish failed(std::int64_t id, const std::string& error_class) {
   return f;
 }
 
-int count_of(const std::vector<OutcomeCount>& counts, const std::string& queue, const std::string& outcome) {
+int count_of(const std::vector<OutcomeCount>& counts, const std::string& queue,
+             inferq::db::JobOutcome outcome) {
   int n = 0;
   for (const auto& c : counts)
     if (c.queue == queue && c.outcome == outcome) n += c.jobs;
@@ -84,17 +85,19 @@ TEST_CASE("complete reports per queue how each job ended: succeeded, retried, de
   db.exec("SELECT inferq.cancel(" + std::to_string(j[3].id) + ")");  // running: cancelled at completion
 
   UnitFinish u{unit->lease_id,
-               {ok(j[0].id), failed(j[1].id, "transient"), failed(j[2].id, "permanent"), ok(j[3].id),
-                failed(j[4].id, "requeue")}};
-  UnitFinish v{other->lease_id, {failed(other->jobs[0].id, "transient")}};  // max_attempts 1: dead
+               {ok(j[0].id), failed(j[1].id, inferq::db::ErrorClass::kTransient),
+                failed(j[2].id, inferq::db::ErrorClass::kPermanent), ok(j[3].id),
+                failed(j[4].id, inferq::db::ErrorClass::kRequeue)}};
+  UnitFinish v{other->lease_id,
+               {failed(other->jobs[0].id, inferq::db::ErrorClass::kTransient)}};  // max_attempts 1: dead
   std::vector<OutcomeCount> counts;
   CHECK(inferq::db::complete(db.session, {u, v}, "h:1", &counts) == 6);
-  CHECK(count_of(counts, "q", "succeeded") == 1);
-  CHECK(count_of(counts, "q", "retried") == 1);
-  CHECK(count_of(counts, "q", "dead") == 1);
-  CHECK(count_of(counts, "q", "cancelled") == 1);
-  CHECK(count_of(counts, "q", "requeued") == 1);
-  CHECK(count_of(counts, "r", "dead") == 1);
+  CHECK(count_of(counts, "q", inferq::db::JobOutcome::kSucceeded) == 1);
+  CHECK(count_of(counts, "q", inferq::db::JobOutcome::kRetried) == 1);
+  CHECK(count_of(counts, "q", inferq::db::JobOutcome::kDead) == 1);
+  CHECK(count_of(counts, "q", inferq::db::JobOutcome::kCancelled) == 1);
+  CHECK(count_of(counts, "q", inferq::db::JobOutcome::kRequeued) == 1);
+  CHECK(count_of(counts, "r", inferq::db::JobOutcome::kDead) == 1);
   CHECK(counts.size() == 6);
 
   // Repeating it writes nothing and reports nothing (fenced).
@@ -161,7 +164,8 @@ TEST_CASE("the backlog sample counts available and running jobs per queue and th
   CHECK(find("empty").running == 0);
 }
 
-TEST_CASE("the backlog sample reads the backlog through its indexes, never by a sequential scan of the jobs") {
+TEST_CASE(
+    "the backlog sample reads the backlog through its indexes, never by a sequential scan of the jobs") {
   // A fresh backlog of nothing but available jobs, analysed: the planner then
   // reckons every row matches and, left alone, reads the table from end to
   // end, the history of finished jobs included.
@@ -176,8 +180,8 @@ TEST_CASE("the backlog sample reads the backlog through its indexes, never by a 
   const auto scans = [&] {
     pqxx::nontransaction tx(db.conn);
     tx.exec("SELECT pg_stat_clear_snapshot()");
-    const auto r = tx.exec1(
-        "SELECT seq_scan, idx_scan FROM pg_stat_user_tables WHERE relid = 'inferq.jobs'::regclass");
+    const auto r =
+        tx.exec1("SELECT seq_scan, idx_scan FROM pg_stat_user_tables WHERE relid = 'inferq.jobs'::regclass");
     return std::pair{r[0].as<std::int64_t>(), r[1].as<std::int64_t>()};
   };
   const auto before = scans();

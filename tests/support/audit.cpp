@@ -35,7 +35,9 @@ CREATE TRIGGER jobs_audit AFTER UPDATE ON inferq.jobs FOR EACH ROW
   EXECUTE FUNCTION public.audit_job();
 )sql";
 
-bool is_final(const std::string& state) { return state == "succeeded" || state == "dead" || state == "cancelled"; }
+bool is_final(const std::string& state) {
+  return state == "succeeded" || state == "dead" || state == "cancelled";
+}
 
 }  // namespace
 
@@ -94,7 +96,8 @@ std::vector<std::string> key_order_problems(const JobAudit& audit, int* handoffs
     std::vector<std::int64_t> taken;
     for (std::size_t i = 0; i < units.size(); ++i) {
       const AuditUnit& u = *units[i];
-      if (u.end_seq < 0) problems.push_back("key " + key + ": unit " + std::to_string(u.lease) + " never ended");
+      if (u.end_seq < 0)
+        problems.push_back("key " + key + ": unit " + std::to_string(u.lease) + " never ended");
       if (i > 0) {
         const AuditUnit& prev = *units[i - 1];
         if (prev.end_seq > u.claim_seq) {

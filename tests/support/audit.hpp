@@ -47,10 +47,11 @@ struct AuditUnit {
 
 // The state changes of public.job_audit, by unit and by job.
 struct JobAudit {
-  std::map<std::int64_t, AuditUnit> units;                      // by lease
-  std::map<std::int64_t, int> finals;                           // job -> transitions into a final state
-  std::map<std::int64_t, int> claims;                           // job -> transitions into running
-  std::map<std::string, std::vector<std::int64_t>> jobs_by_key;  // every keyed job, id order (from inferq.jobs)
+  std::map<std::int64_t, AuditUnit> units;  // by lease
+  std::map<std::int64_t, int> finals;       // job -> transitions into a final state
+  std::map<std::int64_t, int> claims;       // job -> transitions into running
+  std::map<std::string, std::vector<std::int64_t>>
+      jobs_by_key;  // every keyed job, id order (from inferq.jobs)
 };
 
 // Reads the state changes recorded by install_job_audit() at `url`.

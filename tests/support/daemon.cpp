@@ -5,6 +5,7 @@
 #include <pqxx/pqxx>
 
 #include <cerrno>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -28,7 +29,8 @@ std::string yaml_quoted(const std::string& s) {
 
 std::size_t count_occurrences(const std::string& text, const std::string& needle) {
   std::size_t n = 0;
-  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + needle.size())) ++n;
+  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + needle.size()))
+    ++n;
   return n;
 }
 
@@ -162,6 +164,19 @@ Daemon::Daemon(const DaemonConfig& config, const std::string& name)
           {{"INFERQ_DATABASE_URL", config.database_url}}, dir_.file(name + ".log")),
       counts_ready_lines_(config.log_level == "debug" || config.log_level == "trace") {}
 
+void Daemon::reload_with(const std::string& yaml_text) {
+  const std::string path = config_path();
+  const std::string tmp = path + ".new";
+  {
+    std::ofstream out(tmp);
+    out << yaml_text;
+    out.close();
+    if (!out) throw std::runtime_error("cannot write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot replace " + path);
+  if (::kill(pid(), SIGHUP) != 0) throw std::runtime_error("cannot signal the daemon");
+}
+
 bool Daemon::wait_ready(std::chrono::milliseconds timeout) {
   bool exited = false;
   const bool done = wait_until(
@@ -174,7 +189,8 @@ bool Daemon::wait_ready(std::chrono::milliseconds timeout) {
         const auto slots = announced_slots(text);
         if (!slots) return false;
         // "<queue>#<i> (pid P) ready (<handler>)", logged at debug level.
-        return !counts_ready_lines_ || count_occurrences(text, ") ready (") >= static_cast<std::size_t>(*slots);
+        return !counts_ready_lines_ ||
+               count_occurrences(text, ") ready (") >= static_cast<std::size_t>(*slots);
       },
       timeout, std::chrono::milliseconds(20));
   return done && !exited;
@@ -227,8 +243,9 @@ std::int64_t enqueue(const std::string& url, const std::string& queue, const std
   pqxx::connection conn(url);
   pqxx::work tx(conn);
   const std::string attempts = max_attempts ? std::to_string(*max_attempts) : std::string();
-  const auto r = tx.exec_params("SELECT inferq.enqueue($1, $2::jsonb, $3, $4, now(), $5::integer)", queue, payload_json,
-                                key ? key->c_str() : nullptr, priority, max_attempts ? attempts.c_str() : nullptr);
+  const auto r =
+      tx.exec_params("SELECT inferq.enqueue($1, $2::jsonb, $3, $4, now(), $5::integer)", queue, payload_json,
+                     key ? key->c_str() : nullptr, priority, max_attempts ? attempts.c_str() : nullptr);
   tx.commit();
   return r[0][0].as<std::int64_t>();
 }
@@ -295,8 +312,9 @@ std::int64_t scalar(const std::string& url, const std::string& sql) {
 bool wait_all_final(const std::string& url, std::chrono::milliseconds timeout) {
   return wait_until(
       [&] {
-        return scalar(url, "SELECT count(*) FROM inferq.jobs WHERE state NOT IN ('succeeded', 'dead', 'cancelled')") ==
-               0;
+        return scalar(url,
+                      "SELECT count(*) FROM inferq.jobs WHERE state NOT IN ('succeeded', 'dead', "
+                      "'cancelled')") == 0;
       },
       timeout, std::chrono::milliseconds(100));
 }
@@ -312,7 +330,8 @@ std::optional<std::string> scalar_text(const std::string& url, const std::string
   pqxx::connection conn(url);
   pqxx::nontransaction tx(conn);
   const auto r = tx.exec(sql);
-  if (r.size() != 1 || r.columns() != 1) throw std::runtime_error("scalar_text: expected one value from: " + sql);
+  if (r.size() != 1 || r.columns() != 1)
+    throw std::runtime_error("scalar_text: expected one value from: " + sql);
   if (r[0][0].is_null()) return std::nullopt;
   return std::string(r[0][0].c_str());
 }
@@ -320,8 +339,8 @@ std::optional<std::string> scalar_text(const std::string& url, const std::string
 std::optional<std::string> worker_name(const std::string& url, pid_t pid) {
   pqxx::connection conn(url);
   pqxx::nontransaction tx(conn);
-  const auto r =
-      tx.exec_params("SELECT name FROM inferq.workers WHERE pid = $1 ORDER BY id DESC LIMIT 1", static_cast<int>(pid));
+  const auto r = tx.exec_params("SELECT name FROM inferq.workers WHERE pid = $1 ORDER BY id DESC LIMIT 1",
+                                static_cast<int>(pid));
   if (r.empty()) return std::nullopt;
   return std::string(r[0][0].c_str());
 }
@@ -343,7 +362,8 @@ bool processes_gone(const std::vector<pid_t>& pids) {
 }
 
 std::optional<std::int64_t> worker_id(const std::string& url, pid_t pid) {
-  const auto id = scalar(url, "SELECT coalesce(max(id), 0) FROM inferq.workers WHERE pid = " + std::to_string(pid));
+  const auto id =
+      scalar(url, "SELECT coalesce(max(id), 0) FROM inferq.workers WHERE pid = " + std::to_string(pid));
   if (id == 0) return std::nullopt;
   return id;
 }

@@ -74,6 +74,11 @@ class Daemon {
   // ready (or `timeout`); returns false on timeout or exit.
   bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(20));
   ChildProcess& process() { return process_; }
+  // The config file it runs with (and re-reads on SIGHUP).
+  std::string config_path() const { return dir_.file("inferq.yaml"); }
+  // Replaces that file's text (whole, so a reload never reads half of it),
+  // then sends SIGHUP.
+  void reload_with(const std::string& yaml_text);
   pid_t pid() const { return process_.pid(); }
   std::string log() const { return process_.log(); }
   // HOST:PORT the metrics endpoint bound, from the start-up log line
@@ -113,7 +118,7 @@ struct JobRow {
   std::optional<int> max_attempts;
   std::optional<std::string> result;  // JSON text
   std::optional<std::string> last_error;
-  std::string errors;  // JSON text of the history array
+  std::string errors;                    // JSON text of the history array
   std::optional<double> started_epoch;   // extract(epoch from started_at)
   std::optional<double> finished_epoch;  // extract(epoch from finished_at)
 };

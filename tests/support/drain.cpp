@@ -17,4 +17,18 @@ bool backlog_drained(pqxx::connection& c, const std::string& queue) {
   return drained;
 }
 
+void fill_echo_backlog(pqxx::connection& c, long n) {
+  {
+    pqxx::work tx(c);
+    tx.exec(
+        "SELECT inferq.enqueue('echo', jsonb_build_object('i', g, 'text', 'hello world')) "
+        "FROM generate_series(1, " +
+        std::to_string(n) + ") g");
+    tx.commit();
+  }
+  pqxx::nontransaction nt(c);
+  nt.exec("VACUUM ANALYZE inferq.jobs");
+  nt.exec("CHECKPOINT");
+}
+
 }  // namespace inferq::test

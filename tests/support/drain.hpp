@@ -14,4 +14,11 @@ namespace inferq::test {
 // hundreds of megabytes a poll.
 bool backlog_drained(pqxx::connection& c, const std::string& queue);
 
+// Enqueues `n` builtin:echo jobs of queue "echo" with {"i": g, "text":
+// "hello world"} payloads in one transaction, then VACUUM ANALYZE and a
+// CHECKPOINT: a standing backlog has been through checkpoints, and without
+// one the drain would also pay for writing back the fill (its dirty pages,
+// and new WAL segments where a checkpoint would have recycled old ones).
+void fill_echo_backlog(pqxx::connection& c, long n);
+
 }  // namespace inferq::test

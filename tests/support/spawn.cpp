@@ -65,12 +65,14 @@ pid_t spawn(const SpawnSpec& spec) {
   if (spec.input_fd >= 0) {
     check(posix_spawn_file_actions_adddup2(&s.actions, spec.input_fd, 0), "posix_spawn dup2 stdin");
   } else {
-    check(posix_spawn_file_actions_addopen(&s.actions, 0, "/dev/null", O_RDONLY, 0), "posix_spawn open stdin");
+    check(posix_spawn_file_actions_addopen(&s.actions, 0, "/dev/null", O_RDONLY, 0),
+          "posix_spawn open stdin");
   }
   if (spec.output_fd >= 0) {
     check(posix_spawn_file_actions_adddup2(&s.actions, spec.output_fd, 1), "posix_spawn dup2 stdout");
   } else {
-    check(posix_spawn_file_actions_addopen(&s.actions, 1, "/dev/null", O_WRONLY, 0), "posix_spawn open stdout");
+    check(posix_spawn_file_actions_addopen(&s.actions, 1, "/dev/null", O_WRONLY, 0),
+          "posix_spawn open stdout");
   }
   check(posix_spawn_file_actions_adddup2(&s.actions, 1, 2), "posix_spawn dup2 stderr");
   // Nothing of ours leaks into the child: not ctest's pipes, not sockets.
@@ -168,15 +170,16 @@ std::string describe_status(int status) {
   if (WIFSIGNALED(status)) {
     const int sig = WTERMSIG(status);
     const char* name = ::strsignal(sig);
-    return "killed by signal " + std::to_string(sig) + (name != nullptr ? std::string(" (") + name + ")" : "");
+    return "killed by signal " + std::to_string(sig) +
+           (name != nullptr ? std::string(" (") + name + ")" : "");
   }
   return "ended with wait status " + std::to_string(status);
 }
 
 std::vector<std::string> as_user(const RunAs& who, std::vector<std::string> argv) {
   if (!who.drop) return argv;
-  std::vector<std::string> out{"setpriv", "--reuid=" + std::to_string(who.uid), "--regid=" + std::to_string(who.gid),
-                               "--clear-groups", "--"};
+  std::vector<std::string> out{"setpriv", "--reuid=" + std::to_string(who.uid),
+                               "--regid=" + std::to_string(who.gid), "--clear-groups", "--"};
   out.insert(out.end(), argv.begin(), argv.end());
   return out;
 }

@@ -27,13 +27,16 @@ namespace {
 std::string env_or(const char* name, const char* fallback) {
   const char* value = std::getenv(name);
   if (value != nullptr && *value != '\0') return value;
-  if (*fallback == '\0') throw std::runtime_error(std::string(name) + " is not set (run the tests through ctest)");
+  if (*fallback == '\0')
+    throw std::runtime_error(std::string(name) + " is not set (run the tests through ctest)");
   return fallback;
 }
 
 }  // namespace
 
-std::string bin_path(const std::string& name) { return env_or("INFERQ_BIN_DIR", INFERQ_DEFAULT_BIN_DIR) + "/" + name; }
+std::string bin_path(const std::string& name) {
+  return env_or("INFERQ_BIN_DIR", INFERQ_DEFAULT_BIN_DIR) + "/" + name;
+}
 
 std::string source_path(const std::string& rel) {
   return env_or("INFERQ_SOURCE_DIR", INFERQ_DEFAULT_SOURCE_DIR) + "/" + rel;
@@ -71,7 +74,8 @@ void TempDir::remove() noexcept {
   path_.clear();
 }
 
-bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout, std::chrono::milliseconds step) {
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds step) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     if (pred()) return true;

@@ -34,7 +34,9 @@ std::string error_of(const std::string& yaml) {
   return "";
 }
 
-std::string error_prefix(int line) { return std::string("config ") + kSource + ":" + std::to_string(line) + ": "; }
+std::string error_prefix(int line) {
+  return std::string("config ") + kSource + ":" + std::to_string(line) + ": ";
+}
 
 // A valid queue, indented as an item of `queues:`, for tests that vary one key.
 std::string queue_with(const std::string& extra_lines) {
@@ -188,7 +190,8 @@ queues:
 TEST_CASE("every builtin handler is accepted") {
   for (const char* handler : {"builtin:echo", "builtin:sleep", "builtin:fail", "builtin:crash"}) {
     CAPTURE(handler);
-    const Settings s = parse_settings(std::string("queues:\n  - {name: q, handler: \"") + handler + "\"}\n", kSource);
+    const Settings s =
+        parse_settings(std::string("queues:\n  - {name: q, handler: \"") + handler + "\"}\n", kSource);
     CHECK(s.queues.at(0).handler == handler);
   }
 }
@@ -206,45 +209,55 @@ TEST_CASE("a bad duration names file, line and key") {
         error_prefix(2) + "worker.shutdown_grace: must be greater than 0, got 0s");
   CHECK(error_of(queue_with("    retry:\n      backoff: 99999999999999999999h\n")) ==
         error_prefix(5) +
-            "queues[0].retry.backoff: expected a duration like 250ms, 30s or 5m, got \"99999999999999999999h\"");
+            "queues[0].retry.backoff: expected a duration like 250ms, 30s or 5m, got "
+            "\"99999999999999999999h\"");
 }
 
 TEST_CASE("unknown keys are rejected at every level") {
   CHECK(error_of("databse:\n  url: x\n") ==
-        error_prefix(1) + "databse: unknown key (expected one of database, worker, metrics, logging, queues)");
-  CHECK(error_of("\n\nworker:\n  pol_interval: 1s\n") ==
-        error_prefix(4) +
-            "worker.pol_interval: unknown key (expected one of poll_interval, heartbeat_interval, stale_after, "
-            "shutdown_grace, executor_path, vacuum_dead_rows)");
-  CHECK(error_of("metrics:\n  port: 1\n") == error_prefix(2) + "metrics.port: unknown key (expected one of listen)");
+        error_prefix(1) +
+            "databse: unknown key (expected one of database, worker, metrics, logging, retention, queues)");
+  CHECK(
+      error_of("\n\nworker:\n  pol_interval: 1s\n") ==
+      error_prefix(4) +
+          "worker.pol_interval: unknown key (expected one of poll_interval, heartbeat_interval, stale_after, "
+          "shutdown_grace, executor_path, vacuum_dead_rows)");
+  CHECK(error_of("metrics:\n  port: 1\n") ==
+        error_prefix(2) + "metrics.port: unknown key (expected one of listen)");
   CHECK(error_of(queue_with("    gpu: 0\n")) ==
         error_prefix(4) +
             "queues[0].gpu: unknown key (expected one of name, handler, model, device, threads, inputs, "
-            "outputs, extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, retry, sink)");
+            "outputs, binary_data_output, extra_libraries, idle_exit_after, instances, batch, deadline, "
+            "prefetch, retry, retention, sink)");
   CHECK(error_of(queue_with("    batch:\n      max_job: 4\n")) ==
         error_prefix(5) +
             "queues[0].batch.max_job: unknown key (expected one of max_bytes, max_jobs, max_wait)");
   CHECK(error_of(queue_with("    retry: {attempts: 3}\n")) ==
-        error_prefix(4) + "queues[0].retry.attempts: unknown key (expected one of max_attempts, backoff, max_backoff)");
+        error_prefix(4) +
+            "queues[0].retry.attempts: unknown key (expected one of max_attempts, backoff, max_backoff)");
 }
 
 TEST_CASE("a key given twice is rejected") {
-  CHECK(error_of("logging:\n  level: info\n  level: debug\n") == error_prefix(3) + "logging.level: key given twice");
+  CHECK(error_of("logging:\n  level: info\n  level: debug\n") ==
+        error_prefix(3) + "logging.level: key given twice");
 }
 
 TEST_CASE("wrong types are rejected") {
   CHECK(error_of("worker:\n  poll_interval: {a: 1}\n") ==
         error_prefix(2) + "worker.poll_interval: expected a duration like 250ms, 30s or 5m, got a map");
-  CHECK(error_of("database:\n  url: [a, b]\n") == error_prefix(2) + "database.url: expected a string, got a list");
-  CHECK(error_of("worker: 5\n") ==
-        error_prefix(1) +
-            "worker: expected a map with keys poll_interval, heartbeat_interval, stale_after, shutdown_grace, "
-            "executor_path, vacuum_dead_rows, got \"5\"");
+  CHECK(error_of("database:\n  url: [a, b]\n") ==
+        error_prefix(2) + "database.url: expected a string, got a list");
+  CHECK(
+      error_of("worker: 5\n") ==
+      error_prefix(1) +
+          "worker: expected a map with keys poll_interval, heartbeat_interval, stale_after, shutdown_grace, "
+          "executor_path, vacuum_dead_rows, got \"5\"");
   CHECK(error_of("queues:\n  name: q\n") == error_prefix(2) + "queues: expected a list of queues, got a map");
   CHECK(error_of("queues:\n  - builtin:echo\n") ==
         error_prefix(2) +
             "queues[0]: expected a map with keys name, handler, model, device, threads, inputs, outputs, "
-            "extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, retry, sink, got "
+            "binary_data_output, extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, "
+            "retry, retention, sink, got "
             "\"builtin:echo\"");
   CHECK(error_of(queue_with("    instances: abc\n")) ==
         error_prefix(4) + "queues[0].instances: expected an integer, got \"abc\"");
@@ -255,10 +268,12 @@ TEST_CASE("wrong types are rejected") {
             "queues[0].batch: expected a map with keys max_bytes, max_jobs, max_wait, got \"16\"");
   CHECK(error_of(queue_with("    retry:\n      max_attempts: [1]\n")) ==
         error_prefix(5) + "queues[0].retry.max_attempts: expected an integer, got a list");
-  CHECK(error_of("just text\n") ==
-        error_prefix(1) + "expected a map with keys database, worker, metrics, logging, queues, got \"just text\"");
+  CHECK(error_of("just text\n") == error_prefix(1) +
+                                       "expected a map with keys database, worker, metrics, logging, "
+                                       "retention, queues, got \"just text\"");
   CHECK(error_of("- a\n- b\n") ==
-        error_prefix(1) + "expected a map with keys database, worker, metrics, logging, queues, got a list");
+        error_prefix(1) +
+            "expected a map with keys database, worker, metrics, logging, retention, queues, got a list");
 }
 
 TEST_CASE("YAML syntax errors give file and line") {
@@ -279,19 +294,22 @@ TEST_CASE("more than one YAML document is rejected") {
 TEST_CASE("stale_after must exceed heartbeat_interval") {
   CHECK(error_of("worker:\n  heartbeat_interval: 5s\n  stale_after: 5s\n") ==
         error_prefix(3) +
-            "worker.stale_after: must be greater than heartbeat_interval (5s), got 5s (a lease is renewed every "
+            "worker.stale_after: must be greater than heartbeat_interval (5s), got 5s (a lease is renewed "
+            "every "
             "heartbeat_interval, so a shorter stale_after would reap live leases)");
   // Only heartbeat_interval set: the error points at it, since stale_after is the default.
-  CHECK(error_of("worker:\n  heartbeat_interval: 20s\n") ==
-        error_prefix(2) +
-            "worker.heartbeat_interval: must be less than stale_after (15s), got 20s (a lease is renewed every "
-            "heartbeat_interval, so a shorter stale_after would reap live leases)");
+  CHECK(
+      error_of("worker:\n  heartbeat_interval: 20s\n") ==
+      error_prefix(2) +
+          "worker.heartbeat_interval: must be less than stale_after (15s), got 20s (a lease is renewed every "
+          "heartbeat_interval, so a shorter stale_after would reap live leases)");
   CHECK(error_of("worker:\n  stale_after: 1s\n") ==
         error_prefix(2) +
-            "worker.stale_after: must be greater than heartbeat_interval (2s), got 1s (a lease is renewed every "
+            "worker.stale_after: must be greater than heartbeat_interval (2s), got 1s (a lease is renewed "
+            "every "
             "heartbeat_interval, so a shorter stale_after would reap live leases)");
-  CHECK(parse_settings("worker:\n  heartbeat_interval: 5s\n  stale_after: 5001ms\n", kSource).worker.stale_after ==
-        milliseconds(5'001));
+  CHECK(parse_settings("worker:\n  heartbeat_interval: 5s\n  stale_after: 5001ms\n", kSource)
+            .worker.stale_after == milliseconds(5'001));
 }
 
 TEST_CASE("max_backoff must be at least backoff") {
@@ -304,15 +322,18 @@ TEST_CASE("max_backoff must be at least backoff") {
 }
 
 TEST_CASE("queue names are required, well formed and unique") {
-  CHECK(error_of("queues:\n  - handler: builtin:echo\n") == error_prefix(2) + "queues[0]: missing required key name");
+  CHECK(error_of("queues:\n  - handler: builtin:echo\n") ==
+        error_prefix(2) + "queues[0]: missing required key name");
   CHECK(error_of("queues:\n  - name:\n    handler: builtin:echo\n") ==
         error_prefix(2) + "queues[0]: missing required key name");
   CHECK(error_of("queues:\n  - name: \"\"\n    handler: builtin:echo\n") ==
         error_prefix(2) + "queues[0].name: expected a name of letters, digits, '_', '.' and '-', got \"\"");
   CHECK(error_of("queues:\n  - name: my queue\n    handler: builtin:echo\n") ==
-        error_prefix(2) + "queues[0].name: expected a name of letters, digits, '_', '.' and '-', got \"my queue\"");
+        error_prefix(2) +
+            "queues[0].name: expected a name of letters, digits, '_', '.' and '-', got \"my queue\"");
   CHECK(error_of("queues:\n  - name: a/b\n    handler: builtin:echo\n") ==
-        error_prefix(2) + "queues[0].name: expected a name of letters, digits, '_', '.' and '-', got \"a/b\"");
+        error_prefix(2) +
+            "queues[0].name: expected a name of letters, digits, '_', '.' and '-', got \"a/b\"");
   CHECK(error_of("queues:\n"
                  "  - name: echo\n"
                  "    handler: builtin:echo\n"
@@ -321,23 +342,25 @@ TEST_CASE("queue names are required, well formed and unique") {
                  "  - handler: builtin:fail\n"
                  "    name: echo\n") ==
         error_prefix(7) + "queues[2].name: duplicate queue name \"echo\" (also queues[0])");
-  CHECK(
-      error_of("queues:\n  - ~\n  - name: q\n") ==
-      error_prefix(2) +
-          "queues[0]: expected a map with keys name, handler, model, device, threads, inputs, outputs, "
-          "extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, retry, sink, got nothing");
+  CHECK(error_of("queues:\n  - ~\n  - name: q\n") ==
+        error_prefix(2) +
+            "queues[0]: expected a map with keys name, handler, model, device, threads, inputs, outputs, "
+            "binary_data_output, extra_libraries, idle_exit_after, instances, batch, deadline, prefetch, "
+            "retry, retention, sink, got nothing");
 }
 
 TEST_CASE("handlers are required and must be known") {
-  CHECK(error_of("queues:\n  - name: q\n") == error_prefix(2) + "queues[0]: queue \"q\": missing required key handler or model (exactly one)");
+  CHECK(error_of("queues:\n  - name: q\n") ==
+        error_prefix(2) + "queues[0]: queue \"q\": missing required key handler or model (exactly one)");
   CHECK(error_of("queues:\n  - name: q\n    handler: builtin:nope\n") ==
         error_prefix(3) +
             "queues[0].handler: unknown builtin handler \"builtin:nope\" (expected one of builtin:echo, "
             "builtin:sleep, builtin:fail, builtin:crash)");
-  CHECK(error_of("queues:\n  - name: q\n    handler: model:/m.pt\n") ==
-        error_prefix(3) +
-            "queues[0].handler: expected one of builtin:echo, builtin:sleep, builtin:fail, builtin:crash, got "
-            "\"model:/m.pt\"");
+  CHECK(
+      error_of("queues:\n  - name: q\n    handler: model:/m.pt\n") ==
+      error_prefix(3) +
+          "queues[0].handler: expected one of builtin:echo, builtin:sleep, builtin:fail, builtin:crash, got "
+          "\"model:/m.pt\"");
 }
 
 TEST_CASE("integers are range checked") {
@@ -352,16 +375,20 @@ TEST_CASE("integers are range checked") {
       {"    instances: -1\n", 4, "queues[0].instances: must be between 1 and 256, got -1"},
       {"    instances: 99999999999\n", 4, "queues[0].instances: must be between 1 and 256, got 99999999999"},
       {"    batch: {max_jobs: 0}\n", 4, "queues[0].batch.max_jobs: must be between 1 and 4096, got 0"},
-      {"    batch:\n      max_jobs: 4097\n", 5, "queues[0].batch.max_jobs: must be between 1 and 4096, got 4097"},
-      {"    retry: {max_attempts: 0}\n", 4, "queues[0].retry.max_attempts: must be between 1 and 1000, got 0"},
-      {"    retry: {max_attempts: 1001}\n", 4, "queues[0].retry.max_attempts: must be between 1 and 1000, got 1001"},
+      {"    batch:\n      max_jobs: 4097\n", 5,
+       "queues[0].batch.max_jobs: must be between 1 and 4096, got 4097"},
+      {"    retry: {max_attempts: 0}\n", 4,
+       "queues[0].retry.max_attempts: must be between 1 and 1000, got 0"},
+      {"    retry: {max_attempts: 1001}\n", 4,
+       "queues[0].retry.max_attempts: must be between 1 and 1000, got 1001"},
   };
   for (const Case& c : cases) {
     CAPTURE(c.lines);
     CHECK(error_of(queue_with(c.lines)) == error_prefix(c.line) + c.expected);
   }
   const Settings s = parse_settings(
-      queue_with("    instances: 256\n    batch: {max_jobs: 4096}\n    retry: {max_attempts: 1000}\n"), kSource);
+      queue_with("    instances: 256\n    batch: {max_jobs: 4096}\n    retry: {max_attempts: 1000}\n"),
+      kSource);
   CHECK(s.queues.at(0).instances == 256);
   CHECK(s.queues.at(0).batch.max_jobs == 4096);
   CHECK(s.queues.at(0).retry.max_attempts == 1000);
@@ -370,7 +397,8 @@ TEST_CASE("integers are range checked") {
 TEST_CASE("metrics.listen must be HOST:PORT") {
   for (const char* good : {"0.0.0.0:1", "localhost:65535", "[::]:9847", "[::1]:80", "127.0.0.1:0"}) {
     CAPTURE(good);
-    CHECK(parse_settings(std::string("metrics:\n  listen: \"") + good + "\"\n", kSource).metrics.listen == good);
+    CHECK(parse_settings(std::string("metrics:\n  listen: \"") + good + "\"\n", kSource).metrics.listen ==
+          good);
   }
   for (const char* bad : {"9847", ":9847", "host:", "host:abc", "host:80x", "::1:80", "[]:80", "[::1:80"}) {
     CAPTURE(bad);
@@ -429,7 +457,8 @@ TEST_CASE("parse_settings ignores the environment") {
 }
 
 TEST_CASE("load_settings reads a file and applies INFERQ_DATABASE_URL") {
-  const auto path = write_temp("load.yaml", "database:\n  url: postgresql://from-file/db\nlogging: {level: warn}\n");
+  const auto path =
+      write_temp("load.yaml", "database:\n  url: postgresql://from-file/db\nlogging: {level: warn}\n");
   const ScopeGuard remove([&] { std::filesystem::remove(path); });
 
   SUBCASE("without the variable the file wins") {
@@ -467,10 +496,11 @@ TEST_CASE("load_settings errors name the file") {
 
   const auto path = write_temp("bad.yaml", "# inferq\nworker:\n  deadline: 5s\n");
   const ScopeGuard remove([&] { std::filesystem::remove(path); });
-  CHECK(load_error(path.string()) ==
-        "config " + path.string() +
-            ":3: worker.deadline: unknown key (expected one of poll_interval, heartbeat_interval, stale_after, "
-            "shutdown_grace, executor_path, vacuum_dead_rows)");
+  CHECK(
+      load_error(path.string()) ==
+      "config " + path.string() +
+          ":3: worker.deadline: unknown key (expected one of poll_interval, heartbeat_interval, stale_after, "
+          "shutdown_grace, executor_path, vacuum_dead_rows)");
 }
 
 TEST_CASE("default_settings applies INFERQ_DATABASE_URL") {
@@ -516,6 +546,9 @@ TEST_CASE("the example configuration parses and documents the defaults") {
   CHECK(echo.retry.backoff == d.retry.backoff);
   CHECK(echo.retry.max_backoff == d.retry.max_backoff);
   CHECK(echo.batch.max_wait == d.batch.max_wait);
+  CHECK(echo.retention.succeeded == d.retention.succeeded);
+  CHECK(echo.retention.cancelled == d.retention.cancelled);
+  CHECK(echo.retention.dead == d.retention.dead);
 
   // The model queue shows every model key at its default.
   const QueueSettings& enc = s.queues[1];
@@ -529,6 +562,49 @@ TEST_CASE("the example configuration parses and documents the defaults") {
   REQUIRE(enc.inputs.size() == 1);
   CHECK(enc.inputs[0].pad == 0);
   CHECK(enc.inputs[0].allow_non_finite == false);
+}
+
+TEST_CASE(
+    "retention: 1d, 1d and 7d by default; a queue's own keys over the top-level ones; 0 keeps for ever") {
+  const Settings d = parse_settings("queues:\n  - {name: a, handler: builtin:echo}\n", kSource);
+  CHECK(d.retention.succeeded == std::chrono::hours(24));
+  CHECK(d.retention.cancelled == std::chrono::hours(24));
+  CHECK(d.retention.dead == std::chrono::hours(24 * 7));
+  REQUIRE(d.queues.size() == 1);
+  CHECK(d.queues[0].retention.succeeded == std::chrono::hours(24));
+  CHECK(d.queues[0].retention.dead == std::chrono::hours(24 * 7));
+
+  // The top-level section after the queues applies to them all the same.
+  const Settings s = parse_settings(
+      "queues:\n"
+      "  - {name: a, handler: builtin:echo}\n"
+      "  - name: b\n"
+      "    handler: builtin:echo\n"
+      "    retention: {succeeded: 90s, dead: 0}\n"
+      "retention:\n"
+      "  succeeded: 2h\n"
+      "  cancelled: 0\n",
+      kSource);
+  CHECK(s.retention.succeeded == std::chrono::hours(2));
+  CHECK(s.retention.cancelled == milliseconds(0));
+  CHECK(s.retention.dead == std::chrono::hours(24 * 7));
+  REQUIRE(s.queues.size() == 2);
+  CHECK(s.queues[0].retention.succeeded == std::chrono::hours(2));
+  CHECK(s.queues[0].retention.cancelled == milliseconds(0));
+  CHECK(s.queues[0].retention.dead == std::chrono::hours(24 * 7));
+  CHECK(s.queues[1].retention.succeeded == milliseconds(90'000));
+  CHECK(s.queues[1].retention.cancelled == milliseconds(0));
+  CHECK(s.queues[1].retention.dead == milliseconds(0));
+  CHECK_FALSE(s.queues[0].retention.keeps_all());
+  CHECK_FALSE(s.queues[1].retention.keeps_all());
+
+  CHECK(error_of("retention:\n  succeeded: soon\n") ==
+        error_prefix(2) + "retention.succeeded: expected a duration like 250ms, 30s or 5m, got \"soon\"");
+  CHECK(error_of("retention:\n  finished: 1h\n") ==
+        error_prefix(2) + "retention.finished: unknown key (expected one of succeeded, cancelled, dead)");
+  CHECK(error_of(queue_with("    retention: 1h\n")) ==
+        error_prefix(4) +
+            "queues[0].retention: expected a map with keys succeeded, cancelled, dead, got \"1h\"");
 }
 
 namespace {
@@ -557,6 +633,7 @@ TEST_CASE("a model queue reads every key, with defaults for those left out") {
   CHECK(q.batch.max_bytes == 256 * 1024 * 1024);
   CHECK(q.idle_exit_after == milliseconds(600'000));
   CHECK(q.extra_libraries.empty());
+  CHECK_FALSE(q.binary_data_output);
   REQUIRE(q.inputs.size() == 1);
   CHECK(q.inputs[0].name == "ids");
   CHECK(q.inputs[0].datatype == "INT64");
@@ -570,7 +647,8 @@ TEST_CASE("a model queue reads every key, with defaults for those left out") {
                                                 "    threads: 3\n"
                                                 "    batch: {max_jobs: 8, max_wait: 2ms}\n"
                                                 "    extra_libraries: [/opt/ops.so]\n"
-                                                "    idle_exit_after: 0s\n"),
+                                                "    idle_exit_after: 0s\n"
+                                                "    binary_data_output: true\n"),
                                     kSource);
   const QueueSettings& t = s.queues[0];
   CHECK(t.device == "cuda:1");
@@ -579,44 +657,57 @@ TEST_CASE("a model queue reads every key, with defaults for those left out") {
   CHECK(t.batch.max_wait == milliseconds(2));
   CHECK(t.extra_libraries == std::vector<std::string>{"/opt/ops.so"});
   CHECK(t.idle_exit_after == milliseconds(0));
+  CHECK(t.binary_data_output);
   CHECK(inferq::config::executor_threads(s, t) == 3);
 }
 
 TEST_CASE("model queue errors name the line, the key and the queue") {
   CHECK(error_of(model_queue("    handler: builtin:echo\n")) ==
         error_prefix(6) + "queues[0].model: queue \"enc\": has both handler and model; give exactly one");
+  CHECK(error_of(queue_with("    binary_data_output: true\n")) ==
+        error_prefix(4) +
+            "queues[0].binary_data_output: queue \"q\": only a model queue takes this key (this queue has "
+            "handler \"builtin:echo\")");
   CHECK(error_of(queue_with("    device: cpu\n")) ==
         error_prefix(4) +
             "queues[0].device: queue \"q\": only a model queue takes this key (this queue has handler "
             "\"builtin:echo\")");
   CHECK(error_of("queues:\n  - name: enc\n    model: m.pt\n    outputs: [{name: y}]\n") ==
-        error_prefix(2) + "queues[0]: queue \"enc\": missing required key inputs (a model queue declares its inputs)");
-  CHECK(error_of("queues:\n  - name: enc\n    model: m.pt\n    inputs: [{name: x, datatype: FP32, shape: [4]}]\n") ==
         error_prefix(2) +
-            "queues[0]: queue \"enc\": missing required key outputs (a model queue declares its outputs)");
+            "queues[0]: queue \"enc\": missing required key inputs (a model queue declares its inputs)");
+  CHECK(
+      error_of(
+          "queues:\n  - name: enc\n    model: m.pt\n    inputs: [{name: x, datatype: FP32, shape: [4]}]\n") ==
+      error_prefix(2) +
+          "queues[0]: queue \"enc\": missing required key outputs (a model queue declares its outputs)");
   CHECK(error_of(model_queue("    device: gpu\n")) ==
         error_prefix(6) + "queues[0].device: expected auto, cpu or cuda:N, got \"gpu\"");
   CHECK(error_of(model_queue("    threads: -1\n")) ==
         error_prefix(6) + "queues[0].threads: must be between 0 and 1024, got -1");
   CHECK(error_of(model_queue("    idle_exit_after: soon\n")) ==
-        error_prefix(6) + "queues[0].idle_exit_after: expected a duration like 250ms, 30s or 5m, got \"soon\"");
+        error_prefix(6) +
+            "queues[0].idle_exit_after: expected a duration like 250ms, 30s or 5m, got \"soon\"");
   CHECK(error_of("queues:\n  - name: enc\n    model: m.pt\n    outputs: [{name: y}]\n"
                  "    inputs: [{name: x, datatype: FP8, shape: [4]}]\n") ==
         error_prefix(5) +
-            "queues[0].inputs[0].datatype: expected one of FP32, FP16, FP64, INT64, INT32, INT8, UINT8, BOOL, got "
+            "queues[0].inputs[0].datatype: expected one of FP32, FP16, FP64, INT64, INT32, INT8, UINT8, "
+            "BOOL, got "
             "\"FP8\"");
   CHECK(error_of("queues:\n  - name: enc\n    model: m.pt\n    outputs: [{name: y}]\n"
                  "    inputs: [{name: x, datatype: FP32, shape: [0]}]\n") ==
-        error_prefix(5) + "queues[0].inputs[0].shape[0]: a dimension must be -1 (variable) or at least 1, got 0");
+        error_prefix(5) +
+            "queues[0].inputs[0].shape[0]: a dimension must be -1 (variable) or at least 1, got 0");
   CHECK(error_of("queues:\n  - name: enc\n    model: m.pt\n    outputs: [{name: y}]\n"
                  "    inputs: [{name: x, datatype: FP32}]\n") ==
         error_prefix(5) +
-            "queues[0].inputs[0]: missing required key shape (the dimensions after the batch one; -1 = variable)");
+            "queues[0].inputs[0]: missing required key shape (the dimensions after the batch one; -1 = "
+            "variable)");
   CHECK(error_of("queues:\n  - name: enc\n    model: m.pt\n    outputs: [{name: y}]\n"
                  "    inputs: [{name: x, datatype: FP32, shape: [1], pad: zero}]\n") ==
         error_prefix(5) + "queues[0].inputs[0].pad: expected a number, got \"zero\"");
-  CHECK(error_of("queues:\n  - name: enc\n    model: m.pt\n    outputs: [{name: y}]\n"
-                 "    inputs: [{name: x, datatype: FP32, shape: [1]}, {name: x, datatype: FP32, shape: [1]}]\n") ==
+  CHECK(error_of(
+            "queues:\n  - name: enc\n    model: m.pt\n    outputs: [{name: y}]\n"
+            "    inputs: [{name: x, datatype: FP32, shape: [1]}, {name: x, datatype: FP32, shape: [1]}]\n") ==
         error_prefix(5) + "queues[0].inputs[1]: duplicate input name \"x\"");
 }
 

@@ -104,7 +104,8 @@ TEST_CASE("builtin:fail fails as asked") {
   CHECK(dflt.outcome == Outcome::kTransient);
   CHECK(dflt.body == "builtin:fail");
 
-  const JobOutput perm = run("builtin:fail", R"({"permanent": true, "message": "input tensor has the wrong shape"})");
+  const JobOutput perm =
+      run("builtin:fail", R"({"permanent": true, "message": "input tensor has the wrong shape"})");
   CHECK(perm.outcome == Outcome::kPermanent);
   CHECK(perm.body == "input tensor has the wrong shape");
 
@@ -143,8 +144,9 @@ TEST_CASE("the default run_unit keeps order and turns a job's exception into a t
 }
 
 TEST_CASE("a unit for builtin:fail gives one output per job, in order") {
-  const UnitResult r = handler("builtin:fail")->run_unit(
-      RunUnit{8, {{10, R"({"permanent": true})"}, {11, "{}"}, {12, "not json"}}});
+  const UnitResult r =
+      handler("builtin:fail")
+          ->run_unit(RunUnit{8, {{10, R"({"permanent": true})"}, {11, "{}"}, {12, "not json"}}});
   REQUIRE(r.jobs.size() == 3);
   CHECK(r.jobs[0].job_id == 10);
   CHECK(r.jobs[0].outcome == Outcome::kPermanent);

@@ -11,6 +11,7 @@
 
 #include "config/settings.hpp"
 #include "executor/model_handler.hpp"
+#include "support/models/example_models.hpp"
 #include "support/test_env.hpp"
 
 using inferq::config::ModelInput;
@@ -21,7 +22,9 @@ using inferq::executor::make_model_handler;
 using inferq::executor::StartupError;
 using inferq::protocol::Outcome;
 using inferq::protocol::RunUnit;
+using inferq::test::reference_forward;
 using inferq::test::TempDir;
+using inferq::test::token_ids;
 using nlohmann::json;
 
 namespace {
@@ -62,13 +65,6 @@ std::string ids_payload(const std::vector<std::int64_t>& ids) {
       .dump();
 }
 
-std::vector<std::int64_t> token_ids(std::size_t n, std::int64_t seed) {
-  std::vector<std::int64_t> ids;
-  for (std::size_t i = 0; i < n; ++i)
-    ids.push_back(1 + (seed * 131 + static_cast<std::int64_t>(i) * 71) % 8000);
-  return ids;
-}
-
 std::vector<float> floats_of(const std::string& result, const std::string& output) {
   const json r = json::parse(result);
   for (const auto& o : r.at("outputs")) {
@@ -84,15 +80,6 @@ void check_close(const std::vector<float>& got, const std::vector<float>& want) 
     INFO("element " << i);
     CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-4));
   }
-}
-
-// The model run directly, one job, no padding: the reference.
-std::vector<float> reference(const std::string& path, const at::Tensor& input) {
-  torch::jit::Module m = torch::jit::load(path);
-  m.eval();
-  c10::InferenceMode guard;
-  const at::Tensor out = m.forward({input.unsqueeze(0)}).toTensor().contiguous();
-  return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
 }
 
 std::string error_of(const QueueSettings& q) {
@@ -128,7 +115,7 @@ TEST_CASE("variable-length inputs in one unit equal one-by-one runs and the raw 
     REQUIRE(alone.outcome == Outcome::kSucceeded);
     const auto got = floats_of(batched.jobs[j].body, "embedding");
     check_close(got, floats_of(alone.body, "embedding"));
-    check_close(got, reference(models().file("encoder.pt"), at::tensor(token_ids(lengths[j], j))));
+    check_close(got, reference_forward(models().file("encoder.pt"), at::tensor(token_ids(lengths[j], j))));
   }
 }
 
@@ -148,7 +135,7 @@ TEST_CASE("a bad payload fails alone and permanently; the jobs beside it succeed
   CHECK(result.jobs[1].body == "input \"x\": expected datatype FP32, got \"FP64\"");
   REQUIRE(result.jobs[0].outcome == Outcome::kSucceeded);
   REQUIRE(result.jobs[2].outcome == Outcome::kSucceeded);
-  const auto want = reference(models().file("mlp.pt"), at::tensor(x));
+  const auto want = reference_forward(models().file("mlp.pt"), at::tensor(x));
   check_close(floats_of(result.jobs[0].body, "y"), want);
   check_close(floats_of(result.jobs[2].body, "y"), want);
 }

@@ -113,7 +113,7 @@ TEST_CASE("every bad payload is an error naming the input and what was expected"
   CHECK(error_of(with_x(R"({"name": "x", "datatype": "FP32", "data": [1, 2, 3]})"), kXy) ==
         "input \"x\": missing shape (expected FP32 [3])");
   CHECK(error_of(with_x(R"({"name": "x", "datatype": "FP32", "shape": [3]})"), kXy) ==
-        "input \"x\": missing data");
+        "input \"x\": missing data (or parameters.binary_data_size)");
   CHECK(error_of(with_x(R"({"name": "x", "datatype": "FP32", "shape": [-3], "data": []})"), kXy) ==
         "input \"x\": shape must be a list of non-negative integers, got \"-3\"");
   CHECK(error_of(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2, 3]},
@@ -196,4 +196,116 @@ TEST_CASE("FP16 conversion rounds to nearest even and keeps subnormals, infiniti
   for (std::uint32_t h = 0; h < 0x7C00; ++h) {
     CHECK(float_to_half(half_to_float(static_cast<std::uint16_t>(h))) == h);
   }
+}
+
+namespace {
+
+template <typename T>
+std::string bytes_of(const std::vector<T>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+std::string binary_error(const std::string& json, const std::string& binary,
+                         const std::vector<InputSpec>& specs) {
+  return decode_payload(json, specs, binary).error;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "binary data (parameters.binary_data_size) is taken from payload_binary in the JSON's input order") {
+  // "ids" comes first in the JSON, so its bytes come first, whatever the spec order.
+  const std::string binary =
+      bytes_of<std::int64_t>({5, -1, INT64_MAX}) + bytes_of<float>({0.5f, -0.0f, 3e38f});
+  const auto p = decode_payload(
+      R"({"inputs": [{"name": "ids", "datatype": "INT64", "shape": [3], "parameters": {"binary_data_size": 24}},
+                     {"parameters": {"other": [1], "binary_data_size": 12}, "name": "x", "datatype": "FP32",
+                      "shape": [1, 3]}]})",
+      kXy, binary);
+  REQUIRE(p.ok());
+  CHECK(values<float>(p.tensors[0]) == std::vector<float>{0.5f, -0.0f, 3e38f});
+  CHECK(std::signbit(values<float>(p.tensors[0])[1]));
+  CHECK(values<std::int64_t>(p.tensors[1]) == std::vector<std::int64_t>{5, -1, INT64_MAX});
+  CHECK(p.tensors[1].shape == std::vector<std::int64_t>{3});
+
+  SUBCASE("JSON and binary inputs mix in one payload") {
+    const auto q = decode_payload(
+        R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2, 3]},
+                       {"name": "ids", "datatype": "INT64", "shape": [1], "parameters": {"binary_data_size": 8}}]})",
+        kXy, bytes_of<std::int64_t>({42}));
+    REQUIRE(q.ok());
+    CHECK(values<float>(q.tensors[0]) == std::vector<float>{1, 2, 3});
+    CHECK(values<std::int64_t>(q.tensors[1]) == std::vector<std::int64_t>{42});
+  }
+}
+
+TEST_CASE("bad binary data fails the job with a message naming the input") {
+  const std::vector<InputSpec> one{spec("x", DataType::kFP32, {2})};
+  const std::string two_floats = bytes_of<float>({1, 2});
+  const auto x_json = [](const std::string& size, const std::string& datatype = "FP32") {
+    return R"({"inputs": [{"name": "x", "datatype": ")" + datatype +
+           R"(", "shape": [2], "parameters": {"binary_data_size": )" + size + "}}]}";
+  };
+  CHECK(binary_error(x_json("8"), two_floats, one).empty());
+  CHECK(binary_error(x_json("4"), two_floats.substr(0, 4), one) ==
+        "input \"x\": binary_data_size is 4 bytes, expected 8 (shape [2] of FP32, 4 byte(s) each)");
+  CHECK(binary_error(x_json("-8"), two_floats, one) ==
+        "input \"x\": parameters.binary_data_size must be a non-negative integer, got \"-8\"");
+  CHECK(
+      binary_error(x_json("8.5"), two_floats, one).find("input \"x\": parameters.binary_data_size must be") ==
+      0);
+  CHECK(binary_error(x_json("8"), two_floats.substr(0, 7), one) ==
+        "input \"x\": binary_data_size 8 at byte 0 runs past the end of the payload_binary (7 bytes)");
+  CHECK(binary_error(x_json("8"), two_floats + "z", one) ==
+        "payload_binary has 9 bytes, 1 more than the binary_data_size of input(s) \"x\" add up to (8)");
+  CHECK(binary_error(x_json("8", "FP64"), two_floats, one) ==
+        "input \"x\": expected datatype FP32, got \"FP64\"");
+  CHECK(binary_error(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2]}]})", "ab",
+                     one) == "payload_binary has 2 bytes, but no input has parameters.binary_data_size");
+  CHECK(binary_error(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2],
+                                     "parameters": {"binary_data_size": 8}}]})",
+                     two_floats,
+                     one) == "input \"x\": has both data and parameters.binary_data_size; give one of them");
+  CHECK(binary_error(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2]}]})", "", one) ==
+        "input \"x\": missing data (or parameters.binary_data_size)");
+  CHECK(binary_error(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": 3}]})", "",
+                     one)
+            .find("an input's parameters must be an object") != std::string::npos);
+
+  SUBCASE("values are checked as JSON numbers are") {
+    const std::string nan = bytes_of<float>({1, std::numeric_limits<float>::quiet_NaN()});
+    CHECK(binary_error(x_json("8"), nan, one).find("input \"x\": binary data element 1: ") == 0);
+    CHECK(binary_error(x_json("8"), nan, {spec("x", DataType::kFP32, {2}, true)}).empty());
+    const std::vector<InputSpec> flags{spec("m", DataType::kBOOL, {2})};
+    const std::string m_json =
+        R"({"inputs": [{"name": "m", "datatype": "BOOL", "shape": [2], "parameters": {"binary_data_size": 2}}]})";
+    CHECK(binary_error(m_json, std::string("\x01\x00", 2), flags).empty());
+    CHECK(binary_error(m_json, std::string("\x01\x02", 2), flags) ==
+          "input \"m\": binary data element 1: a BOOL byte must be 0 or 1, got 2");
+    const std::vector<InputSpec> halves{spec("h", DataType::kFP16, {1})};
+    const std::string h_json =
+        R"({"inputs": [{"name": "h", "datatype": "FP16", "shape": [1], "parameters": {"binary_data_size": 2}}]})";
+    CHECK(binary_error(h_json, bytes_of<std::uint16_t>({0x7C00}), halves)
+              .find("input \"h\": binary data element 0") == 0);
+    CHECK(binary_error(h_json, bytes_of<std::uint16_t>({0x3C00}), halves).empty());
+  }
+}
+
+TEST_CASE("binary outputs: each output's bytes appended in order, its entry giving binary_data_size") {
+  const float f[] = {0.5f, NAN};
+  const std::int64_t ids[] = {7, -1, 3};
+  const std::uint16_t halves[] = {0x3C00};
+  std::string out;
+  std::string binary = "kept";
+  encode_result(out, "m",
+                {OutputView{"y", DataType::kFP32, {2}, f}, OutputView{"ids", DataType::kINT64, {3}, ids},
+                 OutputView{"h", DataType::kFP16, {1}, halves}},
+                &binary);
+  CHECK(out == R"({"model_name":"m","outputs":[)"
+               R"({"name":"y","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}},)"
+               R"({"name":"ids","shape":[3],"datatype":"INT64","parameters":{"binary_data_size":24}},)"
+               R"({"name":"h","shape":[1],"datatype":"FP16","parameters":{"binary_data_size":2}}]})");
+  CHECK(binary == "kept" + std::string(reinterpret_cast<const char*>(f), 8) +
+                      std::string(reinterpret_cast<const char*>(ids), 24) +
+                      std::string(reinterpret_cast<const char*>(halves), 2));
 }

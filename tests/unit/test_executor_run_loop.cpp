@@ -20,7 +20,8 @@ class Served {
  public:
   explicit Served(Handler& handler) {
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fd_) == 0);
-    exit_code_ = std::async(std::launch::async, [this, &handler] { return serve(fd_[1], handler, "test:handler"); });
+    exit_code_ =
+        std::async(std::launch::async, [this, &handler] { return serve(fd_[1], handler, "test:handler"); });
   }
   ~Served() {
     close_supervisor();

@@ -57,7 +57,8 @@ void write_all(int fd, const std::string& s) {
 RunUnit big_unit(std::size_t jobs, std::size_t payload_bytes) {
   RunUnit u{42, {}};
   for (std::size_t i = 0; i < jobs; ++i) {
-    u.jobs.push_back({static_cast<std::int64_t>(i), std::string(payload_bytes, static_cast<char>('a' + i % 26))});
+    u.jobs.push_back(
+        {static_cast<std::int64_t>(i), std::string(payload_bytes, static_cast<char>('a' + i % 26))});
   }
   return u;
 }

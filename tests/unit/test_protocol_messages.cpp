@@ -86,6 +86,16 @@ TEST_CASE("RunUnit round-trips, empty, one job and many, binary-safe payloads") 
     for (std::size_t i = 0; i < u.jobs.size(); ++i) {
       CHECK(r.jobs[i].job_id == u.jobs[i].job_id);
       CHECK(r.jobs[i].payload == u.jobs[i].payload);
+      CHECK(r.jobs[i].payload_binary.empty());
+    }
+  }
+  SUBCASE("binary tensor data travels beside the JSON, byte for byte") {
+    RunUnit u{3, {{1, "{}", kOddBytes}, {2, "{}", ""}, {3, "", std::string(70000, '\0')}}};
+    const auto r = std::get<RunUnit>(round_trip(u));
+    REQUIRE(r.jobs.size() == 3);
+    for (std::size_t i = 0; i < 3; ++i) {
+      CHECK(r.jobs[i].payload == u.jobs[i].payload);
+      CHECK(r.jobs[i].payload_binary == u.jobs[i].payload_binary);
     }
   }
 }
@@ -95,14 +105,16 @@ TEST_CASE("UnitResult round-trips every outcome") {
                {{1, Outcome::kSucceeded, "{\"y\":1}"},
                 {2, Outcome::kPermanent, "bad"},
                 {3, Outcome::kTransient, ""},
-                {4, Outcome::kSucceeded, kOddBytes}}};
+                {4, Outcome::kSucceeded, kOddBytes},
+                {5, Outcome::kSucceeded, "{}", kOddBytes}}};
   const auto r = std::get<UnitResult>(round_trip(u));
   CHECK(r.unit_id == 99);
-  REQUIRE(r.jobs.size() == 4);
-  for (std::size_t i = 0; i < 4; ++i) {
+  REQUIRE(r.jobs.size() == 5);
+  for (std::size_t i = 0; i < 5; ++i) {
     CHECK(r.jobs[i].job_id == u.jobs[i].job_id);
     CHECK(r.jobs[i].outcome == u.jobs[i].outcome);
     CHECK(r.jobs[i].body == u.jobs[i].body);
+    CHECK(r.jobs[i].body_binary == u.jobs[i].body_binary);
   }
 }
 
@@ -127,9 +139,16 @@ TEST_CASE("Fatal round-trips") {
 
 TEST_CASE("the wire format is what the header documents") {
   const std::string bytes = frame_of(Ready{0x01020304, "ab"});
-  const std::string expected = std::string("\x0c\x00\x00\x00", 4) + "\x02\x01" + "\x04\x03\x02\x01" +
+  const std::string expected = std::string("\x0c\x00\x00\x00", 4) + "\x03\x01" + "\x04\x03\x02\x01" +
                                std::string("\x02\x00\x00\x00", 4) + "ab";
   CHECK(bytes == expected);
+  // A job: id, payload, then its binary data.
+  const std::string run = frame_of(RunUnit{9, {{5, "{}", "\x01"}}});
+  const std::string run_expected = std::string("\x21\x00\x00\x00", 4) + "\x03\x02" +
+                                   std::string("\x09\0\0\0\0\0\0\0", 8) + std::string("\x01\0\0\0", 4) +
+                                   std::string("\x05\0\0\0\0\0\0\0", 8) + std::string("\x02\0\0\0", 4) +
+                                   "{}" + std::string("\x01\0\0\0", 4) + "\x01";
+  CHECK(run == run_expected);
   CHECK(message_name(Message{RunUnit{}}) == std::string("RunUnit"));
   CHECK(message_name(Message{Fatal{}}) == std::string("Fatal"));
 }
@@ -205,6 +224,7 @@ TEST_CASE("malformed frames are rejected with a reason") {
     put_u64(body, 10);
     put_u32(body, 2);
     body += "{}";
+    put_u32(body, 0);  // no binary data
     put_u64(body, 11);
     put_u32(body, 5);
     body += "{}{}";  // one byte short
@@ -212,10 +232,12 @@ TEST_CASE("malformed frames are rejected with a reason") {
     check_malformed(raw_frame(2, body), "RunUnit: body too short for jobs[1].payload");
   }
   SUBCASE("trailing bytes after a complete body") {
-    check_malformed(raw_frame(2, frame_of(RunUnit{1, {{2, "{}"}}}).substr(6) + "z"), "RunUnit: 1 trailing bytes");
+    check_malformed(raw_frame(2, frame_of(RunUnit{1, {{2, "{}"}}}).substr(6) + "z"),
+                    "RunUnit: 1 trailing bytes");
     check_malformed(raw_frame(4, frame_of(Fatal{"m"}).substr(6) + "zz"), "Fatal: 2 trailing bytes");
     check_malformed(raw_frame(1, frame_of(Ready{1, "h"}).substr(6) + "zzz"), "Ready: 3 trailing bytes");
-    check_malformed(raw_frame(3, frame_of(UnitResult{1, {}}).substr(6) + "z"), "UnitResult: 1 trailing bytes");
+    check_malformed(raw_frame(3, frame_of(UnitResult{1, {}}).substr(6) + "z"),
+                    "UnitResult: 1 trailing bytes");
   }
   SUBCASE("a hostile count is refused before anything is allocated for it") {
     std::string body;
@@ -227,7 +249,7 @@ TEST_CASE("malformed frames are rejected with a reason") {
     std::string two;
     put_u64(two, 1);
     put_u32(two, 2);
-    two += std::string(12 + 11, '\0');
+    two += std::string(16 + 15, '\0');
     check_malformed(raw_frame(2, two), "job count 2 exceeds");
   }
   SUBCASE("a hostile string length is refused") {
@@ -242,6 +264,7 @@ TEST_CASE("malformed frames are rejected with a reason") {
       put_u32(body, 1);
       put_u64(body, 7);
       body.push_back(static_cast<char>(v));
+      put_u32(body, 0);
       put_u32(body, 0);
       check_malformed(raw_frame(3, body), "jobs[0].outcome has invalid value " + std::to_string(v));
     }

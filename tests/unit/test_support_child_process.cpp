@@ -7,8 +7,8 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
-#include <system_error>
 #include <string>
+#include <system_error>
 
 #include "support/child_process.hpp"
 #include "support/test_env.hpp"
@@ -32,7 +32,8 @@ TEST_CASE("exit status, environment and log") {
 }
 
 TEST_CASE("signals and timeouts") {
-  ChildProcess child({"/bin/sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.01; done"});
+  ChildProcess child(
+      {"/bin/sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.01; done"});
   REQUIRE(child.wait_log("ready", 10s));
   CHECK(child.running());
   CHECK_FALSE(child.wait_exit(50ms));
@@ -49,9 +50,14 @@ TEST_CASE("the destructor kills the whole process group") {
   const std::string pid_file = tmp.file("grandchild.pid");
   pid_t grandchild = 0;
   {
-    ChildProcess child({"/bin/sh", "-c", "sleep 300 & echo $! > " + pid_file + "; wait"}, {}, tmp.file("log"));
-    REQUIRE(inferq::test::wait_until([&] { std::error_code ec;
-      return std::filesystem::file_size(pid_file, ec) > 0 && !ec; }, 10s));
+    ChildProcess child({"/bin/sh", "-c", "sleep 300 & echo $! > " + pid_file + "; wait"}, {},
+                       tmp.file("log"));
+    REQUIRE(inferq::test::wait_until(
+        [&] {
+          std::error_code ec;
+          return std::filesystem::file_size(pid_file, ec) > 0 && !ec;
+        },
+        10s));
     std::ifstream in(pid_file);
     in >> grandchild;
     REQUIRE(grandchild > 0);

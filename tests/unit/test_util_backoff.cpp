@@ -41,7 +41,7 @@ TEST_CASE("retry_delay jitter spans half to all of the delay") {
 }
 
 TEST_CASE("retry_delay clamps odd inputs") {
-  CHECK(retry_delay(0, kBase, kMax, 0.0) == milliseconds(500));   // attempt below 1 counts as 1
+  CHECK(retry_delay(0, kBase, kMax, 0.0) == milliseconds(500));  // attempt below 1 counts as 1
   CHECK(retry_delay(-7, kBase, kMax, 0.0) == milliseconds(500));
   CHECK(retry_delay(1, kBase, kMax, -3.0) == milliseconds(500));  // jitter clamped into [0, 1)
   CHECK(retry_delay(1, kBase, kMax, 1.0) == milliseconds(999));

@@ -62,7 +62,8 @@ TEST_CASE("ManualClock refuses to run its steady clock backwards") {
 }
 
 TEST_CASE("ManualClock can be used through the Clock interface and from many threads") {
-  ManualClock manual(std::chrono::steady_clock::time_point(100s), std::chrono::system_clock::time_point(200s));
+  ManualClock manual(std::chrono::steady_clock::time_point(100s),
+                     std::chrono::system_clock::time_point(200s));
   const Clock& clock = manual;
   CHECK(clock.now() == std::chrono::steady_clock::time_point(100s));
   CHECK(clock.wall_now() == std::chrono::system_clock::time_point(200s));
@@ -79,5 +80,6 @@ TEST_CASE("ManualClock can be used through the Clock interface and from many thr
     });
   }
   for (std::thread& thread : threads) thread.join();
-  CHECK(clock.now() == std::chrono::steady_clock::time_point(100s) + std::chrono::milliseconds(kThreads * kSteps));
+  CHECK(clock.now() ==
+        std::chrono::steady_clock::time_point(100s) + std::chrono::milliseconds(kThreads * kSteps));
 }

@@ -14,6 +14,7 @@ TEST_CASE("parse_duration reads every unit") {
   CHECK(parse_duration("30s") == milliseconds(30'000));
   CHECK(parse_duration("5m") == milliseconds(300'000));
   CHECK(parse_duration("1h") == milliseconds(3'600'000));
+  CHECK(parse_duration("7d") == milliseconds(7 * 86'400'000LL));
   CHECK(parse_duration("0s") == milliseconds(0));
   CHECK(parse_duration("007s") == milliseconds(7'000));
 }
@@ -27,8 +28,9 @@ TEST_CASE("parse_duration reads exact fractions") {
 }
 
 TEST_CASE("parse_duration rejects what is not a duration") {
-  for (const char* text : {"", "30", "1.5", "s", "ms", "-5s", "+5s", "-0s", ".5s", "5.s", "5 s", " 5s", "5s ",
-                           "5sec", "5S", "5d", "5us", "1m30s", "abc", "soon", "5ms5", "1..5s", "0x10s"}) {
+  for (const char* text :
+       {"",    "30",   "1.5", "s",  "ms",  "-5s",   "+5s", "-0s",  ".5s",  "5.s",   "5 s",  " 5s",
+        "5s ", "5sec", "5S",  "5D", "5us", "1m30s", "abc", "soon", "5ms5", "1..5s", "0x10s"}) {
     CAPTURE(text);
     CHECK_FALSE(parse_duration(text).has_value());
   }
@@ -60,14 +62,16 @@ TEST_CASE("format_duration picks the largest exact unit") {
   CHECK(format_duration(milliseconds(90'000)) == "1.5m");
   CHECK(format_duration(milliseconds(300'000)) == "5m");
   CHECK(format_duration(milliseconds(3'600'000)) == "1h");
+  CHECK(format_duration(milliseconds(86'400'000)) == "1d");
+  CHECK(format_duration(milliseconds(36 * 3'600'000)) == "1.5d");
   CHECK(format_duration(milliseconds(3'601'000)) == "3601s");
   CHECK(format_duration(milliseconds(-1'500)) == "-1.5s");
 }
 
 TEST_CASE("format_duration output parses back to the same value") {
-  const std::int64_t samples[] = {1,         999,       1'001,      59'999,
-                                  60'001,    90'500,    3'599'999,  5'400'000,
-                                  86'400'000, std::numeric_limits<std::int64_t>::max()};
+  const std::int64_t samples[] = {
+      1,      999,       1'001,     59'999,     60'001,
+      90'500, 3'599'999, 5'400'000, 86'400'000, std::numeric_limits<std::int64_t>::max()};
   for (std::int64_t ms : samples) {
     CAPTURE(ms);
     CHECK(parse_duration(format_duration(milliseconds(ms))) == milliseconds(ms));

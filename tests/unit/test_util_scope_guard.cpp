@@ -38,9 +38,7 @@ TEST_CASE("A moved ScopeGuard runs once") {
   int runs = 0;
   {
     ScopeGuard first([&] { ++runs; });
-    {
-      ScopeGuard second(std::move(first));
-    }
+    { ScopeGuard second(std::move(first)); }
     CHECK(runs == 1);
   }
   CHECK(runs == 1);

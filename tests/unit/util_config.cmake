@@ -7,3 +7,5 @@ inferq_test(test_util_scope_guard SOURCES unit/test_util_scope_guard.cpp LIBS in
 inferq_test(test_util_log_fields SOURCES unit/test_util_log_fields.cpp LIBS inferq_util Threads::Threads LABELS unit TIMEOUT 30)
 inferq_test(test_util_json_check SOURCES unit/test_util_json_check.cpp LIBS inferq_util LABELS unit TIMEOUT 30)
 inferq_test(test_config_config SOURCES unit/test_config_config.cpp LIBS inferq_config LABELS unit TIMEOUT 30)
+inferq_test(test_config_compare SOURCES unit/test_config_compare.cpp LIBS inferq_config LABELS unit TIMEOUT 30)
+inferq_test(test_util_json_text SOURCES unit/test_util_json_text.cpp LIBS inferq_util LABELS unit TIMEOUT 30)

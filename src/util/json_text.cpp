@@ -1,6 +1,6 @@
-#include "db/json_text.hpp"
+#include "util/json_text.hpp"
 
-namespace inferq::db {
+namespace inferq::util {
 namespace {
 
 // Length of the valid UTF-8 sequence starting at s[i], or 0 if invalid.
@@ -8,10 +8,14 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
   const auto b = static_cast<unsigned char>(s[i]);
   std::size_t len = 0;
   if (b < 0x80) return 1;
-  if ((b & 0xE0) == 0xC0 && b >= 0xC2) len = 2;
-  else if ((b & 0xF0) == 0xE0) len = 3;
-  else if ((b & 0xF8) == 0xF0 && b <= 0xF4) len = 4;
-  else return 0;
+  if ((b & 0xE0) == 0xC0 && b >= 0xC2)
+    len = 2;
+  else if ((b & 0xF0) == 0xE0)
+    len = 3;
+  else if ((b & 0xF8) == 0xF0 && b <= 0xF4)
+    len = 4;
+  else
+    return 0;
   if (i + len > s.size()) return 0;
   for (std::size_t k = 1; k < len; ++k)
     if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 0;
@@ -71,4 +75,11 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
-}  // namespace inferq::db
+std::string json_string(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  append_json_string(out, s);
+  return out;
+}
+
+}  // namespace inferq::util
