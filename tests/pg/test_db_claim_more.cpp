@@ -15,6 +15,7 @@
 #include "db/session.hpp"
 #include "support/migrated_database.hpp"
 #include "support/pg_cluster.hpp"
+#include "support/worker_db.hpp"
 
 namespace {
 
@@ -22,20 +23,7 @@ using inferq::db::ClaimedJob;
 using inferq::db::Session;
 using inferq::test::PgCluster;
 
-struct Db {
-  std::string url = inferq::test::migrated_database();
-  Session session{url, "test-daemon"};
-  pqxx::connection conn{url};
-  std::int64_t worker = [this] {
-    inferq::db::WorkerIdentity who;
-    who.name = "host:1";
-    who.host = "host";
-    who.pid = 1;
-    who.version = "test";
-    who.queues = {"q"};
-    return inferq::db::register_worker(session, who);
-  }();
-
+struct Db : inferq::test::WorkerDb {
   std::int64_t add(const std::optional<std::string>& key = std::nullopt, double run_in_seconds = 0,
                    const std::string& queue = "q") {
     pqxx::nontransaction tx(conn);
@@ -89,7 +77,7 @@ TEST_CASE("claim_more tops a live unkeyed lease up in claim order, counting the 
   inferq::db::UnitFinish finish;
   finish.lease_id = unit->lease_id;
   for (const auto id : {a, b, c, d}) finish.jobs.push_back({id, true, R"({"ok": true})", {}, "", 0});
-  CHECK(inferq::db::complete(db.session, {finish}, "host:1") == 4);
+  CHECK(inferq::db::complete(db.session, {finish}, "h:1") == 4);
   for (const auto id : {a, b, c, d}) CHECK(db.field(id, "state") == "succeeded");
 }
 
@@ -149,7 +137,7 @@ TEST_CASE("a job that claim_more added but its daemon never saw is reaped once i
   inferq::db::UnitFinish finish;
   finish.lease_id = unit->lease_id;
   finish.jobs.push_back({a, true, R"({"ok": true})", {}, "", 0});
-  REQUIRE(inferq::db::complete(db.session, {finish}, "host:1") == 1);
+  REQUIRE(inferq::db::complete(db.session, {finish}, "h:1") == 1);
   CHECK(db.field(b, "state") == "running");
 
   // Any daemon's reap, with no stale lease anywhere, finds it.

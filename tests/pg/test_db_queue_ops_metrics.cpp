@@ -18,6 +18,7 @@
 #include "db/session.hpp"
 #include "support/migrated_database.hpp"
 #include "support/pg_cluster.hpp"
+#include "support/worker_db.hpp"
 
 namespace {
 
@@ -27,22 +28,12 @@ using inferq::db::Session;
 using inferq::db::UnitFinish;
 using inferq::test::PgCluster;
 
-struct Db {
-  std::string url = inferq::test::migrated_database();
-  Session session{url, "test-daemon"};
-  pqxx::connection conn{url};
-  std::int64_t worker = [this] {
-    inferq::db::WorkerIdentity who{"h:1", "h", 1, "test", {"q", "r"}};
-    return inferq::db::register_worker(session, who);
-  }();
+struct Db : inferq::test::WorkerDb {
+  Db() : WorkerDb({"q", "r"}) {}
 
   std::int64_t enqueue(const std::string& queue, const std::string& extra = "") {
     pqxx::nontransaction tx(conn);
     return tx.exec1("SELECT inferq.enqueue('" + queue + "', '{}'" + extra + ")")[0].as<std::int64_t>();
-  }
-  void exec(const std::string& sql) {
-    pqxx::nontransaction tx(conn);
-    tx.exec(sql);
   }
 };
 

@@ -13,6 +13,7 @@
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
 #include "support/migrated_database.hpp"
+#include "support/worker_db.hpp"
 
 namespace {
 
@@ -45,28 +46,11 @@ BEGIN
 END $$;
 )";
 
-struct Db {
-  std::string url = inferq::test::migrated_database();
-  Session session{url, "test-daemon"};
-  pqxx::connection conn{url};
-  std::int64_t worker = [this] {
-    inferq::db::WorkerIdentity who{"h:1", "h", 1, "test", {"q", "plain"}};
-    return inferq::db::register_worker(session, who);
-  }();
-
-  Db() { exec(kUserSchema); }
+struct Db : inferq::test::WorkerDb {
+  Db() : WorkerDb({"q", "plain"}) { exec(kUserSchema); }
   std::int64_t enqueue(const std::string& queue, const std::string& payload) {
     pqxx::nontransaction tx(conn);
     return tx.exec_params1("SELECT inferq.enqueue($1, $2::jsonb)", queue, payload)[0].as<std::int64_t>();
-  }
-  void exec(const std::string& sql) {
-    pqxx::nontransaction tx(conn);
-    tx.exec(sql);
-  }
-  std::string scalar(const std::string& sql) {
-    pqxx::nontransaction tx(conn);
-    const auto r = tx.exec1(sql);
-    return r[0].is_null() ? "NULL" : r[0].c_str();
   }
   std::string state(std::int64_t id) {
     return scalar("SELECT state FROM inferq.jobs WHERE id = " + std::to_string(id));

@@ -5,8 +5,9 @@
 
 namespace inferq::test {
 
-WorkerDb::WorkerDb() : url(migrated_database()), session(url, "test-daemon"), conn(url) {
-  db::WorkerIdentity who{"h:1", "h", 1, "test", {"q"}};
+WorkerDb::WorkerDb(const std::vector<std::string>& queues)
+    : url(migrated_database()), session(url, "test-daemon"), conn(url) {
+  db::WorkerIdentity who{"h:1", "h", 1, "test", queues};
   worker = db::register_worker(session, who);
 }
 

@@ -4,16 +4,17 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "db/session.hpp"
 
 namespace inferq::test {
 
 // For tests of the daemon's statements: a fresh migrated database, the
-// daemon's Session on it with a registered worker (queue "q"), and an owner
-// connection for setting up and reading back.
+// daemon's Session on it with a registered worker ("h:1", serving
+// `queues`), and an owner connection for setting up and reading back.
 struct WorkerDb {
-  WorkerDb();
+  explicit WorkerDb(const std::vector<std::string>& queues = {"q"});
 
   std::string url;
   db::Session session;
