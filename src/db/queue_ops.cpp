@@ -216,12 +216,15 @@ void append_hex(std::string& out, const std::string& bytes) {
 
 }  // namespace
 
+std::size_t completion_bytes(const JobFinish& job) {
+  return 64 + job.result_json.size() + 2 * job.result_binary.size() + job.message.size();
+}
+
 std::string completion_document(const std::vector<UnitFinish>& units) {
   std::string doc;
   std::size_t estimate = 2;
   for (const auto& u : units)
-    for (const auto& j : u.jobs)
-      estimate += 64 + j.result_json.size() + 2 * j.result_binary.size() + j.message.size();
+    for (const auto& j : u.jobs) estimate += completion_bytes(j);
   doc.reserve(estimate);
   doc += '[';
   bool first = true;

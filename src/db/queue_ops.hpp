@@ -175,4 +175,9 @@ bool sink_function_exists(Session& s, const std::string& function, bool binary_o
 // saying so, since its text would otherwise become part of the document.
 std::string completion_document(const std::vector<UnitFinish>& units);
 
+// About how many bytes `job` takes in completion_document: its ids and keys
+// (about 64), its result, its binary result as hex and its message. Callers
+// bound a write by it.
+std::size_t completion_bytes(const JobFinish& job);
+
 }  // namespace inferq::db

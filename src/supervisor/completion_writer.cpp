@@ -25,14 +25,9 @@ constexpr std::size_t kMaxJobsPerWrite = 4096;
 // fits in a write of its own.
 constexpr std::size_t kMaxBytesPerWrite = 256 * 1024 * 1024;
 
-// A job's share of a write's document (its ids and keys about 64 bytes).
-std::size_t job_bytes(const db::JobFinish& j) {
-  return 64 + j.result_json.size() + 2 * j.result_binary.size() + j.message.size();  // bytes go as hex
-}
-
 std::size_t unit_bytes(const db::UnitFinish& unit) {
   std::size_t n = 0;
-  for (const auto& j : unit.jobs) n += job_bytes(j);
+  for (const auto& j : unit.jobs) n += db::completion_bytes(j);
   return n;
 }
 
@@ -41,7 +36,7 @@ std::size_t unit_bytes(const db::UnitFinish& unit) {
 void bound_results(db::UnitFinish& unit) {
   std::size_t bytes = 0;
   for (auto& j : unit.jobs) {
-    if (j.ok && bytes + job_bytes(j) > kMaxBytesPerWrite) {
+    if (j.ok && bytes + db::completion_bytes(j) > kMaxBytesPerWrite) {
       j.ok = false;
       j.error_class = db::ErrorClass::kPermanent;
       j.message = "the result of " + std::to_string(j.result_json.size() + j.result_binary.size()) +
@@ -50,7 +45,7 @@ void bound_results(db::UnitFinish& unit) {
       j.result_json.clear();
       j.result_binary.clear();
     }
-    bytes += job_bytes(j);
+    bytes += db::completion_bytes(j);
   }
 }
 
