@@ -30,8 +30,9 @@ bool vacuum_jobs(Session& s);
 
 // Retention (migration 0014): deletes at most `max_rows` jobs of `queue` in
 // `state` (succeeded, dead or cancelled) that finished more than
-// `older_than` ago, oldest first, in one statement of its own; rows another
-// daemon is deleting are skipped. Returns how many it deleted.
+// `older_than` ago, oldest first, in one statement of its own. While another
+// daemon prunes the queue (it holds the queue's advisory lock) the batch is
+// left to it and 0 is returned. Returns how many it deleted.
 int prune_jobs(Session& s, const std::string& queue, const std::string& state,
                std::chrono::milliseconds older_than, int max_rows);
 
