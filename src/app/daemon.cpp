@@ -105,8 +105,7 @@ int cmd_run(const config::Settings& settings) {
 
   // Metrics and health answer from here on, also while the database is
   // still unreachable (inferq_db_up 0, /readyz 503).
-  std::vector<std::string> queue_names;
-  for (const auto& q : settings.queues) queue_names.push_back(q.name);
+  const std::vector<std::string> queue_names = config::queue_names(settings);
   metrics::Metrics metrics(queue_names, settings.worker.poll_interval,
                            metrics::BuildInfo{kVersion, INFERQ_TORCH_VERSION, INFERQ_CUDA_VERSION});
   std::unique_ptr<metrics::HttpServer> http;
@@ -205,13 +204,9 @@ int cmd_run(const config::Settings& settings) {
   options.worker_id = worker_id;
   options.worker_name = who.name;
   options.signal_fd = signal_fd.get();
-  std::size_t executors = 0;
-  for (const auto& q : settings.queues) executors += static_cast<std::size_t>(q.instances);
   const auto running_text = [&who](const config::Settings& s) {
-    int n = 0;
-    for (const auto& q : s.queues) n += q.instances;
-    return "running " + std::to_string(s.queues.size()) + " queue(s) with " + std::to_string(n) +
-           " executor(s) as worker " + who.name;
+    return "running " + std::to_string(s.queues.size()) + " queue(s) with " +
+           std::to_string(config::executor_count(s)) + " executor(s) as worker " + who.name;
   };
   const std::string running = running_text(settings);
   options.on_ready = [&notifier, &running] {
@@ -228,7 +223,7 @@ int cmd_run(const config::Settings& settings) {
   };
   // SIGHUP re-reads the file it started from, with the same environment.
   options.reload = [&settings] { return config::load_settings(settings.source); };
-  notifier.status("starting " + std::to_string(executors) + " executor(s)");
+  notifier.status("starting " + std::to_string(config::executor_count(settings)) + " executor(s)");
   options.metrics = &metrics;
   // Every few seconds; with a short poll interval (tests), every second.
   const auto sample_every = std::clamp<std::chrono::milliseconds>(
@@ -237,9 +232,7 @@ int cmd_run(const config::Settings& settings) {
                                    settings.worker.stale_after, metrics);
   sampler.start();
   options.on_reloaded = [&sampler, &notifier, &running_text](const config::Settings& now_served) {
-    std::vector<std::string> names;
-    for (const auto& q : now_served.queues) names.push_back(q.name);
-    sampler.set_queues(std::move(names));
+    sampler.set_queues(config::queue_names(now_served));
     notifier.status(running_text(now_served) + " (reloaded)");
   };
   supervisor::Supervisor sup(options);

@@ -22,6 +22,7 @@
 
 #include "util/duration.hpp"
 #include "util/fd.hpp"
+#include "util/strings.hpp"
 
 namespace inferq::config {
 namespace {
@@ -78,16 +79,6 @@ std::string describe(const YAML::Node& node) {
   }
 }
 
-template <typename Names>
-std::string join(const Names& names, std::string_view separator = ", ") {
-  std::string out;
-  for (const auto& name : names) {
-    if (!out.empty()) out += separator;
-    out += name;
-  }
-  return out;
-}
-
 // A duration that must be in order with another (stale_after vs
 // heartbeat_interval); mark is null when the file left it at its default.
 struct Bound {
@@ -109,7 +100,7 @@ void read_map(const YAML::Node& node, const At& at, const std::vector<Field>& fi
   if (node.IsNull() && !required) return;
   std::vector<std::string_view> keys;
   for (const Field& field : fields) keys.push_back(field.key);
-  if (!node.IsMap()) fail(at, "expected a map with keys " + join(keys) + ", got " + describe(node));
+  if (!node.IsMap()) fail(at, "expected a map with keys " + util::join(keys) + ", got " + describe(node));
 
   std::set<std::string> seen;
   for (const auto& entry : node) {
@@ -121,7 +112,7 @@ void read_map(const YAML::Node& node, const At& at, const std::vector<Field>& fi
     const At key_at = at.child(name, key.Mark());
     const auto field =
         std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.key == name; });
-    if (field == fields.end()) fail(key_at, "unknown key (expected one of " + join(keys) + ")");
+    if (field == fields.end()) fail(key_at, "unknown key (expected one of " + util::join(keys) + ")");
     // yaml-cpp keeps both copies of a repeated key; which one wins would be
     // an accident, so refuse.
     if (!seen.insert(name).second) fail(key_at, "key given twice");
@@ -210,7 +201,7 @@ ModelInput read_model_input(const YAML::Node& node, const At& at) {
                   input.datatype = read_string(v, a);
                   const auto& types = model_datatypes();
                   if (std::find(types.begin(), types.end(), input.datatype) == types.end()) {
-                    fail(a, "expected one of " + join(types) + ", got " + quoted(input.datatype));
+                    fail(a, "expected one of " + util::join(types) + ", got " + quoted(input.datatype));
                   }
                   has_datatype = true;
                 }},
@@ -236,7 +227,7 @@ ModelInput read_model_input(const YAML::Node& node, const At& at) {
 template <std::size_t N>
 std::string read_choice(const YAML::Node& node, const At& at,
                         const std::array<std::string_view, N>& choices) {
-  const std::string expected = "one of " + join(choices);
+  const std::string expected = "one of " + util::join(choices);
   const std::string& text = read_scalar(node, at, expected);
   if (std::find(choices.begin(), choices.end(), text) == choices.end()) {
     fail(at, "expected " + expected + ", got " + quoted(text));
@@ -271,9 +262,10 @@ std::optional<std::string> handler_problem(std::string_view handler) {
     if (std::find(kBuiltinHandlers.begin(), kBuiltinHandlers.end(), handler) != kBuiltinHandlers.end()) {
       return std::nullopt;
     }
-    return "unknown builtin handler " + quoted(handler) + " (expected one of " + join(kBuiltinHandlers) + ")";
+    return "unknown builtin handler " + quoted(handler) + " (expected one of " +
+           util::join(kBuiltinHandlers) + ")";
   }
-  return "expected one of " + join(kBuiltinHandlers) + ", got " + quoted(handler);
+  return "expected one of " + util::join(kBuiltinHandlers) + ", got " + quoted(handler);
 }
 
 bool valid_queue_name(std::string_view name) {
@@ -727,10 +719,21 @@ const std::vector<std::string>& model_datatypes() {
   return kTypes;
 }
 
-int executor_threads(const Settings& settings, const QueueSettings& queue) {
-  if (queue.threads > 0) return queue.threads;
+std::vector<std::string> queue_names(const Settings& settings) {
+  std::vector<std::string> names;
+  for (const QueueSettings& q : settings.queues) names.push_back(q.name);
+  return names;
+}
+
+int executor_count(const Settings& settings) {
   int executors = 0;
   for (const QueueSettings& q : settings.queues) executors += q.instances;
+  return executors;
+}
+
+int executor_threads(const Settings& settings, const QueueSettings& queue) {
+  if (queue.threads > 0) return queue.threads;
+  const int executors = executor_count(settings);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return std::max(1, cores / std::max(1, executors));
 }

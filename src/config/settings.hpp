@@ -90,8 +90,8 @@ const std::vector<std::string>& model_datatypes();
 
 struct QueueSettings {
   std::string name;  // matches inferq.jobs.queue
-  std::string
-      handler;  // "builtin:echo" | "builtin:sleep" | "builtin:fail" | "builtin:crash"; empty for a model
+  // "builtin:echo" | "builtin:sleep" | "builtin:fail" | "builtin:crash"; empty for a model
+  std::string handler;
   int instances = 1;  // executor processes = slots for this queue (1..256)
   BatchSettings batch;
   Duration deadline{30000};  // per work unit
@@ -138,6 +138,12 @@ struct Settings {
   RetentionSettings retention;  // for the queues that do not set their own
   std::vector<QueueSettings> queues;
 };
+
+// The queues' names, in file order.
+std::vector<std::string> queue_names(const Settings& settings);
+
+// Executor processes over all queues: the sum of their instances.
+int executor_count(const Settings& settings);
 
 // The intra-op thread count for an executor of `queue`: its `threads`, or
 // when 0, the machine's cores divided by all executor instances of

@@ -17,6 +17,7 @@
 #include "config/compare.hpp"
 #include "db/error.hpp"
 #include "util/duration.hpp"
+#include "util/strings.hpp"
 
 namespace inferq::supervisor {
 namespace {
@@ -56,12 +57,6 @@ std::optional<metrics::Outcome> outcome_of(db::JobOutcome outcome) {
   return std::nullopt;
 }
 
-std::vector<std::string> queue_names(const config::Settings& settings) {
-  std::vector<std::string> names;
-  for (const auto& q : settings.queues) names.push_back(q.name);
-  return names;
-}
-
 const config::QueueSettings* find_queue(const config::Settings& settings, const std::string& name) {
   for (const auto& q : settings.queues)
     if (q.name == name) return &q;
@@ -93,12 +88,6 @@ Pruning pruning_of(const std::vector<config::QueueSettings>& queues, metrics::Me
   p.metrics = metrics;
   p.busy = [&units_running] { return units_running.load(std::memory_order_relaxed); };
   return p;
-}
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
-  return out;
 }
 
 }  // namespace
@@ -156,7 +145,7 @@ Supervisor::Supervisor(SupervisorOptions options)
       clock_(*options_.clock),
       own_metrics_(options_.metrics ? nullptr
                                     : std::make_unique<metrics::Metrics>(
-                                          queue_names(settings_), settings_.worker.poll_interval,
+                                          config::queue_names(settings_), settings_.worker.poll_interval,
                                           metrics::BuildInfo{"unknown"}, clock_)),
       metrics_(options_.metrics ? *options_.metrics : *own_metrics_),
       // The tick LISTENs on its own connection: a notification wakes the
@@ -187,7 +176,7 @@ Supervisor::Supervisor(SupervisorOptions options)
       // should notice within about a poll, not after a long backoff.
       db_backoff_(std::make_unique<util::Backoff>(
           milliseconds(100), std::max<milliseconds>(settings_.worker.poll_interval, milliseconds(1000)))) {
-  generations_.push_back(make_generation(settings_, nullptr));
+  generations_.push_back(make_generation(settings_));
   for (const auto& q : settings_.queues) {
     for (int i = 0; i < q.instances; ++i) {
       auto slot = std::make_unique<Slot>();
@@ -201,11 +190,9 @@ Supervisor::Supervisor(SupervisorOptions options)
 
 Supervisor::~Supervisor() = default;
 
-std::unique_ptr<Supervisor::Generation> Supervisor::make_generation(const config::Settings& settings,
-                                                                    std::unique_ptr<config::Settings> owned) {
+std::unique_ptr<Supervisor::Generation> Supervisor::make_generation(const config::Settings& settings) {
   auto gen = std::make_unique<Generation>();
-  gen->owned = std::move(owned);
-  gen->settings = gen->owned ? gen->owned.get() : &settings;
+  gen->settings = &settings;
   for (const auto& q : gen->settings->queues) gen->file_stamps[q.name] = queue_file_stamp(q);
   const auto& queues = gen->settings->queues;
   if (std::none_of(queues.begin(), queues.end(), [](const auto& q) { return q.is_model(); })) return gen;
@@ -1200,7 +1187,8 @@ void Supervisor::reload(TimePoint now) {
       db_failed(e, now);
       throw std::runtime_error(std::string("checking the sinks: ") + e.what());
     }
-    gen = make_generation(*next, std::move(next));
+    gen = make_generation(*next);
+    gen->owned = std::move(next);
   } catch (const std::exception& e) {
     spdlog::error("reload refused: {}; still running the configuration loaded before", e.what());
     metrics_.reload_done(false);
@@ -1209,7 +1197,7 @@ void Supervisor::reload(TimePoint now) {
   const auto ignored = config::restart_only_changes(settings_, *gen->settings);
   if (!ignored.empty())
     spdlog::warn("reload: {} changed: a reload applies queues and retention only; restart to apply the rest",
-                 join(ignored));
+                 util::join(ignored));
   generations_.push_back(std::move(gen));
   apply_generation(*generations_.back(), now);
 }
@@ -1268,7 +1256,7 @@ void Supervisor::apply_generation(Generation& gen, TimePoint now) {
       slots_.push_back(std::move(slot));
     }
   }
-  const auto names = queue_names(after);
+  const auto names = config::queue_names(after);
   metrics_.serve_queues(names);
   metrics_.reload_done(true);
   janitor_.set_targets(prune_targets(after.queues));
@@ -1282,7 +1270,8 @@ void Supervisor::apply_generation(Generation& gen, TimePoint now) {
   spdlog::info(
       "reloaded {}: {} queue(s) kept [{}], changed [{}] (new executors; the old ones finish their unit), "
       "added [{}], removed [{}] (running units finish)",
-      after.source, kept.size(), join(kept), join(changed), join(added), join(removed));
+      after.source, kept.size(), util::join(kept), util::join(changed), util::join(added),
+      util::join(removed));
   if (options_.on_reloaded) options_.on_reloaded(after);
 }
 
@@ -1318,6 +1307,25 @@ void Supervisor::retire_slots(TimePoint now) {
                               (s->state == Slot::State::kWaitRestart || s->state == Slot::State::kStopped);
                      }),
       slots_.end());
+  drop_unused_generations();
+}
+
+void Supervisor::drop_unused_generations() {
+  // Each holds a memfd, so keeping them would leak a descriptor per reload.
+  const Generation* served = generations_.back().get();
+  const auto unused = [&](const std::unique_ptr<Generation>& g) {
+    if (g.get() == served) return false;
+    if (std::any_of(slots_.begin(), slots_.end(), [&](const auto& s) { return s->gen == g.get(); }))
+      return false;
+    const auto& queues = g->settings->queues;
+    const auto into_g = [&](const config::QueueSettings* q) {
+      return std::any_of(queues.begin(), queues.end(), [&](const auto& x) { return &x == q; });
+    };
+    ready_queues_.erase(std::remove_if(ready_queues_.begin(), ready_queues_.end(), into_g),
+                        ready_queues_.end());
+    return true;
+  };
+  generations_.erase(std::remove_if(generations_.begin(), generations_.end(), unused), generations_.end());
 }
 
 void Supervisor::db_failed(const std::exception& e, TimePoint now) {

@@ -100,7 +100,7 @@ class Supervisor {
   using TimePoint = std::chrono::steady_clock::time_point;
 
   // A configuration whose queues slots run: the start-up one, then one per
-  // applied reload. Kept for the daemon's life (a reload is rare and one is small).
+  // applied reload. Kept while a slot points into it, and the served one.
   struct Generation {
     std::unique_ptr<config::Settings> owned;  // null for the start-up settings
     const config::Settings* settings = nullptr;
@@ -113,10 +113,9 @@ class Supervisor {
     // inode, size, mtime): a reload gives a queue whose files changed new executors.
     std::map<std::string, std::string> file_stamps;
   };
-  // A generation for `settings` (not owned when `owned` is null); throws
-  // std::system_error when its executor config cannot be written.
-  static std::unique_ptr<Generation> make_generation(const config::Settings& settings,
-                                                     std::unique_ptr<config::Settings> owned);
+  // A generation for `settings`, which it does not own (set `owned` for
+  // that); throws std::system_error when its executor config cannot be written.
+  static std::unique_ptr<Generation> make_generation(const config::Settings& settings);
 
   // A tick's first claim, made by the reap's statement for the first idle slot.
   struct ClaimedByReap {
@@ -134,6 +133,8 @@ class Supervisor {
   // queue is ready (or they serve nothing), stops retiring slots once their
   // unit is done, and removes those whose executor is gone.
   void retire_slots(TimePoint now);
+  // Drops the generations that no slot points into, but the served one.
+  void drop_unused_generations();
   // Reaps; with a slot free (and not draining), the same statement claims
   // for it, and that claim is returned for claim_for_idle_slots. With none
   // free, it claims the next unit of the first slot that wants_next(), set

@@ -269,6 +269,19 @@ TEST_CASE(
   REQUIRE(wait_until([&] { return d.executor_pids().size() == 2; }, 60s));
   REQUIRE(wait_until([&] { return process_gone(first[0]); }, 10s));
   served_by(3, doubled);
+  // Each reload wrote the executors' config to a memfd: once no executor
+  // runs under an old one, only the served one's stays open.
+  const auto config_fds = [&] {
+    int n = 0;
+    const auto fds = std::filesystem::path("/proc") / std::to_string(d.pid()) / "fd";
+    for (const auto& e : std::filesystem::directory_iterator(fds)) {
+      std::error_code ec;
+      if (std::filesystem::read_symlink(e.path(), ec).string().rfind("/memfd:inferq-executor-config", 0) == 0)
+        ++n;
+    }
+    return n;
+  };
+  CHECK_MESSAGE(wait_until([&] { return config_fds() == 1; }, 10s), config_fds());
   CHECK(d.count_log("reloaded ") == 2);
   CHECK(d.count_log("start-up failed") == 0);
   CHECK(d.process().running());
