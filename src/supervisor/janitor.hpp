@@ -70,9 +70,9 @@ constexpr int kPruneRestWhileIdle = 1;
 // retention, kPruneBatch per statement, each its own short transaction,
 // resting kPruneRestWhileBusy (or, idle, kPruneRestWhileIdle) times as long
 // as each full batch took and returning to the VACUUM check at least every
-// second. One daemon at a time
-// prunes a queue. A sink runs in the transaction that makes its job
-// succeeded, so pruning never takes a job whose sink has not run.
+// second. One daemon at a time prunes a queue. A sink runs in the transaction
+// that makes its job succeeded, so pruning never takes a job whose sink has
+// not run.
 class Janitor {
  public:
   Janitor(std::string db_url, int dead_rows, std::chrono::milliseconds interval, Pruning pruning = {});

@@ -798,8 +798,7 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
         slot.state = Slot::State::kIdle;
         slot.was_ready = true;
         slot.start_failures = 0;
-        if (std::find(ready_queues_.begin(), ready_queues_.end(), slot.queue) == ready_queues_.end())
-          ready_queues_.push_back(slot.queue);
+        ready_queues_.insert(slot.queue->name);
         spdlog::debug("{} ready ({})", slot_name(slot), ready->handler);
       }
     } else if (auto* result = std::get_if<protocol::UnitResult>(&msg)) {
@@ -872,7 +871,7 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
     return;
   }
   if (refused_start && !slot.was_ready && !draining_ && !slot.from_reload &&
-      std::find(ready_queues_.begin(), ready_queues_.end(), slot.queue) == ready_queues_.end()) {
+      ready_queues_.count(slot.queue->name) == 0) {
     // The queue's set-up is wrong (its model, device or inputs): restarting
     // will not fix it, so the daemon's start-up fails, saying why.
     spdlog::critical("start-up failed: {}", slot.fatal_message.empty()
@@ -1314,16 +1313,8 @@ void Supervisor::drop_unused_generations() {
   // Each holds a memfd, so keeping them would leak a descriptor per reload.
   const Generation* served = generations_.back().get();
   const auto unused = [&](const std::unique_ptr<Generation>& g) {
-    if (g.get() == served) return false;
-    if (std::any_of(slots_.begin(), slots_.end(), [&](const auto& s) { return s->gen == g.get(); }))
-      return false;
-    const auto& queues = g->settings->queues;
-    const auto into_g = [&](const config::QueueSettings* q) {
-      return std::any_of(queues.begin(), queues.end(), [&](const auto& x) { return &x == q; });
-    };
-    ready_queues_.erase(std::remove_if(ready_queues_.begin(), ready_queues_.end(), into_g),
-                        ready_queues_.end());
-    return true;
+    return g.get() != served &&
+           std::none_of(slots_.begin(), slots_.end(), [&](const auto& s) { return s->gen == g.get(); });
   };
   generations_.erase(std::remove_if(generations_.begin(), generations_.end(), unused), generations_.end());
 }

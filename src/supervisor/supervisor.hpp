@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -246,7 +247,8 @@ class Supervisor {
   // A queue's executor refused to start before any of the queue's executors
   // was ever ready (a bad model, device or inputs): run() returns 1.
   bool startup_failed_ = false;
-  std::vector<const config::QueueSettings*> ready_queues_;  // queues that have had a ready executor
+  // Names, not settings: they outlive the generation that made an executor ready.
+  std::set<std::string> ready_queues_;  // queues that have had a ready executor
   // When the earliest retry this daemon scheduled falls due, so the tick
   // claims it then instead of at the next poll.
   TimePoint retry_wake_ = TimePoint::max();
