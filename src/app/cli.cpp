@@ -38,8 +38,9 @@ Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 timeout.
 constexpr const char* kMigrateHelp = R"(Usage: inferq migrate [--config FILE]
 
 Applies the database migrations this inferq has and the database lacks, in
-order, each in its own transaction, under an advisory lock (safe to run from
-several hosts at once). Running it again is a no-op.
+order, then this inferq's SQL functions and the producers' privileges, all in
+one transaction, under an advisory lock (safe to run from several hosts at
+once). Running it again is a no-op.
 )";
 
 constexpr const char* kRunHelp = R"(Usage: inferq run [--config FILE]

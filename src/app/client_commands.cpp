@@ -51,6 +51,7 @@ int cmd_migrate(const config::Settings& settings) {
     db::Session session(settings.database.url, "inferq migrate");
     const auto report = db::migrate(session);
     if (report.applied.empty()) {
+      if (report.functions_applied) std::cout << "applied the functions of this inferq\n";
       std::cout << "schema is current at version " << report.to_version << "\n";
     } else {
       for (const auto& name : report.applied) std::cout << "applied " << name << "\n";

@@ -130,11 +130,8 @@ int cmd_run(const config::Settings& settings) {
   for (;;) {
     try {
       session.connect();
-      const int version = db::schema_version(session);
-      if (version != db::latest_version()) {
-        spdlog::critical(
-            "the database schema is at version {}, this inferq {} needs {}: run `inferq migrate`", version,
-            kVersion, db::latest_version());
+      if (const auto problem = db::schema_problem(session)) {
+        spdlog::critical("inferq {}: {}", kVersion, *problem);
         notifier.status("the database schema is not current: run `inferq migrate`");
         return kExitFailure;
       }

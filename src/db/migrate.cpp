@@ -16,6 +16,14 @@ int read_version(pqxx::transaction_base& tx) {
   return r[0][0].as<int>();
 }
 
+// The digest migrate stored; empty when none (before 0015, or removed).
+std::string read_digest(pqxx::transaction_base& tx) {
+  const auto exists = tx.exec("SELECT to_regclass('inferq.schema_functions') IS NOT NULL");
+  if (!exists[0][0].as<bool>()) return "";
+  const auto r = tx.exec("SELECT digest FROM inferq.schema_functions");
+  return r.empty() ? "" : r[0][0].as<std::string>();
+}
+
 }  // namespace
 
 int latest_version() {
@@ -30,6 +38,26 @@ int schema_version(Session& session) {
     version = read_version(tx);
   });
   return version;
+}
+
+std::optional<std::string> schema_problem(Session& session) {
+  int version = 0;
+  std::string digest;
+  session.run([&](Raw& raw) {
+    pqxx::nontransaction tx(raw.conn);
+    version = read_version(tx);
+    if (version == latest_version()) digest = read_digest(tx);
+  });
+  if (version != latest_version()) {
+    return "the database schema is at version " + std::to_string(version) + ", this inferq needs " +
+           std::to_string(latest_version()) + ": run `inferq migrate`";
+  }
+  if (digest != functions_digest()) {
+    return "the database's inferq functions are not this inferq's (stored digest " +
+           (digest.empty() ? std::string("none") : digest.substr(0, 12)) + ", built in " +
+           functions_digest().substr(0, 12) + "): run `inferq migrate`";
+  }
+  return std::nullopt;
 }
 
 MigrateReport migrate(Session& session) {
@@ -54,9 +82,12 @@ MigrateReport migrate(Session& session) {
                       false);
       }
       report.to_version = report.from_version;
+      // One transaction: a migration that drops a function (a signature
+      // change) and the file that defines it again commit together, so no
+      // daemon ever sees the schema without it.
+      pqxx::work tx(raw.conn);
       for (const auto& m : embedded_migrations()) {
         if (m.version <= report.to_version) continue;
-        pqxx::work tx(raw.conn);
         tx.exec(m.sql);
         tx.exec(
             "CREATE TABLE IF NOT EXISTS inferq.schema_migrations ("
@@ -64,10 +95,20 @@ MigrateReport migrate(Session& session) {
             " applied_at timestamptz NOT NULL DEFAULT now())");
         tx.exec_params("INSERT INTO inferq.schema_migrations (version, name) VALUES ($1, $2)", m.version,
                        m.name);
-        tx.commit();
         report.to_version = m.version;
         report.applied.push_back(m.name);
       }
+      if (!report.applied.empty() || read_digest(tx) != functions_digest()) {
+        // A function's body may call one defined in a later file.
+        tx.exec("SET LOCAL check_function_bodies = off");
+        for (const auto& f : embedded_functions()) tx.exec(f.sql);
+        tx.exec_params(
+            "INSERT INTO inferq.schema_functions (digest) VALUES ($1)"
+            " ON CONFLICT (singleton) DO UPDATE SET digest = EXCLUDED.digest, applied_at = now()",
+            functions_digest());
+        report.functions_applied = true;
+      }
+      tx.commit();
     } catch (...) {
       // The lock is session-level; a lost connection drops it by itself.
       try {

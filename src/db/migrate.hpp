@@ -1,5 +1,6 @@
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,8 +14,21 @@ struct Migration {
   std::string sql;
 };
 
+// A file of SQL that every migrate applies, idempotently: one function's
+// current definition, or the privileges (last).
+struct SqlFile {
+  std::string name;  // relative to migrations/, e.g. "functions/claim.sql"
+  std::string sql;
+};
+
 // The migrations built into this binary, in version order.
 const std::vector<Migration>& embedded_migrations();
+
+// migrations/functions/*.sql by name, then privileges.sql.
+const std::vector<SqlFile>& embedded_functions();
+
+// SHA-256 (hex) of embedded_functions(), names included.
+const std::string& functions_digest();
 
 // The newest version this binary knows.
 int latest_version();
@@ -23,14 +37,22 @@ int latest_version();
 // Throws DbError.
 int schema_version(Session& session);
 
+// Why this binary cannot serve the database, or nothing when it can: the
+// schema is at another version, or its functions are not the ones built in
+// (functions_digest). Throws DbError when the database cannot be read.
+std::optional<std::string> schema_problem(Session& session);
+
 struct MigrateReport {
   int from_version = 0;
   int to_version = 0;
-  std::vector<std::string> applied;  // names, in the order applied
+  std::vector<std::string> applied;  // migration names, in the order applied
+  bool functions_applied = false;    // the function files were (re)applied
 };
 
-// Applies the missing migrations in order, each in its own transaction, under
-// an advisory lock so concurrent callers apply each one once. Running it
+// Applies the missing migrations in order, then every function file and the
+// privileges, all in one transaction, under an advisory lock so concurrent
+// callers apply each migration once. The functions are skipped when no
+// migration was missing and the stored digest is this binary's: running it
 // again is a no-op. A database newer than this binary is an error. Throws
 // DbError.
 MigrateReport migrate(Session& session);

@@ -13,7 +13,7 @@
 #include "db/migrate.hpp"
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
-#include "support/pg_cluster.hpp"
+#include "support/migrated_database.hpp"
 #include "support/worker_db.hpp"
 
 namespace {
@@ -240,21 +240,10 @@ TEST_CASE("the helpers run as their owner with a pinned search_path; their inter
 }
 
 TEST_CASE("a producer granted before 0012 may execute the new enqueue and the helpers after it") {
-  const std::string url = inferq::test::PgCluster::shared().create_database();
+  // A database `inferq migrate` of 0011 made (a frozen pg_dump), with a producer.
+  const std::string url = inferq::test::database_from_dump("tests/pg/fixtures/schema_v11.sql");
   pqxx::connection owner(url);
   {
-    // Migrate to 0011 as `inferq migrate` would have, then grant a producer.
-    for (const auto& m : inferq::db::embedded_migrations()) {
-      if (m.version > 11) break;
-      pqxx::work tx(owner);
-      tx.exec(m.sql);
-      tx.exec(
-          "CREATE TABLE IF NOT EXISTS inferq.schema_migrations (version integer PRIMARY KEY,"
-          " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
-      tx.exec_params("INSERT INTO inferq.schema_migrations (version, name) VALUES ($1, $2)", m.version,
-                     m.name);
-      tx.commit();
-    }
     pqxx::nontransaction tx(owner);
     tx.exec("DROP ROLE IF EXISTS inferq_test_early_producer");
     tx.exec("CREATE ROLE inferq_test_early_producer LOGIN");

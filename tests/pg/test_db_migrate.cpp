@@ -1,12 +1,18 @@
 // src/db/migrate: applying the embedded migrations, once, under an advisory
-// lock, and refusing a database newer than this binary.
+// lock, then every function's one current definition; refusing a database
+// newer than this binary; the daemon's check of version and functions.
 #include <doctest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <exception>
+#include <fstream>
 #include <mutex>
 #include <pqxx/pqxx>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,6 +20,7 @@
 #include "db/error.hpp"
 #include "db/migrate.hpp"
 #include "db/session.hpp"
+#include "support/migrated_database.hpp"
 #include "support/pg_cluster.hpp"
 #include "support/test_env.hpp"
 
@@ -58,6 +65,17 @@ int advisory_locks(pqxx::connection &conn, bool granted) {
       .as<int>();
 }
 
+std::string upper(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::toupper(c); });
+  return s;
+}
+
+// What the daemon's start-up check says; "" when it would start.
+std::string schema_problem(const std::string &url) {
+  Session s(url, "test-check");
+  return inferq::db::schema_problem(s).value_or("");
+}
+
 }  // namespace
 
 TEST_CASE("the embedded migrations start at 0001_core and are in version order") {
@@ -65,14 +83,120 @@ TEST_CASE("the embedded migrations start at 0001_core and are in version order")
   REQUIRE_FALSE(all.empty());
   CHECK(all.front().version == 1);
   CHECK(all.front().name == "0001_core");
-  CHECK(all.front().sql.find("CREATE FUNCTION inferq.claim") != std::string::npos);
+  CHECK(all.front().sql.find("CREATE TABLE inferq.jobs") != std::string::npos);
   for (std::size_t i = 1; i < all.size(); ++i) CHECK(all[i - 1].version < all[i].version);
   CHECK(inferq::db::latest_version() == all.back().version);
 }
 
+TEST_CASE("functions are defined once, in their own files, with the privileges last") {
+  // A numbered migration may drop a function (a signature change), never
+  // define one: its current definition is in migrations/functions/.
+  for (const auto &m : inferq::db::embedded_migrations()) {
+    const std::string sql = upper(m.sql);
+    CHECK_MESSAGE(sql.find("CREATE FUNCTION") == std::string::npos, m.name);
+    CHECK_MESSAGE(sql.find("CREATE OR REPLACE FUNCTION") == std::string::npos, m.name);
+  }
+  const auto &files = inferq::db::embedded_functions();
+  REQUIRE(files.size() > 2);
+  CHECK(files.back().name == "privileges.sql");
+  for (std::size_t i = 0; i + 1 < files.size(); ++i) {
+    const std::string &name = files[i].name;  // functions/<function>.sql
+    REQUIRE_MESSAGE(name.rfind("functions/", 0) == 0, name);
+    const std::string function = name.substr(10, name.size() - 10 - 4);
+    // One function per file (its overloads included): the name says where
+    // to find it.
+    const std::string sql = upper(files[i].sql);
+    const std::string create = "CREATE OR REPLACE FUNCTION ";
+    const std::string defines = create + "INFERQ." + upper(function) + "(";
+    int definitions = 0;
+    for (auto at = sql.find(create); at != std::string::npos; at = sql.find(create, at + 1)) {
+      CHECK_MESSAGE(sql.compare(at, defines.size(), defines) == 0, name << " defines another function");
+      ++definitions;
+    }
+    CHECK_MESSAGE(definitions > 0, name);
+    if (i > 0) CHECK(files[i - 1].name < name);
+  }
+  CHECK(inferq::db::functions_digest().size() == 64);
+}
+
+TEST_CASE("a freshly migrated database's schema is the checked-in migrations/schema.sql") {
+  // A change to the schema shows in review as a change to that file. After
+  // changing a migration or a function, rewrite it with
+  // INFERQ_WRITE_SCHEMA=1 ctest --test-dir build -R test_db_migrate
+  const std::string dump = inferq::test::schema_dump(inferq::test::migrated_database());
+  const std::string path = inferq::test::source_path("migrations/schema.sql");
+  const char *write = std::getenv("INFERQ_WRITE_SCHEMA");
+  if (write != nullptr && std::string(write) == "1") {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << dump;
+  }
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE_MESSAGE(in.good(), "cannot read " << path);
+  std::ostringstream checked_in;
+  checked_in << in.rdbuf();
+  CHECK_MESSAGE(checked_in.str() == dump,
+                "migrations/schema.sql differs from a fresh database's pg_dump: rewrite it with "
+                "INFERQ_WRITE_SCHEMA=1 ctest --test-dir build -R test_db_migrate, and review the diff");
+}
+
+TEST_CASE("a database migrated to 0011 before functions had files of their own upgrades to the same schema") {
+  // The fixture is a pg_dump of a database that `inferq migrate` of 0011
+  // made, when every migration carried its functions' bodies.
+  const std::string url = inferq::test::database_from_dump("tests/pg/fixtures/schema_v11.sql");
+  CHECK(schema_problem(url).find("the database schema is at version 11") != std::string::npos);
+  Session s(url, "test-migrate");
+  const MigrateReport report = inferq::db::migrate(s);
+  CHECK(report.from_version == 11);
+  CHECK(report.to_version == inferq::db::latest_version());
+  CHECK(report.functions_applied);
+  CHECK(schema_problem(url) == "");
+  CHECK(inferq::test::schema_dump(url) == inferq::test::schema_dump(inferq::test::migrated_database()));
+}
+
+TEST_CASE(
+    "the daemon's check refuses a database whose functions are another build's until migrate mends them") {
+  const std::string url = inferq::test::migrated_database();
+  CHECK(schema_problem(url) == "");
+  pqxx::connection conn(url);
+  const auto key_lock_ns = [&] {
+    pqxx::nontransaction tx(conn);
+    return tx.exec1("SELECT inferq.key_lock_ns()")[0].as<long long>();
+  };
+  const long long ns = key_lock_ns();
+  {
+    // What another build's migrate would have left: its own body, its digest.
+    pqxx::nontransaction tx(conn);
+    tx.exec(
+        "CREATE OR REPLACE FUNCTION inferq.key_lock_ns() RETURNS integer"
+        " LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 7 $$");
+    tx.exec("UPDATE inferq.schema_functions SET digest = 'another build'");
+  }
+  const std::string problem = schema_problem(url);
+  CHECK_MESSAGE(problem.find("functions are not this inferq's") != std::string::npos, problem);
+  CHECK_MESSAGE(problem.find("run `inferq migrate`") != std::string::npos, problem);
+
+  Session s(url, "test-migrate");
+  const MigrateReport report = inferq::db::migrate(s);
+  CHECK(report.applied.empty());
+  CHECK(report.functions_applied);
+  CHECK(schema_problem(url) == "");
+  CHECK(key_lock_ns() == ns);  // the built-in body is back
+
+  {
+    pqxx::nontransaction tx(conn);
+    tx.exec("DELETE FROM inferq.schema_functions");
+  }
+  CHECK(schema_problem(url).find("stored digest none") != std::string::npos);
+  CHECK(inferq::db::migrate(s).functions_applied);
+  CHECK(schema_problem(url) == "");
+  CHECK_FALSE(inferq::db::migrate(s).functions_applied);  // current: a no-op
+}
+
 TEST_CASE("schema_version is 0 on a database inferq never migrated") {
-  Session s(fresh_database(), "test-migrate");
+  const std::string url = fresh_database();
+  Session s(url, "test-migrate");
   CHECK(inferq::db::schema_version(s) == 0);
+  CHECK(schema_problem(url) == "the database schema is at version 0, this inferq needs " +
+                                   std::to_string(inferq::db::latest_version()) + ": run `inferq migrate`");
 }
 
 TEST_CASE("migrate on an empty database applies 0001_core and records its version") {
@@ -86,6 +210,7 @@ TEST_CASE("migrate on an empty database applies 0001_core and records its versio
   CHECK(report.applied == embedded_names());
   REQUIRE_FALSE(report.applied.empty());
   CHECK(report.applied.front() == "0001_core");
+  CHECK(report.functions_applied);
   CHECK(inferq::db::schema_version(s) == inferq::db::latest_version());
 
   pqxx::connection conn(url);
@@ -135,6 +260,7 @@ TEST_CASE("a second migrate is a no-op") {
     CHECK(r.from_version == inferq::db::latest_version());
     CHECK(r.to_version == inferq::db::latest_version());
     CHECK(r.applied.empty());
+    CHECK_FALSE(r.functions_applied);
   }
   CHECK(applied_at() == before);
   CHECK(advisory_locks(conn, true) == 0);

@@ -274,6 +274,8 @@ rm -rf -- "$d"
 
 }  // namespace
 
+std::string pg_program(const std::string& name) { return pg_bindir() + "/" + name; }
+
 PgCluster::PgCluster(std::vector<std::string> settings, Wal wal)
     : settings_(std::move(settings)), user_(server_user()) {
   const std::string source = ensure_template(user_, wal);

@@ -19,6 +19,10 @@ RunAs harness_server_user();
 int free_local_port();
 }  // namespace detail
 
+// The PostgreSQL program `name` (pg_dump, psql) of the version the harness
+// runs ($INFERQ_PG_BIN, else the one found at configure time).
+std::string pg_program(const std::string& name);
+
 // A throwaway PostgreSQL cluster for one test process: a fresh directory
 // under test_tmp_base() holding a copy of a data directory initdb'd once per
 // build (<build>/tests/pg-template, made under a file lock so parallel tests
