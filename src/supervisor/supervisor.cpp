@@ -16,6 +16,7 @@
 
 #include "config/compare.hpp"
 #include "db/error.hpp"
+#include "supervisor/unit_outcome.hpp"
 #include "util/duration.hpp"
 #include "util/strings.hpp"
 
@@ -92,53 +93,6 @@ Pruning pruning_of(const std::vector<config::QueueSettings>& queues, metrics::Me
 
 }  // namespace
 
-struct Supervisor::Slot {
-  enum class State {
-    kWaitRestart,  // no process; start at restart_at
-    kStarting,     // spawned, waiting for Ready
-    kIdle,         // ready for a unit
-    kBusy,         // running `unit` until `deadline`
-    kExiting,      // killed or closed; waiting for the process to end
-    kStopped,      // its executor exited idle; started again when the queue has work
-    kFilling,      // holds a partial `unit` (lease live) until it is full or `timer` (max_wait) passes
-  };
-  const config::QueueSettings* queue = nullptr;
-  const Generation* gen = nullptr;  // the configuration `queue` is from
-  int index = 0;
-  State state = State::kWaitRestart;
-  // A reload made or changed it: failing to start does not fail the daemon.
-  bool from_reload = false;
-  // A reload changed or removed its queue: it serves on until a new
-  // executor of the queue is ready, then retires.
-  bool superseded = false;
-  // It claims nothing more; its executor is stopped once its unit is done,
-  // and the slot removed once the executor is gone.
-  bool retiring = false;
-  std::unique_ptr<ExecutorProcess> proc;
-  bool was_ready = false;  // the current process said Ready
-  int start_failures = 0;  // consecutive deaths before Ready
-  TimePoint restart_at{};  // kWaitRestart
-  // kStarting: ready deadline; kBusy: unit deadline; kExiting: kill time; kFilling: end of max_wait
-  TimePoint timer{};
-  std::optional<db::ClaimedUnit> unit;  // kBusy, kFilling
-  // kBusy: the unit claimed ahead (queue prefetch), its lease live and
-  // heartbeated; dispatched the moment `unit` ends, so the executor does not
-  // wait for a claim's round trip. Given back unrun if the executor ends.
-  std::optional<db::ClaimedUnit> next;
-  // kBusy: the unit's jobs that were not sent (batch.max_bytes), with the
-  // outcome they are written with when the unit ends.
-  std::vector<db::JobFinish> unsent;
-  std::string fatal_message;  // from a Fatal frame, until the process ends
-  TimePoint unit_started{};   // kBusy: when the unit was dispatched
-  // Why the current process is ending, for inferq_executor_restarts_total:
-  // set where the supervisor decides it (deadline; idle exit and fatal GPU
-  // errors by their code paths); unset means it died by itself (crash, or
-  // fatal_gpu when it sent a Fatal frame). count_restart = false: the end
-  // is not a restart worth counting (its lease was lost).
-  std::optional<metrics::RestartReason> end_reason;
-  bool count_restart = true;
-};
-
 Supervisor::Supervisor(SupervisorOptions options)
     : options_(std::move(options)),
       settings_(*options_.settings),
@@ -148,9 +102,6 @@ Supervisor::Supervisor(SupervisorOptions options)
                                           config::queue_names(settings_), settings_.worker.poll_interval,
                                           metrics::BuildInfo{"unknown"}, clock_)),
       metrics_(options_.metrics ? *options_.metrics : *own_metrics_),
-      // The tick LISTENs on its own connection: a notification wakes the
-      // thread that claims, with no other thread (and wake-up) in between.
-      session_(settings_.database.url, "inferq tick", std::chrono::seconds(30), {"inferq_jobs"}),
       writer_(
           settings_.database.url, options_.worker_name, leases_, [this] { wake(); },
           [this](const std::vector<db::OutcomeCount>& counts) {
@@ -171,6 +122,9 @@ Supervisor::Supervisor(SupervisorOptions options)
       janitor_(settings_.database.url,
                settings_.database.transaction_pooling ? 0 : settings_.worker.vacuum_dead_rows,
                std::chrono::seconds(1), pruning_of(settings_.queues, &metrics_, units_running_)),
+      // The tick LISTENs on its own connection: a notification wakes the
+      // thread that claims, with no other thread (and wake-up) in between.
+      session_(settings_.database.url, "inferq tick", std::chrono::seconds(30), {"inferq_jobs"}),
       rng_(std::random_device{}()),
       // Capped near the poll interval: once the database is back, the tick
       // should notice within about a poll, not after a long backoff.
@@ -190,7 +144,7 @@ Supervisor::Supervisor(SupervisorOptions options)
 
 Supervisor::~Supervisor() = default;
 
-std::unique_ptr<Supervisor::Generation> Supervisor::make_generation(const config::Settings& settings) {
+std::unique_ptr<Generation> Supervisor::make_generation(const config::Settings& settings) {
   auto gen = std::make_unique<Generation>();
   gen->settings = &settings;
   for (const auto& q : gen->settings->queues) gen->file_stamps[q.name] = queue_file_stamp(q);
@@ -241,7 +195,7 @@ int Supervisor::run() {
     const auto t = clock_.now();
     if (draining_) {
       const bool busy = std::any_of(slots_.begin(), slots_.end(),
-                                    [](const auto& s) { return s->state == Slot::State::kBusy; });
+                                    [](const auto& s) { return s->state() == Slot::State::kBusy; });
       if (!busy || stop_now_ || t >= drain_deadline_) break;
     }
     wait_for_events(t);
@@ -281,7 +235,7 @@ void Supervisor::announce_ready_once() {
   // db_failing_ is false only after this tick's statements succeeded (or
   // none has failed yet, right after start-up checked the database).
   const bool all_ready = std::all_of(slots_.begin(), slots_.end(), [](const auto& s) {
-    return s->state == Slot::State::kIdle || s->state == Slot::State::kBusy;
+    return s->state() == Slot::State::kIdle || s->state() == Slot::State::kBusy;
   });
   if (!all_ready) return;
   announced_ready_ = true;
@@ -290,16 +244,16 @@ void Supervisor::announce_ready_once() {
 
 void Supervisor::publish_slots() {
   units_running_ = std::any_of(slots_.begin(), slots_.end(), [](const auto& s) {
-    return s->state == Slot::State::kBusy || s->state == Slot::State::kFilling;
+    return s->state() == Slot::State::kBusy || s->state() == Slot::State::kFilling;
   });
   for (const auto& q : generations_.back()->settings->queues) {
     int busy = 0, idle = 0, starting = 0;
     for (const auto& s : slots_) {
       // By name: the old executors of a reloaded queue count too.
       if (s->queue->name != q.name) continue;
-      if (s->state == Slot::State::kBusy || s->state == Slot::State::kFilling) {
+      if (s->state() == Slot::State::kBusy || s->state() == Slot::State::kFilling) {
         ++busy;
-      } else if (s->state == Slot::State::kIdle || s->state == Slot::State::kStopped) {
+      } else if (s->state() == Slot::State::kIdle || s->state() == Slot::State::kStopped) {
         // A stopped slot (its executor exited idle) starts again on demand:
         // capacity, not an outage, so /readyz stays ready.
         ++idle;
@@ -331,7 +285,7 @@ void Supervisor::record_unit_end(const Slot& slot) {
 void Supervisor::top_up_filling_units(TimePoint now) {
   for (auto& slot_ptr : slots_) {
     Slot& slot = *slot_ptr;
-    if (slot.state != Slot::State::kFilling || !slot.unit) continue;
+    if (slot.state() != Slot::State::kFilling || !slot.unit) continue;
     const int max_jobs = slot.queue->batch.max_jobs;
     auto& jobs = slot.unit->jobs;
     if (db_usable(now) && static_cast<int>(jobs.size()) < max_jobs) {
@@ -370,8 +324,8 @@ void Supervisor::start_stopped_queues(TimePoint now) {
     bool can_claim = false;  // a ready or starting executor will take the work
     for (auto& slot : slots_) {
       if (slot->queue != &queue || slot->retiring) continue;
-      if (slot->state == Slot::State::kStopped && stopped == nullptr) stopped = slot.get();
-      if (slot->state == Slot::State::kIdle || slot->state == Slot::State::kStarting) can_claim = true;
+      if (slot->state() == Slot::State::kStopped && stopped == nullptr) stopped = slot.get();
+      if (slot->state() == Slot::State::kIdle || slot->state() == Slot::State::kStarting) can_claim = true;
     }
     if (stopped == nullptr || can_claim) continue;
     if (!db_usable(now)) return;
@@ -390,7 +344,7 @@ void Supervisor::start_stopped_queues(TimePoint now) {
 
 bool Supervisor::wants_next(const Slot& slot) const {
   // A unit that waits to fill (max_wait) is claimed when the slot is idle.
-  return slot.state == Slot::State::kBusy && !slot.next && !slot.retiring && slot.queue->prefetch &&
+  return slot.state() == Slot::State::kBusy && !slot.next && !slot.retiring && slot.queue->prefetch &&
          slot.queue->batch.max_wait.count() == 0;
 }
 
@@ -404,7 +358,7 @@ std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
   Slot* ahead = nullptr;
   if (!draining_) {
     for (auto& slot : slots_) {
-      if (slot->state == Slot::State::kIdle && !slot->retiring) {
+      if (slot->state() == Slot::State::kIdle && !slot->retiring) {
         idle = slot.get();
         break;
       }
@@ -468,14 +422,14 @@ void Supervisor::stop_lost_units(TimePoint now) {
         spdlog::warn("{}: lease {} of its next unit was reaped; dropping it", slot_name(*slot), lease);
         slot->next.reset();
       }
-      if (slot->state == Slot::State::kFilling && slot->unit && slot->unit->lease_id == lease) {
+      if (slot->state() == Slot::State::kFilling && slot->unit && slot->unit->lease_id == lease) {
         spdlog::warn("{}: lease {} was reaped while its unit was filling; dropping it", slot_name(*slot),
                      lease);
         slot->unit.reset();
-        slot->state = Slot::State::kIdle;
+        slot->enter(Slot::State::kIdle);
         continue;
       }
-      if (slot->state != Slot::State::kBusy || !slot->unit || slot->unit->lease_id != lease) continue;
+      if (slot->state() != Slot::State::kBusy || !slot->unit || slot->unit->lease_id != lease) continue;
       const auto scope = log_scope(*slot);
       // Another daemon owns these jobs now; running on would only waste the
       // slot (and a GPU) until the deadline, and the result is fenced out.
@@ -498,7 +452,7 @@ void Supervisor::claim_for_idle_slots(TimePoint now, std::optional<ClaimedByReap
   if (draining_) return;
   for (auto& slot_ptr : slots_) {
     Slot& slot = *slot_ptr;
-    if (slot.state != Slot::State::kIdle || slot.retiring) continue;
+    if (slot.state() != Slot::State::kIdle || slot.retiring) continue;
     if (std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
     if (!db_usable(now)) return;
     std::optional<db::ClaimedUnit> unit;
@@ -590,15 +544,6 @@ void Supervisor::set_next(Slot& slot, db::ClaimedUnit unit) {
   slot.next = std::move(unit);
 }
 
-db::UnitFinish Supervisor::finish_of(const Slot& slot, const db::ClaimedUnit& unit) {
-  db::UnitFinish finish;
-  finish.queue = slot.queue->name;
-  finish.lease_id = unit.lease_id;
-  finish.keyed = unit.work_unit_key.has_value();
-  finish.binary_outputs = slot.queue->binary_data_output;
-  return finish;
-}
-
 void Supervisor::take_unsent(Slot& slot, db::UnitFinish& finish) {
   for (auto& f : slot.unsent) finish.jobs.push_back(std::move(f));
   slot.unsent.clear();
@@ -608,16 +553,8 @@ void Supervisor::give_back_next(Slot& slot, const std::string& why) {
   if (!slot.next) return;
   // Through the completion writer, fenced like any completion: the jobs go
   // back to available with their attempt refunded, and the lease ends.
-  db::UnitFinish finish = finish_of(slot, *slot.next);
-  for (const auto& job : slot.next->jobs) {
-    db::JobFinish f;
-    f.job_id = job.id;
-    f.error_class = db::ErrorClass::kRequeue;
-    f.message = "claimed ahead, not run: " + why;
-    finish.jobs.push_back(std::move(f));
-  }
   spdlog::debug("{}: giving back its next unit {} ({})", slot_name(slot), slot.next->lease_id, why);
-  writer_.submit(std::move(finish));
+  writer_.submit(given_back(*slot.queue, *slot.next, why));
   slot.next.reset();
 }
 
@@ -629,7 +566,7 @@ bool Supervisor::take_unit(Slot& slot, std::optional<db::ClaimedUnit> unit, Time
     // Wait up to max_wait for more jobs: the lease is held (and heartbeated)
     // meanwhile; ticks top it up, the poll wakes at timer.
     leases_.add(unit->lease_id);
-    slot.state = Slot::State::kFilling;
+    slot.enter(Slot::State::kFilling);
     slot.timer = now + slot.queue->batch.max_wait;
     slot.unit = std::move(*unit);
     return false;
@@ -640,44 +577,18 @@ bool Supervisor::take_unit(Slot& slot, std::optional<db::ClaimedUnit> unit, Time
 
 void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
   leases_.add(unit.lease_id);
-  // batch.max_bytes: one frame carries the unit, and the protocol refuses a
-  // frame over 1 GiB. A job bigger than the bound fails alone; once the
-  // bound is reached the rest go back unrun (attempt refunded) in id order,
-  // so a key's order holds.
-  slot.unsent.clear();
   const auto max_bytes = static_cast<std::size_t>(slot.queue->batch.max_bytes);
-  std::size_t bytes = 0;
-  bool full = false;
-  std::vector<db::ClaimedJob> sent;
-  sent.reserve(unit.jobs.size());
-  for (auto& job : unit.jobs) {
-    db::JobFinish f;
-    f.job_id = job.id;
-    const std::size_t job_bytes = job.payload.size() + job.payload_binary.size();
-    if (!full && job_bytes > max_bytes) {
-      f.error_class = db::ErrorClass::kPermanent;
-      f.message = "payload of " + std::to_string(job_bytes) + " bytes is over batch.max_bytes (" +
-                  std::to_string(max_bytes) + ")";
-    } else if (full || bytes + job_bytes > max_bytes) {
-      full = true;
-      f.error_class = db::ErrorClass::kRequeue;
-      f.message = "the unit reached batch.max_bytes";
-    } else {
-      bytes += job_bytes;
-      sent.push_back(std::move(job));
-      continue;
-    }
-    slot.unsent.push_back(std::move(f));
-  }
-  unit.jobs = std::move(sent);
+  auto split = split_by_max_bytes(std::move(unit.jobs), max_bytes);
+  unit.jobs = std::move(split.sent);
+  slot.unsent = std::move(split.unsent);
   if (!slot.unsent.empty())
     spdlog::warn("{}: unit {}: {} job(s) not sent (batch.max_bytes {})", slot_name(slot), unit.lease_id,
                  slot.unsent.size(), max_bytes);
   if (unit.jobs.empty()) {
-    db::UnitFinish finish = finish_of(slot, unit);
+    db::UnitFinish finish = unit_finish(*slot.queue, unit);
     take_unsent(slot, finish);
     writer_.submit(std::move(finish));
-    slot.state = Slot::State::kIdle;
+    slot.enter(Slot::State::kIdle);
     return;
   }
   protocol::RunUnit run;
@@ -689,7 +600,7 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
     job.payload_binary = std::string();
   }
   slot.proc->writer.push(run);
-  slot.state = Slot::State::kBusy;
+  slot.enter(Slot::State::kBusy);
   slot.timer = now + slot.queue->deadline;
   slot.unit_started = now;
   metrics_.unit_started(slot.queue->name, unit.jobs.size());
@@ -711,9 +622,9 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
 void Supervisor::wait_for_events(TimePoint now) {
   auto until = now + settings_.worker.poll_interval;
   for (const auto& s : slots_) {
-    if (s->state == Slot::State::kWaitRestart) until = std::min(until, s->restart_at);
-    if (s->state == Slot::State::kStarting || s->state == Slot::State::kBusy ||
-        s->state == Slot::State::kExiting || s->state == Slot::State::kFilling)
+    if (s->state() == Slot::State::kWaitRestart) until = std::min(until, s->restart_at);
+    if (s->state() == Slot::State::kStarting || s->state() == Slot::State::kBusy ||
+        s->state() == Slot::State::kExiting || s->state() == Slot::State::kFilling)
       until = std::min(until, s->timer);
   }
   if (db_failing_) until = std::min(until, std::max(db_retry_at_, now));
@@ -735,7 +646,7 @@ void Supervisor::wait_for_events(TimePoint now) {
   fds.push_back({session_.socket(), POLLIN, 0});
   for (auto& s : slots_) {
     if (!s->proc || s->proc->reaped()) continue;
-    if (s->proc->socket_fd() >= 0 && s->state != Slot::State::kExiting) {
+    if (s->proc->socket_fd() >= 0 && s->state() != Slot::State::kExiting) {
       short events = POLLIN;
       if (s->proc->writer.pending()) events |= POLLOUT;
       fds.push_back({s->proc->socket_fd(), events, 0});
@@ -779,7 +690,7 @@ bool Supervisor::jobs_notified() {
 }
 
 void Supervisor::on_socket(Slot& slot, TimePoint now) {
-  if (!slot.proc || slot.state == Slot::State::kExiting) return;
+  if (!slot.proc || slot.state() == Slot::State::kExiting) return;
   const auto scope = log_scope(slot);
   const bool open = slot.proc->reader.fill_from(slot.proc->socket_fd());
   for (;;) {
@@ -787,33 +698,31 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
     if (frame.status == protocol::DecodeResult::Status::kNeedMore) break;
     if (frame.status == protocol::DecodeResult::Status::kMalformed) {
       spdlog::error("{} sent a malformed frame: {}", slot_name(slot), frame.error);
-      if (slot.state == Slot::State::kBusy)
-        fail_unit(slot, db::ErrorClass::kCrash, "executor sent a malformed frame: " + frame.error);
-      kill_executor(slot, now, "malformed frame");
+      abort_unit(slot, db::ErrorClass::kCrash, "executor sent a malformed frame: " + frame.error, now,
+                 "malformed frame");
       return;
     }
     auto& msg = *frame.message;
     if (auto* ready = std::get_if<protocol::Ready>(&msg)) {
-      if (slot.state == Slot::State::kStarting) {
-        slot.state = Slot::State::kIdle;
+      if (slot.state() == Slot::State::kStarting) {
+        slot.enter(Slot::State::kIdle);
         slot.was_ready = true;
         slot.start_failures = 0;
         ready_queues_.insert(slot.queue->name);
         spdlog::debug("{} ready ({})", slot_name(slot), ready->handler);
       }
     } else if (auto* result = std::get_if<protocol::UnitResult>(&msg)) {
-      if (slot.state != Slot::State::kBusy || !slot.unit ||
+      if (slot.state() != Slot::State::kBusy || !slot.unit ||
           result->unit_id != static_cast<std::uint64_t>(slot.unit->lease_id)) {
         spdlog::error("{} answered a unit it was not running", slot_name(slot));
-        if (slot.state == Slot::State::kBusy)
-          fail_unit(slot, db::ErrorClass::kCrash, "executor answered the wrong unit");
-        kill_executor(slot, now, "protocol violation");
+        abort_unit(slot, db::ErrorClass::kCrash, "executor answered the wrong unit", now,
+                   "protocol violation");
         return;
       }
       record_stages(slot, result->timing);
-      finish_unit(slot, *result);
-      if (slot.state == Slot::State::kExiting) return;
-      slot.state = Slot::State::kIdle;
+      finish_unit(slot, *result, now);
+      if (slot.state() == Slot::State::kExiting) return;
+      slot.enter(Slot::State::kIdle);
       if (draining_) {
         give_back_next(slot, "the daemon is shutting down");
       } else if (slot.retiring) {
@@ -828,13 +737,12 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
       spdlog::error("{} reports a fatal error: {}", slot_name(slot), fatal->message);
     } else {
       spdlog::error("{} sent a message only the supervisor sends", slot_name(slot));
-      if (slot.state == Slot::State::kBusy)
-        fail_unit(slot, db::ErrorClass::kCrash, "executor sent an unexpected message");
-      kill_executor(slot, now, "protocol violation");
+      abort_unit(slot, db::ErrorClass::kCrash, "executor sent an unexpected message", now,
+                 "protocol violation");
       return;
     }
   }
-  if (!open && slot.state == Slot::State::kFilling) {
+  if (!open && slot.state() == Slot::State::kFilling) {
     // The unit never reached it: back to available, attempt refunded.
     fail_unit(slot, db::ErrorClass::kRequeue, "the executor exited before the unit was sent; not run");
   }
@@ -842,7 +750,7 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
     // It closed its end, so it is exiting: stop reading, give it a moment to
     // end by itself (its exit status names the cause), then kill it. A unit
     // it held fails in on_exit.
-    slot.state = Slot::State::kExiting;
+    slot.enter(Slot::State::kExiting);
     slot.timer = now + kExitGrace;
   }
 }
@@ -867,7 +775,7 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
     slot.proc.reset();
     slot.fatal_message.clear();
     slot.unit.reset();
-    slot.state = draining_ ? Slot::State::kWaitRestart : Slot::State::kStopped;
+    slot.enter(draining_ ? Slot::State::kWaitRestart : Slot::State::kStopped);
     return;
   }
   if (refused_start && !slot.was_ready && !draining_ && !slot.from_reload &&
@@ -883,10 +791,10 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
     drain_deadline_ = now;
     slot.proc.reset();
     slot.fatal_message.clear();
-    slot.state = Slot::State::kWaitRestart;
+    slot.enter(Slot::State::kWaitRestart);
     return;
   }
-  if (slot.unit && slot.state == Slot::State::kFilling) {
+  if (slot.unit && slot.state() == Slot::State::kFilling) {
     fail_unit(slot, db::ErrorClass::kRequeue, "the executor exited before the unit was sent; not run");
     spdlog::error("{} {} while its unit was filling", slot_name(slot), how);
   } else if (slot.unit) {
@@ -896,7 +804,7 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
       fail_unit(slot, db::ErrorClass::kCrash, "executor " + how);
     }
     spdlog::error("{} {} while running a unit", slot_name(slot), how);
-  } else if (!draining_ && slot.state != Slot::State::kExiting && slot.was_ready) {
+  } else if (!draining_ && slot.state() != Slot::State::kExiting && slot.was_ready) {
     spdlog::warn("{} {} while idle", slot_name(slot), how);
   }
   const bool died_starting = !slot.was_ready;
@@ -910,7 +818,7 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
   slot.proc.reset();
   slot.fatal_message.clear();
   slot.unit.reset();
-  slot.state = Slot::State::kWaitRestart;
+  slot.enter(Slot::State::kWaitRestart);
   if (draining_ || slot.retiring) return;  // retire_slots removes a retiring one
   if (died_starting) {
     ++slot.start_failures;
@@ -927,7 +835,7 @@ void Supervisor::on_exit(Slot& slot, TimePoint now) {
 void Supervisor::check_timers(TimePoint now) {
   for (auto& s : slots_) {
     Slot& slot = *s;
-    switch (slot.state) {
+    switch (slot.state()) {
       case Slot::State::kWaitRestart:
         if (!draining_ && !slot.retiring && now >= slot.restart_at) start_executor(slot, now);
         break;
@@ -947,8 +855,7 @@ void Supervisor::check_timers(TimePoint now) {
                        slot.unit ? slot.unit->lease_id : 0, slot.unit ? slot.unit->jobs.size() : 0, msg);
           metrics_.deadline_exceeded(slot.queue->name);
           slot.end_reason = metrics::RestartReason::kDeadline;
-          fail_unit(slot, db::ErrorClass::kDeadline, msg);
-          kill_executor(slot, now, "deadline");
+          abort_unit(slot, db::ErrorClass::kDeadline, msg, now, "deadline");
         }
         break;
       case Slot::State::kExiting:
@@ -980,13 +887,13 @@ void Supervisor::start_executor(Slot& slot, TimePoint now) {
                                         std::getenv("GLIBC_TUNABLES"));
   try {
     slot.proc = ExecutorProcess::spawn(argv, env);
-    slot.state = Slot::State::kStarting;
+    slot.enter(Slot::State::kStarting);
     slot.was_ready = false;
     slot.timer = now + kStartupTimeout;
   } catch (const std::exception& e) {
     ++slot.start_failures;
     const auto delay = util::retry_delay(slot.start_failures, kRestartBackoffBase, kRestartBackoffMax, 0.5);
-    slot.state = Slot::State::kWaitRestart;
+    slot.enter(Slot::State::kWaitRestart);
     slot.restart_at = now + delay;
     spdlog::error("{}#{}: cannot start {}: {}; retrying in {}", slot.queue->name, slot.index,
                   options_.executor_path, e.what(), util::format_duration(delay));
@@ -997,16 +904,18 @@ void Supervisor::kill_executor(Slot& slot, TimePoint now, const std::string& why
   if (!slot.proc) return;
   spdlog::debug("{}: killing executor: {}", slot_name(slot), why);
   slot.proc->kill();
-  slot.state = Slot::State::kExiting;
+  slot.enter(Slot::State::kExiting);
   slot.timer = now + kExitGrace;
 }
 
-std::int64_t Supervisor::retry_ms(const config::QueueSettings& queue, int attempts) {
-  const double jitter = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
-  const auto delay = util::retry_delay(attempts, queue.retry.backoff, queue.retry.max_backoff, jitter);
-  // The retry is due `delay` after its failure is written, a moment from now.
-  retry_wake_ = std::min(retry_wake_, clock_.now() + delay + milliseconds(10));
-  return delay.count();
+RetryDelay Supervisor::retry_delay(const config::QueueSettings& queue) {
+  return [this, &queue](int attempts) {
+    const double jitter = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+    const auto delay = util::retry_delay(attempts, queue.retry.backoff, queue.retry.max_backoff, jitter);
+    // The retry is due `delay` after its failure is written, a moment from now.
+    retry_wake_ = std::min(retry_wake_, clock_.now() + delay + milliseconds(10));
+    return static_cast<std::int64_t>(delay.count());
+  };
 }
 
 void Supervisor::record_stages(const Slot& slot, const protocol::UnitTiming& timing) {
@@ -1022,50 +931,13 @@ void Supervisor::record_stages(const Slot& slot, const protocol::UnitTiming& tim
   metrics_.unit_stage(queue, metrics::Stage::kReturn, timing.sent_ns == 0 ? 0 : trip);
 }
 
-void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
-  db::ClaimedUnit& unit = *slot.unit;
-  if (result.jobs.size() != unit.jobs.size()) {
-    fail_unit(slot, db::ErrorClass::kCrash,
-              "executor returned " + std::to_string(result.jobs.size()) + " result(s) for " +
-                  std::to_string(unit.jobs.size()) + " job(s)");
-    kill_executor(slot, clock_.now(), "protocol violation");
+void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result, TimePoint now) {
+  auto answered = answered_unit(*slot.queue, *slot.unit, result, retry_delay(*slot.queue));
+  if (const auto* violation = std::get_if<std::string>(&answered)) {
+    abort_unit(slot, db::ErrorClass::kCrash, *violation, now, "protocol violation");
     return;
   }
-  db::UnitFinish finish = finish_of(slot, unit);
-  finish.sink = slot.queue->sink;
-  finish.jobs.reserve(unit.jobs.size());
-  bool requeue_rest = false;
-  for (std::size_t i = 0; i < unit.jobs.size(); ++i) {
-    const auto& job = unit.jobs[i];
-    const auto& out = result.jobs[i];
-    db::JobFinish f;
-    f.job_id = job.id;
-    if (out.job_id != job.id) {
-      fail_unit(slot, db::ErrorClass::kCrash, "executor returned results out of order");
-      kill_executor(slot, clock_.now(), "protocol violation");
-      return;
-    }
-    if (requeue_rest) {
-      // A key's jobs finish in id order: once one will be retried, the ones
-      // after it go back unfinished (their attempt refunded) to run after it.
-      f.error_class = db::ErrorClass::kRequeue;
-      f.message = "requeued behind an earlier job of its key";
-    } else if (out.outcome == protocol::Outcome::kSucceeded) {
-      f.ok = true;
-      f.result_json = out.body;
-      f.result_binary = out.body_binary;
-      f.retry_ms = retry_ms(*slot.queue, job.attempts);  // should its sink lose a race
-    } else {
-      f.error_class = out.outcome == protocol::Outcome::kPermanent ? db::ErrorClass::kPermanent
-                                                                   : db::ErrorClass::kTransient;
-      f.message = out.body;
-      f.retry_ms = retry_ms(*slot.queue, job.attempts);
-      if (unit.work_unit_key && out.outcome == protocol::Outcome::kTransient &&
-          job.attempts < job.max_attempts)
-        requeue_rest = true;
-    }
-    finish.jobs.push_back(std::move(f));
-  }
+  db::UnitFinish& finish = std::get<db::UnitFinish>(answered);
   take_unsent(slot, finish);
   record_unit_end(slot);
   writer_.submit(std::move(finish));
@@ -1075,19 +947,18 @@ void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result) {
 void Supervisor::fail_unit(Slot& slot, db::ErrorClass error_class, const std::string& message) {
   if (!slot.unit) return;
   record_unit_end(slot);
-  db::UnitFinish finish = finish_of(slot, *slot.unit);
-  for (const auto& job : slot.unit->jobs) {
-    db::JobFinish f;
-    f.job_id = job.id;
-    f.error_class = error_class;
-    f.message = message;
-    f.retry_ms = retry_ms(*slot.queue, job.attempts);
-    finish.jobs.push_back(std::move(f));
-  }
+  db::UnitFinish finish =
+      failed_unit(*slot.queue, *slot.unit, error_class, message, retry_delay(*slot.queue));
   take_unsent(slot, finish);
   writer_.submit(std::move(finish));
   slot.unit.reset();
-  slot.state = Slot::State::kExiting;
+  slot.enter(Slot::State::kExiting);
+}
+
+void Supervisor::abort_unit(Slot& slot, db::ErrorClass error_class, const std::string& message, TimePoint now,
+                            const std::string& why) {
+  if (slot.state() == Slot::State::kBusy) fail_unit(slot, error_class, message);
+  kill_executor(slot, now, why);
 }
 
 void Supervisor::on_signal(TimePoint now) {
@@ -1118,7 +989,7 @@ void Supervisor::shutdown() {
   std::vector<std::int64_t> unfinished;
   for (auto& s : slots_) {
     const auto scope = log_scope(*s);
-    if ((s->state == Slot::State::kBusy || s->state == Slot::State::kFilling) && s->unit) {
+    if ((s->state() == Slot::State::kBusy || s->state() == Slot::State::kFilling) && s->unit) {
       spdlog::warn("{}: unit {} did not finish in time; releasing its {} job(s)", slot_name(*s),
                    s->unit->lease_id, s->unit->jobs.size());
       unfinished.push_back(s->unit->lease_id);
@@ -1127,7 +998,7 @@ void Supervisor::shutdown() {
     s->unit.reset();
     s->next.reset();
     s->proc.reset();  // kills and reaps
-    s->state = Slot::State::kWaitRestart;
+    s->enter(Slot::State::kWaitRestart);
   }
   janitor_.stop();
   const auto bound = now + kShutdownWriteBound;
@@ -1279,8 +1150,8 @@ void Supervisor::retire_slots(TimePoint now) {
     Slot& slot = *s;
     if (slot.superseded && !slot.retiring) {
       const auto serving = [](const Slot& x) {
-        return x.proc && (x.state == Slot::State::kIdle || x.state == Slot::State::kBusy ||
-                          x.state == Slot::State::kFilling);
+        return x.proc && (x.state() == Slot::State::kIdle || x.state() == Slot::State::kBusy ||
+                          x.state() == Slot::State::kFilling);
       };
       const bool successor_ready = std::any_of(slots_.begin(), slots_.end(), [&](const auto& o) {
         return !o->superseded && o->queue->name == slot.queue->name && o->was_ready && serving(*o);
@@ -1291,7 +1162,7 @@ void Supervisor::retire_slots(TimePoint now) {
     }
     if (!slot.retiring) continue;
     give_back_next(slot, "its queue was reloaded");
-    if (slot.proc && (slot.state == Slot::State::kIdle || slot.state == Slot::State::kStarting)) {
+    if (slot.proc && (slot.state() == Slot::State::kIdle || slot.state() == Slot::State::kStarting)) {
       // No unit: nothing is lost by killing it.
       const auto scope = log_scope(slot);
       spdlog::info("{}: retired by the reload; stopping its executor", slot_name(slot));
@@ -1299,13 +1170,13 @@ void Supervisor::retire_slots(TimePoint now) {
       kill_executor(slot, now, "retired by a reload");
     }
   }
-  slots_.erase(
-      std::remove_if(slots_.begin(), slots_.end(),
-                     [](const auto& s) {
-                       return s->retiring && !s->proc &&
-                              (s->state == Slot::State::kWaitRestart || s->state == Slot::State::kStopped);
-                     }),
-      slots_.end());
+  slots_.erase(std::remove_if(slots_.begin(), slots_.end(),
+                              [](const auto& s) {
+                                return s->retiring && !s->proc &&
+                                       (s->state() == Slot::State::kWaitRestart ||
+                                        s->state() == Slot::State::kStopped);
+                              }),
+               slots_.end());
   drop_unused_generations();
 }
 

@@ -22,6 +22,8 @@
 #include "supervisor/heartbeater.hpp"
 #include "supervisor/janitor.hpp"
 #include "supervisor/lease_registry.hpp"
+#include "supervisor/slot.hpp"
+#include "supervisor/unit_outcome.hpp"
 #include "util/backoff.hpp"
 #include "util/clock.hpp"
 #include "util/event_fd.hpp"
@@ -97,23 +99,8 @@ class Supervisor {
   void wake() noexcept { wake_.notify(); }
 
  private:
-  struct Slot;
   using TimePoint = std::chrono::steady_clock::time_point;
 
-  // A configuration whose queues slots run: the start-up one, then one per
-  // applied reload. Kept while a slot points into it, and the served one.
-  struct Generation {
-    std::unique_ptr<config::Settings> owned;  // null for the start-up settings
-    const config::Settings* settings = nullptr;
-    // What its model executors read as their config (config::executor_document:
-    // no database section), in a memfd of this process that they open as
-    // /proc/PID/fd/N; empty path: no model queue.
-    util::UniqueFd config_fd;
-    std::string config_path;
-    // Per queue, its model file and libraries as they were at load (device,
-    // inode, size, mtime): a reload gives a queue whose files changed new executors.
-    std::map<std::string, std::string> file_stamps;
-  };
   // A generation for `settings`, which it does not own (set `owned` for
   // that); throws std::system_error when its executor config cannot be written.
   static std::unique_ptr<Generation> make_generation(const config::Settings& settings);
@@ -171,11 +158,6 @@ class Supervisor {
   void claim_ahead_for_busy_slots(TimePoint now);
   // Makes `unit` (claimed ahead) busy `slot`'s next: counted, its lease heartbeated.
   void set_next(Slot& slot, db::ClaimedUnit unit);
-  // A queue this tick claims no more for: the reap's statement found nothing
-  // to claim ahead for, or its claim failed on a payload no job was blamed for.
-  const config::QueueSettings* no_claim_for_ = nullptr;
-  // The finish of `unit`'s lease (of `slot`'s queue), with no job outcomes yet.
-  static db::UnitFinish finish_of(const Slot& slot, const db::ClaimedUnit& unit);
   // Moves the outcomes of the jobs dispatch() did not send (batch.max_bytes)
   // into the unit's `finish`, so its lease is released once, with all of them.
   void take_unsent(Slot& slot, db::UnitFinish& finish);
@@ -187,24 +169,57 @@ class Supervisor {
   // Tops up each filling unit (batch.max_wait) from the queue and sends it to
   // its executor once it is full, its wait is over, or the daemon drains.
   void top_up_filling_units(TimePoint now);
+  // Sends `unit` to idle or filling `slot`'s executor: kBusy until the
+  // queue's deadline, its lease heartbeated. The jobs over batch.max_bytes
+  // stay behind in slot.unsent, written with the unit's outcome; a unit with
+  // no job left to send is written at once and the slot stays kIdle.
   void dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now);
   void wait_for_events(TimePoint now);
   // Takes the tick connection's inferq_jobs notifications; true when there
   // were any, or when the connection was lost (a tick should run either way).
   bool jobs_notified();
+  // Reads what `slot`'s executor sent: Ready (kStarting -> kIdle), the
+  // unit's result (finish_unit, then kIdle and the next unit dispatched, or
+  // given back while draining or retiring), Fatal (kept for on_exit). A
+  // protocol violation fails the unit and kills the executor; a closed
+  // socket makes the slot kExiting (a unit it held fails in on_exit).
   void on_socket(Slot& slot, TimePoint now);
+  // Reaps `slot`'s executor if it has ended: an idle exit makes it kStopped
+  // (a unit sent as it left is requeued, not charged); a first executor that
+  // refused to start fails the daemon's start-up; otherwise its unit fails
+  // (fatal with the Fatal frame's message, else crash) and the slot is
+  // kWaitRestart, restarting at once or, having died before Ready, after a
+  // backoff. Its claimed-ahead unit is given back either way.
   void on_exit(Slot& slot, TimePoint now);
+  // What each slot's timer means in its state: kWaitRestart starts the
+  // executor, kStarting kills it (no Ready in time), kBusy fails the unit on
+  // its deadline and kills it, kExiting kills it again. Never waits.
   void check_timers(TimePoint now);
+  // Spawns `slot`'s executor (kStarting, Ready due within kStartupTimeout),
+  // or schedules the next try (kWaitRestart) when it cannot be spawned.
   void start_executor(Slot& slot, TimePoint now);
   // Observes the executor's stages of `slot`'s unit, and the result's trip back.
   void record_stages(const Slot& slot, const protocol::UnitTiming& timing);
-  void finish_unit(Slot& slot, const protocol::UnitResult& result);
+  // Writes busy `slot`'s unit as the executor answered it (answered_unit)
+  // with its unsent jobs; an answer that breaks the protocol aborts it
+  // instead. The slot keeps its state for the caller to change.
+  void finish_unit(Slot& slot, const protocol::UnitResult& result, TimePoint now);
+  // Writes every job of `slot`'s unit (if any) as `error_class` with
+  // `message`, with its unsent jobs, and makes the slot kExiting: an
+  // executor whose unit failed is not trusted with another.
   void fail_unit(Slot& slot, db::ErrorClass error_class, const std::string& message);
+  // Kills `slot`'s executor (kExiting; SIGKILL again after kExitGrace).
   void kill_executor(Slot& slot, TimePoint now, const std::string& why);
+  // fail_unit when `slot` is busy, then kill_executor: a deadline, or an
+  // executor that broke the protocol.
+  void abort_unit(Slot& slot, db::ErrorClass error_class, const std::string& message, TimePoint now,
+                  const std::string& why);
   // Reads the signalfd: SIGTERM/SIGINT drain or stop, SIGHUP asks the next tick to reload.
   void on_signal(TimePoint now);
   void shutdown();
-  std::int64_t retry_ms(const config::QueueSettings& queue, int attempts);
+  // The backoff of `queue`'s retries, jittered; each delay it gives also
+  // makes the tick wake when that retry falls due.
+  RetryDelay retry_delay(const config::QueueSettings& queue);
   bool db_usable(TimePoint now) const { return now >= db_retry_at_; }
   void db_failed(const std::exception& e, TimePoint now);
   void db_succeeded();
@@ -217,25 +232,33 @@ class Supervisor {
   util::LogScope log_scope(const Slot& slot) const;
   void publish_slots();
 
+  // Members by the thread that owns them, as LevelDB's db_impl.h does.
+
+  // Set at construction, then read-only: any thread.
   SupervisorOptions options_;
   const config::Settings& settings_;
   const util::Clock& clock_;
   std::unique_ptr<metrics::Metrics> own_metrics_;  // when options.metrics is null
-  metrics::Metrics& metrics_;
-  db::Session session_;  // the tick's own connection; it LISTENs on inferq_jobs
-  LeaseRegistry leases_;
-  util::EventFd wake_;
+  metrics::Metrics& metrics_;                      // thread-safe
+
+  // Shared with the other threads, each thread-safe; declared before the
+  // threads, so they outlive them.
+  LeaseRegistry leases_;  // the tick adds, the writer removes, the heartbeat renews
+  util::EventFd wake_;    // any thread wakes the tick
+  // A slot is busy or filling; read by the janitor's thread.
+  std::atomic<bool> units_running_{false};
+  std::atomic<std::int64_t> last_tick_ns_{0};  // steady clock; read by the heartbeat thread
+
+  // The threads, each with its own connection.
   CompletionWriter writer_;
   Heartbeater heartbeater_;
-  // A slot is busy or filling; read by the janitor's thread (before it, so
-  // it outlives that thread).
-  std::atomic<bool> units_running_{false};
   Janitor janitor_;
+
+  // The tick thread's alone.
+  db::Session session_;  // the tick's own connection; it LISTENs on inferq_jobs
   std::vector<std::unique_ptr<Generation>> generations_;  // the last one is served now
   std::vector<std::unique_ptr<Slot>> slots_;
   std::mt19937 rng_;
-
-  std::atomic<std::int64_t> last_tick_ns_{0};  // steady clock; read by the heartbeat thread
   TimePoint db_retry_at_{};
   std::unique_ptr<util::Backoff> db_backoff_;
   bool db_failing_ = false;
@@ -252,6 +275,9 @@ class Supervisor {
   // When the earliest retry this daemon scheduled falls due, so the tick
   // claims it then instead of at the next poll.
   TimePoint retry_wake_ = TimePoint::max();
+  // A queue this tick claims no more for: the reap's statement found nothing
+  // to claim ahead for, or its claim failed on a payload no job was blamed for.
+  const config::QueueSettings* no_claim_for_ = nullptr;
 };
 
 }  // namespace inferq::supervisor

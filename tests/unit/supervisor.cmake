@@ -3,3 +3,7 @@ inferq_test(test_supervisor_queue_sampler SOURCES unit/test_supervisor_queue_sam
   LIBS inferq_supervisor LABELS unit TIMEOUT 30)
 inferq_test(test_supervisor_executor_env SOURCES unit/test_supervisor_executor_env.cpp
   LIBS inferq_supervisor LABELS unit TIMEOUT 30)
+inferq_test(test_supervisor_unit_outcome SOURCES unit/test_supervisor_unit_outcome.cpp
+  LIBS inferq_supervisor LABELS unit TIMEOUT 30)
+inferq_test(test_supervisor_slot SOURCES unit/test_supervisor_slot.cpp
+  LIBS inferq_supervisor LABELS unit TIMEOUT 30)
