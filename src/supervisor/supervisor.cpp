@@ -122,14 +122,8 @@ Supervisor::Supervisor(SupervisorOptions options)
       janitor_(settings_.database.url,
                settings_.database.transaction_pooling ? 0 : settings_.worker.vacuum_dead_rows,
                std::chrono::seconds(1), pruning_of(settings_.queues, &metrics_, units_running_)),
-      // The tick LISTENs on its own connection: a notification wakes the
-      // thread that claims, with no other thread (and wake-up) in between.
-      session_(settings_.database.url, "inferq tick", std::chrono::seconds(30), {"inferq_jobs"}),
-      rng_(std::random_device{}()),
-      // Capped near the poll interval: once the database is back, the tick
-      // should notice within about a poll, not after a long backoff.
-      db_backoff_(std::make_unique<util::Backoff>(
-          milliseconds(100), std::max<milliseconds>(settings_.worker.poll_interval, milliseconds(1000)))) {
+      db_(settings_.database.url, settings_.worker.poll_interval, metrics_),
+      rng_(std::random_device{}()) {
   generations_.push_back(make_generation(settings_));
   for (const auto& q : settings_.queues) {
     for (int i = 0; i < q.instances; ++i) {
@@ -231,8 +225,8 @@ void Supervisor::tick() {
 }
 
 void Supervisor::announce_ready_once() {
-  if (announced_ready_ || draining_ || db_failing_ || !options_.on_ready) return;
-  // db_failing_ is false only after this tick's statements succeeded (or
+  if (announced_ready_ || draining_ || db_.failing() || !options_.on_ready) return;
+  // failing() is false only after this tick's statements succeeded (or
   // none has failed yet, right after start-up checked the database).
   const bool all_ready = std::all_of(slots_.begin(), slots_.end(), [](const auto& s) {
     return s->state() == Slot::State::kIdle || s->state() == Slot::State::kBusy;
@@ -288,26 +282,25 @@ void Supervisor::top_up_filling_units(TimePoint now) {
     if (slot.state() != Slot::State::kFilling || !slot.unit) continue;
     const int max_jobs = slot.queue->batch.max_jobs;
     auto& jobs = slot.unit->jobs;
-    if (db_usable(now) && static_cast<int>(jobs.size()) < max_jobs) {
-      try {
-        auto more = db::claim_more(session_, slot.unit->lease_id, slot.queue->name,
-                                   max_jobs - static_cast<int>(jobs.size()), slot.queue->retry.max_attempts);
-        db_succeeded();
-        if (!more.empty()) {
-          std::vector<double> waits;
-          waits.reserve(more.size());
-          for (const auto& job : more) waits.push_back(job.wait_seconds);
-          metrics_.jobs_claimed(slot.queue->name, waits);
-        }
-        for (auto& job : more) jobs.push_back(std::move(job));
-      } catch (const db::DbError& e) {
+    if (db_.usable(now) && static_cast<int>(jobs.size()) < max_jobs) {
+      std::vector<db::ClaimedJob> more;
+      const auto failed = db_.run(metrics::DbOp::kClaim, [&](db::Session& s) {
+        more = db::claim_more(s, slot.unit->lease_id, slot.queue->name,
+                              max_jobs - static_cast<int>(jobs.size()), slot.queue->retry.max_attempts);
+      });
+      if (failed) {
         // The unit still runs with what it has when its wait ends.
-        metrics_.db_error(metrics::DbOp::kClaim);
-        if (e.resource_limit()) {
-          fail_unclaimable(*slot.queue, e, now);
+        if (failed->resource_limit()) {
+          fail_unclaimable(*slot.queue, *failed, now);
         } else {
-          db_failed(e, now);
+          db_.outage(*failed, now);
         }
+      } else if (!more.empty()) {
+        std::vector<double> waits;
+        waits.reserve(more.size());
+        for (const auto& job : more) waits.push_back(job.wait_seconds);
+        metrics_.jobs_claimed(slot.queue->name, waits);
+        for (auto& job : more) jobs.push_back(std::move(job));
       }
     }
     if (draining_ || slot.retiring || static_cast<int>(jobs.size()) >= max_jobs || now >= slot.timer) {
@@ -328,17 +321,16 @@ void Supervisor::start_stopped_queues(TimePoint now) {
       if (slot->state() == Slot::State::kIdle || slot->state() == Slot::State::kStarting) can_claim = true;
     }
     if (stopped == nullptr || can_claim) continue;
-    if (!db_usable(now)) return;
-    try {
-      const bool work = db::has_available_work(session_, queue.name);
-      db_succeeded();
-      if (!work) continue;
-      spdlog::info("{}#{}: queue {} has work; starting an executor", queue.name, stopped->index, queue.name);
-      start_executor(*stopped, now);
-    } catch (const db::DbError& e) {
-      db_failed(e, now);
+    if (!db_.usable(now)) return;
+    bool work = false;
+    if (const auto failed =
+            db_.run(std::nullopt, [&](db::Session& s) { work = db::has_available_work(s, queue.name); })) {
+      db_.outage(*failed, now);
       return;
     }
+    if (!work) continue;
+    spdlog::info("{}#{}: queue {} has work; starting an executor", queue.name, stopped->index, queue.name);
+    start_executor(*stopped, now);
   }
 }
 
@@ -351,7 +343,7 @@ bool Supervisor::wants_next(const Slot& slot) const {
 std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
   std::optional<ClaimedByReap> claimed;
   no_claim_for_ = nullptr;
-  if (!db_usable(now)) return claimed;
+  if (!db_.usable(now)) return claimed;
   // With a slot free, the reap's statement also claims its first unit; with
   // none, a busy slot's next one.
   Slot* idle = nullptr;
@@ -367,46 +359,45 @@ std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
   }
   Slot* const for_slot = idle != nullptr ? idle : ahead;
   std::optional<db::DbError> claim_failed;
-  try {
-    int n = 0;
-    if (for_slot != nullptr) {
-      try {
-        auto r = db::reap_then_claim(session_, settings_.worker.stale_after, leases_.snapshot(),
-                                     for_slot->queue->name, options_.worker_id,
-                                     for_slot->queue->batch.max_jobs, for_slot->queue->retry.max_attempts);
-        n = r.reaped;
-        if (idle != nullptr) {
-          claimed = ClaimedByReap{idle, std::move(r.unit)};
-        } else if (r.unit) {
-          set_next(*ahead, std::move(*r.unit));
-        } else {
-          no_claim_for_ = ahead->queue;
-        }
-      } catch (const db::DbError& e) {
-        if (!e.resource_limit()) throw;
-        // Its claim failed on a payload it read (issue 13): the reap must
-        // never wait on one queue's data, so it runs alone; the claim below
-        // deals with the payload.
-        spdlog::warn("reap with the claim of queue {}: {}; reaping on its own", for_slot->queue->name,
-                     e.what());
-        claim_failed = e;
-        n = db::reap(session_, settings_.worker.stale_after, leases_.snapshot());
-      }
-    } else {
-      n = db::reap(session_, settings_.worker.stale_after, leases_.snapshot());
+  int n = 0;
+  const auto failed = db_.run(metrics::DbOp::kReap, [&](db::Session& s) {
+    if (for_slot == nullptr) {
+      n = db::reap(s, settings_.worker.stale_after, leases_.snapshot());
+      return;
     }
+    try {
+      auto r = db::reap_then_claim(s, settings_.worker.stale_after, leases_.snapshot(), for_slot->queue->name,
+                                   options_.worker_id, for_slot->queue->batch.max_jobs,
+                                   for_slot->queue->retry.max_attempts);
+      n = r.reaped;
+      if (idle != nullptr) {
+        claimed = ClaimedByReap{idle, std::move(r.unit)};
+      } else if (r.unit) {
+        set_next(*ahead, std::move(*r.unit));
+      } else {
+        no_claim_for_ = ahead->queue;
+      }
+    } catch (const db::DbError& e) {
+      if (!e.resource_limit()) throw;
+      // Its claim failed on a payload it read (issue 13): the reap must
+      // never wait on one queue's data, so it runs alone; the claim below
+      // deals with the payload.
+      spdlog::warn("reap with the claim of queue {}: {}; reaping on its own", for_slot->queue->name,
+                   e.what());
+      claim_failed = e;
+      n = db::reap(s, settings_.worker.stale_after, leases_.snapshot());
+    }
+  });
+  if (!failed) {
     if (n > 0) spdlog::warn("reaped {} stale lease(s); their jobs are available again", n);
     metrics_.leases_reaped(n);
-    db_succeeded();
-  } catch (const db::DbError& e) {
-    metrics_.db_error(metrics::DbOp::kReap);
-    if (e.retryable() && !e.connection_lost()) {
-      // A key lock it gave way on (see inferq.lock_keys): not an outage. The
-      // claim it carried is made on its own below.
-      spdlog::warn("reap: {}; the next tick reaps again", e.what());
-      return claimed;
-    }
-    db_failed(e, now);
+  } else if (failed->retryable() && !failed->connection_lost()) {
+    // A key lock it gave way on (see inferq.lock_keys): not an outage. The
+    // claim it carried is made on its own below.
+    spdlog::warn("reap: {}; the next tick reaps again", failed->what());
+    return claimed;
+  } else {
+    db_.outage(*failed, now);
   }
   // The payload is dealt with now, not by claiming it again first: every
   // statement that reads it makes its (maybe 1 GB) text, seconds each.
@@ -454,7 +445,7 @@ void Supervisor::claim_for_idle_slots(TimePoint now, std::optional<ClaimedByReap
     Slot& slot = *slot_ptr;
     if (slot.state() != Slot::State::kIdle || slot.retiring) continue;
     if (std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
-    if (!db_usable(now)) return;
+    if (!db_.usable(now)) return;
     std::optional<db::ClaimedUnit> unit;
     const auto result = claim_for(slot, now, unit);
     if (result == ClaimResult::kDbFailed) return;
@@ -466,49 +457,47 @@ void Supervisor::claim_for_idle_slots(TimePoint now, std::optional<ClaimedByReap
 Supervisor::ClaimResult Supervisor::claim_for(const Slot& slot, TimePoint now,
                                               std::optional<db::ClaimedUnit>& unit) {
   for (bool first = true;; first = false) {
-    try {
-      unit = db::claim(session_, slot.queue->name, options_.worker_id, slot.queue->batch.max_jobs,
+    const auto failed = db_.run(metrics::DbOp::kClaim, [&](db::Session& s) {
+      unit = db::claim(s, slot.queue->name, options_.worker_id, slot.queue->batch.max_jobs,
                        slot.queue->retry.max_attempts);
-      db_succeeded();
-      return ClaimResult::kClaimed;
-    } catch (const db::DbError& e) {
-      metrics_.db_error(metrics::DbOp::kClaim);
-      if (!e.resource_limit()) {
-        db_failed(e, now);
-        return ClaimResult::kDbFailed;
-      }
-      // Once: a claim that fails again has another cause, and the next tick
-      // tries again; either way the other queues are claimed for.
-      if (!first || !fail_unclaimable(*slot.queue, e, now))
-        return db_usable(now) ? ClaimResult::kQueueSkipped : ClaimResult::kDbFailed;
+    });
+    if (!failed) return ClaimResult::kClaimed;
+    if (!failed->resource_limit()) {
+      db_.outage(*failed, now);
+      return ClaimResult::kDbFailed;
     }
+    // Once: a claim that fails again has another cause, and the next tick
+    // tries again; either way the other queues are claimed for.
+    if (!first || !fail_unclaimable(*slot.queue, *failed, now))
+      return db_.usable(now) ? ClaimResult::kQueueSkipped : ClaimResult::kDbFailed;
   }
 }
 
 bool Supervisor::fail_unclaimable(const config::QueueSettings& queue, const db::DbError& why, TimePoint now) {
-  try {
-    const int n = db::fail_unclaimable(session_, queue.name, queue.batch.max_jobs);
-    db_succeeded();
-    if (n > 0) {
-      spdlog::warn("queue {}: a claim failed ({}); {} job(s) whose payload cannot be served are now dead",
-                   queue.name, why.what(), n);
-      metrics_.jobs_finished(queue.name, metrics::Outcome::kDead, n);
+  int n = 0;
+  const auto failed = db_.run(metrics::DbOp::kClaim, [&](db::Session& s) {
+    n = db::fail_unclaimable(s, queue.name, queue.batch.max_jobs);
+  });
+  if (failed) {
+    if (failed->resource_limit() || (failed->retryable() && !failed->connection_lost())) {
+      spdlog::warn("queue {}: finding the payloads that fail its claims failed: {}", queue.name,
+                   failed->what());
     } else {
-      spdlog::warn(
-          "queue {}: a claim failed ({}), and no payload it would take is the cause; "
-          "the next tick claims again",
-          queue.name, why.what());
-    }
-    return n > 0;
-  } catch (const db::DbError& e) {
-    metrics_.db_error(metrics::DbOp::kClaim);
-    if (e.resource_limit() || (e.retryable() && !e.connection_lost())) {
-      spdlog::warn("queue {}: finding the payloads that fail its claims failed: {}", queue.name, e.what());
-    } else {
-      db_failed(e, now);
+      db_.outage(*failed, now);
     }
     return false;
   }
+  if (n > 0) {
+    spdlog::warn("queue {}: a claim failed ({}); {} job(s) whose payload cannot be served are now dead",
+                 queue.name, why.what(), n);
+    metrics_.jobs_finished(queue.name, metrics::Outcome::kDead, n);
+  } else {
+    spdlog::warn(
+        "queue {}: a claim failed ({}), and no payload it would take is the cause; "
+        "the next tick claims again",
+        queue.name, why.what());
+  }
+  return n > 0;
 }
 
 void Supervisor::record_claimed(const Slot& slot, db::ClaimedUnit& unit) {
@@ -526,7 +515,7 @@ void Supervisor::claim_ahead_for_busy_slots(TimePoint now) {
     Slot& slot = *slot_ptr;
     if (!wants_next(slot)) continue;
     if (std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
-    if (!db_usable(now)) return;
+    if (!db_.usable(now)) return;
     std::optional<db::ClaimedUnit> unit;
     const auto result = claim_for(slot, now, unit);
     if (result == ClaimResult::kDbFailed) return;
@@ -627,7 +616,7 @@ void Supervisor::wait_for_events(TimePoint now) {
         s->state() == Slot::State::kExiting || s->state() == Slot::State::kFilling)
       until = std::min(until, s->timer);
   }
-  if (db_failing_) until = std::min(until, std::max(db_retry_at_, now));
+  if (db_.failing()) until = std::min(until, std::max(db_.retry_at(), now));
   if (draining_) until = std::min(until, drain_deadline_);
   if (retry_wake_ <= now) retry_wake_ = TimePoint::max();  // this tick has claimed it
   until = std::min(until, retry_wake_);
@@ -643,7 +632,7 @@ void Supervisor::wait_for_events(TimePoint now) {
   std::vector<std::pair<Slot*, bool>> owners;  // (slot, is_socket) for fds[3..]
   fds.push_back({options_.signal_fd, POLLIN, 0});
   fds.push_back({wake_.fd(), POLLIN, 0});
-  fds.push_back({session_.socket(), POLLIN, 0});
+  fds.push_back({db_.session().socket(), POLLIN, 0});
   for (auto& s : slots_) {
     if (!s->proc || s->proc->reaped()) continue;
     if (s->proc->socket_fd() >= 0 && s->state() != Slot::State::kExiting) {
@@ -681,7 +670,7 @@ void Supervisor::wait_for_events(TimePoint now) {
 
 bool Supervisor::jobs_notified() {
   try {
-    return !session_.take_notifications().empty();
+    return !db_.session().take_notifications().empty();
   } catch (const db::DbError&) {
     // The tick's connection is gone: the next tick's statement says so and
     // reconnects (and LISTENs again).
@@ -1006,16 +995,16 @@ void Supervisor::shutdown() {
     spdlog::warn("shutdown: some results were not written; their leases will expire");
   writer_.stop();
   heartbeater_.stop();
-  try {
+  const auto failed = db_.run(metrics::DbOp::kRelease, [&](db::Session& s) {
     if (!unfinished.empty()) {
-      const int n = db::release(session_, unfinished);
+      const int n = db::release(s, unfinished);
       spdlog::info("shutdown: released {} job(s) for other daemons", n);
     }
     for (auto lease : unfinished) leases_.remove(lease);
-    db::deregister_worker(session_, options_.worker_id);
-  } catch (const db::DbError& e) {
-    metrics_.db_error(metrics::DbOp::kRelease);
-    spdlog::warn("shutdown: {}; leases left will expire after {}", e.what(),
+    db::deregister_worker(s, options_.worker_id);
+  });
+  if (failed) {
+    spdlog::warn("shutdown: {}; leases left will expire after {}", failed->what(),
                  util::format_duration(settings_.worker.stale_after));
   }
   spdlog::info("worker {} stopped", options_.worker_name);
@@ -1048,15 +1037,15 @@ void Supervisor::reload(TimePoint now) {
     if (next->queues.empty()) throw config::ConfigError(next->source + ": no queues configured");
     // Sinks are checked now, as at start-up: a missing one would fail
     // every job of its queue at its completion instead.
-    if (!db_usable(now))
+    if (!db_.usable(now))
       throw std::runtime_error("the database is unreachable, so the sinks cannot be checked");
-    try {
-      if (const auto missing = missing_sink(session_, *next)) throw config::ConfigError(*missing);
-      db_succeeded();
-    } catch (const db::DbError& e) {
-      db_failed(e, now);
-      throw std::runtime_error(std::string("checking the sinks: ") + e.what());
+    std::optional<std::string> missing;
+    if (const auto failed =
+            db_.run(std::nullopt, [&](db::Session& s) { missing = missing_sink(s, *next); })) {
+      db_.outage(*failed, now);
+      throw std::runtime_error(std::string("checking the sinks: ") + failed->what());
     }
+    if (missing) throw config::ConfigError(*missing);
     gen = make_generation(*next);
     gen->owned = std::move(next);
   } catch (const std::exception& e) {
@@ -1130,12 +1119,11 @@ void Supervisor::apply_generation(Generation& gen, TimePoint now) {
   metrics_.serve_queues(names);
   metrics_.reload_done(true);
   janitor_.set_targets(prune_targets(after.queues));
-  try {
-    db::set_worker_queues(session_, options_.worker_id, names);
-  } catch (const db::DbError& e) {
+  if (const auto failed = db_.run(
+          std::nullopt, [&](db::Session& s) { db::set_worker_queues(s, options_.worker_id, names); })) {
     // Until the next reload other daemons see the old list in inferq.workers
     // (only their unserved-queue warnings read it).
-    spdlog::warn("reload: could not record the served queues in inferq.workers: {}", e.what());
+    spdlog::warn("reload: could not record the served queues in inferq.workers: {}", failed->what());
   }
   spdlog::info(
       "reloaded {}: {} queue(s) kept [{}], changed [{}] (new executors; the old ones finish their unit), "
@@ -1188,21 +1176,6 @@ void Supervisor::drop_unused_generations() {
            std::none_of(slots_.begin(), slots_.end(), [&](const auto& s) { return s->gen == g.get(); });
   };
   generations_.erase(std::remove_if(generations_.begin(), generations_.end(), unused), generations_.end());
-}
-
-void Supervisor::db_failed(const std::exception& e, TimePoint now) {
-  metrics_.set_db_up(false);
-  const auto delay = db_backoff_->next();
-  db_retry_at_ = now + delay;
-  if (!db_failing_) spdlog::error("database: {}; retrying with backoff", e.what());
-  db_failing_ = true;
-}
-
-void Supervisor::db_succeeded() {
-  metrics_.set_db_up(true);
-  if (db_failing_) spdlog::info("database reachable again");
-  db_failing_ = false;
-  db_backoff_->reset();
 }
 
 }  // namespace inferq::supervisor

@@ -23,6 +23,7 @@
 #include "supervisor/janitor.hpp"
 #include "supervisor/lease_registry.hpp"
 #include "supervisor/slot.hpp"
+#include "supervisor/tick_db.hpp"
 #include "supervisor/unit_outcome.hpp"
 #include "util/backoff.hpp"
 #include "util/clock.hpp"
@@ -220,9 +221,6 @@ class Supervisor {
   // The backoff of `queue`'s retries, jittered; each delay it gives also
   // makes the tick wake when that retry falls due.
   RetryDelay retry_delay(const config::QueueSettings& queue);
-  bool db_usable(TimePoint now) const { return now >= db_retry_at_; }
-  void db_failed(const std::exception& e, TimePoint now);
-  void db_succeeded();
   bool tick_alive() const;
   void announce_ready_once();
   std::string slot_name(const Slot& slot) const;
@@ -255,13 +253,10 @@ class Supervisor {
   Janitor janitor_;
 
   // The tick thread's alone.
-  db::Session session_;  // the tick's own connection; it LISTENs on inferq_jobs
+  TickDb db_;                                             // the tick's connection, its backoff and db_up
   std::vector<std::unique_ptr<Generation>> generations_;  // the last one is served now
   std::vector<std::unique_ptr<Slot>> slots_;
   std::mt19937 rng_;
-  TimePoint db_retry_at_{};
-  std::unique_ptr<util::Backoff> db_backoff_;
-  bool db_failing_ = false;
   bool reload_requested_ = false;  // SIGHUP came; the next tick reloads
   bool draining_ = false;
   bool stop_now_ = false;

@@ -7,3 +7,5 @@ inferq_test(test_supervisor_unit_outcome SOURCES unit/test_supervisor_unit_outco
   LIBS inferq_supervisor LABELS unit TIMEOUT 30)
 inferq_test(test_supervisor_slot SOURCES unit/test_supervisor_slot.cpp
   LIBS inferq_supervisor LABELS unit TIMEOUT 30)
+inferq_test(test_supervisor_tick_db SOURCES unit/test_supervisor_tick_db.cpp
+  LIBS inferq_supervisor inferq_test_support LABELS unit TIMEOUT 30)
