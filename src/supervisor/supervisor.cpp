@@ -207,15 +207,15 @@ void Supervisor::tick() {
   }
   // README guarantee "reap first, every tick": whatever the slots say (with
   // a slot free, the same statement then claims for it).
-  auto claimed_by_reap = reap_stale(now);
+  auto reaped = reap_stale(now);
   stop_lost_units(now);
   top_up_filling_units(now);
   if (!draining_) start_stopped_queues(now);
-  claim_for_idle_slots(now, std::move(claimed_by_reap));
+  claim_for_idle_slots(now, reaped);
   if (draining_) {
     for (auto& slot : slots_) give_back_next(*slot, "the daemon is shutting down");
   } else {
-    claim_ahead_for_busy_slots(now);
+    claim_ahead_for_busy_slots(now, reaped);
   }
   retire_slots(now);
   publish_slots();
@@ -340,9 +340,8 @@ bool Supervisor::wants_next(const Slot& slot) const {
          slot.queue->batch.max_wait.count() == 0;
 }
 
-std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
-  std::optional<ClaimedByReap> claimed;
-  no_claim_for_ = nullptr;
+Supervisor::ReapResult Supervisor::reap_stale(TimePoint now) {
+  ReapResult claimed;
   if (!db_.usable(now)) return claimed;
   // With a slot free, the reap's statement also claims its first unit; with
   // none, a busy slot's next one.
@@ -371,11 +370,12 @@ std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
                                    for_slot->queue->retry.max_attempts);
       n = r.reaped;
       if (idle != nullptr) {
-        claimed = ClaimedByReap{idle, std::move(r.unit)};
+        claimed.claimed_for = idle;
+        claimed.unit = std::move(r.unit);
       } else if (r.unit) {
         set_next(*ahead, std::move(*r.unit));
       } else {
-        no_claim_for_ = ahead->queue;
+        claimed.no_claim_for = ahead->queue;
       }
     } catch (const db::DbError& e) {
       if (!e.resource_limit()) throw;
@@ -402,7 +402,7 @@ std::optional<Supervisor::ClaimedByReap> Supervisor::reap_stale(TimePoint now) {
   // The payload is dealt with now, not by claiming it again first: every
   // statement that reads it makes its (maybe 1 GB) text, seconds each.
   if (claim_failed && !fail_unclaimable(*for_slot->queue, *claim_failed, now))
-    no_claim_for_ = for_slot->queue;
+    claimed.no_claim_for = for_slot->queue;
   return claimed;
 }
 
@@ -433,13 +433,14 @@ void Supervisor::stop_lost_units(TimePoint now) {
   }
 }
 
-void Supervisor::claim_for_idle_slots(TimePoint now, std::optional<ClaimedByReap> claimed_by_reap) {
+void Supervisor::claim_for_idle_slots(TimePoint now, ReapResult& reap) {
   std::vector<const config::QueueSettings*> exhausted;
   // What the reap's statement claimed is taken first, before anything below
   // can return: its lease is live and must reach a slot.
-  if (claimed_by_reap && !take_unit(*claimed_by_reap->slot, std::move(claimed_by_reap->unit), now))
-    exhausted.push_back(claimed_by_reap->slot->queue);
-  if (no_claim_for_ != nullptr) exhausted.push_back(no_claim_for_);
+  if (reap.claimed_for != nullptr && !take_unit(*reap.claimed_for, std::move(reap.unit), now))
+    exhausted.push_back(reap.claimed_for->queue);
+  reap.claimed_for = nullptr;
+  if (reap.no_claim_for != nullptr) exhausted.push_back(reap.no_claim_for);
   if (draining_) return;
   for (auto& slot_ptr : slots_) {
     Slot& slot = *slot_ptr;
@@ -508,9 +509,9 @@ void Supervisor::record_claimed(const Slot& slot, db::ClaimedUnit& unit) {
   metrics_.jobs_claimed(slot.queue->name, waits);
 }
 
-void Supervisor::claim_ahead_for_busy_slots(TimePoint now) {
+void Supervisor::claim_ahead_for_busy_slots(TimePoint now, const ReapResult& reap) {
   std::vector<const config::QueueSettings*> exhausted;
-  if (no_claim_for_ != nullptr) exhausted.push_back(no_claim_for_);
+  if (reap.no_claim_for != nullptr) exhausted.push_back(reap.no_claim_for);
   for (auto& slot_ptr : slots_) {
     Slot& slot = *slot_ptr;
     if (!wants_next(slot)) continue;

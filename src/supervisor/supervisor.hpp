@@ -106,10 +106,15 @@ class Supervisor {
   // that); throws std::system_error when its executor config cannot be written.
   static std::unique_ptr<Generation> make_generation(const config::Settings& settings);
 
-  // A tick's first claim, made by the reap's statement for the first idle slot.
-  struct ClaimedByReap {
-    Slot* slot = nullptr;
-    std::optional<db::ClaimedUnit> unit;
+  // What the tick's reap statement did for claiming, passed on to the
+  // tick's claims: the unit it claimed for the first idle slot, and a queue
+  // the rest of the tick claims no more for.
+  struct ReapResult {
+    Slot* claimed_for = nullptr;          // the idle slot it claimed for; null: none
+    std::optional<db::ClaimedUnit> unit;  // what it claimed (nullopt: nothing was due)
+    // It found nothing to claim ahead for, or its claim failed on a payload
+    // no job was blamed for.
+    const config::QueueSettings* no_claim_for = nullptr;
   };
 
   void tick();
@@ -129,12 +134,14 @@ class Supervisor {
   // free, it claims the next unit of the first slot that wants_next(), set
   // there at once: one statement per unit instead of a reap and a claim
   // (on the 2-core machine PostgreSQL's share of the CPU at batch 1).
-  std::optional<ClaimedByReap> reap_stale(TimePoint now);
+  ReapResult reap_stale(TimePoint now);
   // A busy slot of a queue with prefetch (and no max_wait) whose next unit
   // is not claimed yet.
   bool wants_next(const Slot& slot) const;
   void stop_lost_units(TimePoint now);
-  void claim_for_idle_slots(TimePoint now, std::optional<ClaimedByReap> claimed_by_reap);
+  // Puts the reap's unit on its slot first (its lease is live), then claims
+  // for each other idle slot, skipping queues found exhausted this tick.
+  void claim_for_idle_slots(TimePoint now, ReapResult& reap);
   // Puts a claimed unit on idle `slot`: dispatched, or filling (batch.max_wait).
   // False when the queue has nothing more to claim now (no unit, or a partial one).
   bool take_unit(Slot& slot, std::optional<db::ClaimedUnit> unit, TimePoint now);
@@ -156,7 +163,7 @@ class Supervisor {
   // For each busy slot of a queue with prefetch (and no max_wait), claims
   // the unit it runs next, so that unit starts the moment the current one
   // ends instead of after a claim's round trip.
-  void claim_ahead_for_busy_slots(TimePoint now);
+  void claim_ahead_for_busy_slots(TimePoint now, const ReapResult& reap);
   // Makes `unit` (claimed ahead) busy `slot`'s next: counted, its lease heartbeated.
   void set_next(Slot& slot, db::ClaimedUnit unit);
   // Moves the outcomes of the jobs dispatch() did not send (batch.max_bytes)
@@ -270,9 +277,6 @@ class Supervisor {
   // When the earliest retry this daemon scheduled falls due, so the tick
   // claims it then instead of at the next poll.
   TimePoint retry_wake_ = TimePoint::max();
-  // A queue this tick claims no more for: the reap's statement found nothing
-  // to claim ahead for, or its claim failed on a payload no job was blamed for.
-  const config::QueueSettings* no_claim_for_ = nullptr;
 };
 
 }  // namespace inferq::supervisor
