@@ -87,6 +87,8 @@ struct Slot {
   using TimePoint = std::chrono::steady_clock::time_point;
 
   State state() const { return state_; }
+  // kBusy or kFilling: it holds a claimed unit whose lease is live.
+  bool holds_unit() const { return state_ == State::kBusy || state_ == State::kFilling; }
   // Moves to `to`. Throws std::logic_error (a supervisor bug) when
   // kSlotTransitions has no such change.
   void enter(State to);

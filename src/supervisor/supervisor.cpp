@@ -17,6 +17,7 @@
 #include "config/compare.hpp"
 #include "db/error.hpp"
 #include "supervisor/unit_outcome.hpp"
+#include "util/backoff.hpp"
 #include "util/duration.hpp"
 #include "util/strings.hpp"
 
@@ -38,6 +39,14 @@ constexpr milliseconds kShutdownWriteBound{10000};
 
 double seconds_between(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
   return std::chrono::duration<double>(to - from).count();
+}
+
+// What inferq_job_wait_seconds observes for claimed `jobs`.
+std::vector<double> waits_of(const std::vector<db::ClaimedJob>& jobs) {
+  std::vector<double> waits;
+  waits.reserve(jobs.size());
+  for (const auto& job : jobs) waits.push_back(job.wait_seconds);
+  return waits;
 }
 
 // A completion's outcome as a metrics outcome; requeued (put back unrun,
@@ -237,15 +246,13 @@ void Supervisor::announce_ready_once() {
 }
 
 void Supervisor::publish_slots() {
-  units_running_ = std::any_of(slots_.begin(), slots_.end(), [](const auto& s) {
-    return s->state() == Slot::State::kBusy || s->state() == Slot::State::kFilling;
-  });
+  units_running_ = std::any_of(slots_.begin(), slots_.end(), [](const auto& s) { return s->holds_unit(); });
   for (const auto& q : generations_.back()->settings->queues) {
     int busy = 0, idle = 0, starting = 0;
     for (const auto& s : slots_) {
       // By name: the old executors of a reloaded queue count too.
       if (s->queue->name != q.name) continue;
-      if (s->state() == Slot::State::kBusy || s->state() == Slot::State::kFilling) {
+      if (s->holds_unit()) {
         ++busy;
       } else if (s->state() == Slot::State::kIdle || s->state() == Slot::State::kStopped) {
         // A stopped slot (its executor exited idle) starts again on demand:
@@ -296,10 +303,7 @@ void Supervisor::top_up_filling_units(TimePoint now) {
           db_.outage(*failed, now);
         }
       } else if (!more.empty()) {
-        std::vector<double> waits;
-        waits.reserve(more.size());
-        for (const auto& job : more) waits.push_back(job.wait_seconds);
-        metrics_.jobs_claimed(slot.queue->name, waits);
+        metrics_.jobs_claimed(slot.queue->name, waits_of(more));
         for (auto& job : more) jobs.push_back(std::move(job));
       }
     }
@@ -341,8 +345,8 @@ bool Supervisor::wants_next(const Slot& slot) const {
 }
 
 Supervisor::ReapResult Supervisor::reap_stale(TimePoint now) {
-  ReapResult claimed;
-  if (!db_.usable(now)) return claimed;
+  ReapResult result;
+  if (!db_.usable(now)) return result;
   // With a slot free, the reap's statement also claims its first unit; with
   // none, a busy slot's next one.
   Slot* idle = nullptr;
@@ -370,12 +374,12 @@ Supervisor::ReapResult Supervisor::reap_stale(TimePoint now) {
                                    for_slot->queue->retry.max_attempts);
       n = r.reaped;
       if (idle != nullptr) {
-        claimed.claimed_for = idle;
-        claimed.unit = std::move(r.unit);
+        result.claimed_for = idle;
+        result.unit = std::move(r.unit);
       } else if (r.unit) {
         set_next(*ahead, std::move(*r.unit));
       } else {
-        claimed.no_claim_for = ahead->queue;
+        result.no_claim_for = ahead->queue;
       }
     } catch (const db::DbError& e) {
       if (!e.resource_limit()) throw;
@@ -395,15 +399,15 @@ Supervisor::ReapResult Supervisor::reap_stale(TimePoint now) {
     // A key lock it gave way on (see inferq.lock_keys): not an outage. The
     // claim it carried is made on its own below.
     spdlog::warn("reap: {}; the next tick reaps again", failed->what());
-    return claimed;
+    return result;
   } else {
     db_.outage(*failed, now);
   }
   // The payload is dealt with now, not by claiming it again first: every
   // statement that reads it makes its (maybe 1 GB) text, seconds each.
   if (claim_failed && !fail_unclaimable(*for_slot->queue, *claim_failed, now))
-    claimed.no_claim_for = for_slot->queue;
-  return claimed;
+    result.no_claim_for = for_slot->queue;
+  return result;
 }
 
 void Supervisor::stop_lost_units(TimePoint now) {
@@ -439,7 +443,6 @@ void Supervisor::claim_for_idle_slots(TimePoint now, ReapResult& reap) {
   // can return: its lease is live and must reach a slot.
   if (reap.claimed_for != nullptr && !take_unit(*reap.claimed_for, std::move(reap.unit), now))
     exhausted.push_back(reap.claimed_for->queue);
-  reap.claimed_for = nullptr;
   if (reap.no_claim_for != nullptr) exhausted.push_back(reap.no_claim_for);
   if (draining_) return;
   for (auto& slot_ptr : slots_) {
@@ -503,10 +506,7 @@ bool Supervisor::fail_unclaimable(const config::QueueSettings& queue, const db::
 
 void Supervisor::record_claimed(const Slot& slot, db::ClaimedUnit& unit) {
   unit.claimed_at = clock_.now();
-  std::vector<double> waits;
-  waits.reserve(unit.jobs.size());
-  for (const auto& job : unit.jobs) waits.push_back(job.wait_seconds);
-  metrics_.jobs_claimed(slot.queue->name, waits);
+  metrics_.jobs_claimed(slot.queue->name, waits_of(unit.jobs));
 }
 
 void Supervisor::claim_ahead_for_busy_slots(TimePoint now, const ReapResult& reap) {
@@ -710,7 +710,7 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
         return;
       }
       record_stages(slot, result->timing);
-      finish_unit(slot, *result, now);
+      finish_unit(slot, std::move(*result), now);
       if (slot.state() == Slot::State::kExiting) return;
       slot.enter(Slot::State::kIdle);
       if (draining_) {
@@ -921,8 +921,8 @@ void Supervisor::record_stages(const Slot& slot, const protocol::UnitTiming& tim
   metrics_.unit_stage(queue, metrics::Stage::kReturn, timing.sent_ns == 0 ? 0 : trip);
 }
 
-void Supervisor::finish_unit(Slot& slot, const protocol::UnitResult& result, TimePoint now) {
-  auto answered = answered_unit(*slot.queue, *slot.unit, result, retry_delay(*slot.queue));
+void Supervisor::finish_unit(Slot& slot, protocol::UnitResult result, TimePoint now) {
+  auto answered = answered_unit(*slot.queue, *slot.unit, std::move(result), retry_delay(*slot.queue));
   if (const auto* violation = std::get_if<std::string>(&answered)) {
     abort_unit(slot, db::ErrorClass::kCrash, *violation, now, "protocol violation");
     return;
@@ -979,7 +979,7 @@ void Supervisor::shutdown() {
   std::vector<std::int64_t> unfinished;
   for (auto& s : slots_) {
     const auto scope = log_scope(*s);
-    if ((s->state() == Slot::State::kBusy || s->state() == Slot::State::kFilling) && s->unit) {
+    if (s->holds_unit() && s->unit) {
       spdlog::warn("{}: unit {} did not finish in time; releasing its {} job(s)", slot_name(*s),
                    s->unit->lease_id, s->unit->jobs.size());
       unfinished.push_back(s->unit->lease_id);

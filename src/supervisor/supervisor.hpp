@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -25,7 +24,6 @@
 #include "supervisor/slot.hpp"
 #include "supervisor/tick_db.hpp"
 #include "supervisor/unit_outcome.hpp"
-#include "util/backoff.hpp"
 #include "util/clock.hpp"
 #include "util/event_fd.hpp"
 #include "util/fd.hpp"
@@ -208,10 +206,11 @@ class Supervisor {
   void start_executor(Slot& slot, TimePoint now);
   // Observes the executor's stages of `slot`'s unit, and the result's trip back.
   void record_stages(const Slot& slot, const protocol::UnitTiming& timing);
-  // Writes busy `slot`'s unit as the executor answered it (answered_unit)
+  // Writes busy `slot`'s unit as the executor answered it (answered_unit,
+  // which takes the result bodies over rather than copying them)
   // with its unsent jobs; an answer that breaks the protocol aborts it
   // instead. The slot keeps its state for the caller to change.
-  void finish_unit(Slot& slot, const protocol::UnitResult& result, TimePoint now);
+  void finish_unit(Slot& slot, protocol::UnitResult result, TimePoint now);
   // Writes every job of `slot`'s unit (if any) as `error_class` with
   // `message`, with its unsent jobs, and makes the slot kExiting: an
   // executor whose unit failed is not trusted with another.

@@ -70,7 +70,7 @@ db::UnitFinish given_back(const config::QueueSettings& queue, const db::ClaimedU
 
 std::variant<db::UnitFinish, std::string> answered_unit(const config::QueueSettings& queue,
                                                         const db::ClaimedUnit& unit,
-                                                        const protocol::UnitResult& result,
+                                                        protocol::UnitResult result,
                                                         const RetryDelay& retry) {
   if (result.jobs.size() != unit.jobs.size()) {
     return "executor returned " + std::to_string(result.jobs.size()) + " result(s) for " +
@@ -82,7 +82,7 @@ std::variant<db::UnitFinish, std::string> answered_unit(const config::QueueSetti
   bool requeue_rest = false;
   for (std::size_t i = 0; i < unit.jobs.size(); ++i) {
     const auto& job = unit.jobs[i];
-    const auto& out = result.jobs[i];
+    auto& out = result.jobs[i];
     if (out.job_id != job.id) return std::string("executor returned results out of order");
     db::JobFinish f;
     f.job_id = job.id;
@@ -91,13 +91,13 @@ std::variant<db::UnitFinish, std::string> answered_unit(const config::QueueSetti
       f.message = "requeued behind an earlier job of its key";
     } else if (out.outcome == protocol::Outcome::kSucceeded) {
       f.ok = true;
-      f.result_json = out.body;
-      f.result_binary = out.body_binary;
+      f.result_json = std::move(out.body);
+      f.result_binary = std::move(out.body_binary);
       f.retry_ms = retry(job.attempts);  // should its sink lose a race
     } else {
       f.error_class = out.outcome == protocol::Outcome::kPermanent ? db::ErrorClass::kPermanent
                                                                    : db::ErrorClass::kTransient;
-      f.message = out.body;
+      f.message = std::move(out.body);
       f.retry_ms = retry(job.attempts);
       if (unit.work_unit_key && out.outcome == protocol::Outcome::kTransient &&
           job.attempts < job.max_attempts)

@@ -44,13 +44,13 @@ db::UnitFinish failed_unit(const config::QueueSettings& queue, const db::Claimed
 db::UnitFinish given_back(const config::QueueSettings& queue, const db::ClaimedUnit& unit,
                           const std::string& why);
 
-// The executor's answer for `unit` as its finish, or, when the answer breaks
+// The executor's answer for `unit` as its finish (the answer's bodies moved
+// into it, not copied: a result may be hundreds of MiB), or, when the answer breaks
 // the protocol (another job count, jobs out of order), what was wrong. Once a
 // job of a key will be retried, the jobs after it go back unfinished
 // (requeue) to run after it.
 std::variant<db::UnitFinish, std::string> answered_unit(const config::QueueSettings& queue,
                                                         const db::ClaimedUnit& unit,
-                                                        const protocol::UnitResult& result,
-                                                        const RetryDelay& retry);
+                                                        protocol::UnitResult result, const RetryDelay& retry);
 
 }  // namespace inferq::supervisor
