@@ -24,13 +24,6 @@ struct CliRun {
   std::string err;  // stderr
 };
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // Runs `inferq ARGS...` to completion with INFERQ_DATABASE_URL=url (when not
 // empty), stdout and stderr kept apart.
 CliRun run_cli(const std::vector<std::string>& args, const std::string& url = {},

@@ -38,10 +38,11 @@ const TempDir& models() {
   return dir;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw std::runtime_error("cannot read " + path);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+// What the model generator wrote: missing is a broken set-up, not an empty file.
+std::string model_file(const std::string& path) {
+  std::string text = read_file(path);
+  if (text.empty()) throw std::runtime_error("cannot read " + path);
+  return text;
 }
 
 TestQueue python_queue(const std::string& name, int max_jobs) {
@@ -51,7 +52,7 @@ TestQueue python_queue(const std::string& name, int max_jobs) {
   q.max_jobs = max_jobs;
   q.max_attempts = 1;
   q.deadline = "120s";
-  q.extra_yaml = "device: cpu\nthreads: 1\n" + read_file(models().file(name + ".queue.yaml"));
+  q.extra_yaml = "device: cpu\nthreads: 1\n" + model_file(models().file(name + ".queue.yaml"));
   return q;
 }
 
@@ -104,7 +105,7 @@ TEST_CASE("Python-exported models are served from SQL and equal Python's own for
   // padded batch (the text model's lengths differ).
   std::vector<Served> served;
   for (const TestQueue& q : queues) {
-    Served s{q.name, {}, json::parse(read_file(models().file(q.name + ".cases.json")))};
+    Served s{q.name, {}, json::parse(model_file(models().file(q.name + ".cases.json")))};
     REQUIRE(!s.cases.empty());
     std::vector<std::string> payloads;
     for (const json& c : s.cases) payloads.push_back(c.at("payload").dump());

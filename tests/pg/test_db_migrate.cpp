@@ -12,7 +12,6 @@
 #include <fstream>
 #include <mutex>
 #include <pqxx/pqxx>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -129,11 +128,9 @@ TEST_CASE("a freshly migrated database's schema is the checked-in migrations/sch
   if (write != nullptr && std::string(write) == "1") {
     std::ofstream(path, std::ios::binary | std::ios::trunc) << dump;
   }
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE_MESSAGE(in.good(), "cannot read " << path);
-  std::ostringstream checked_in;
-  checked_in << in.rdbuf();
-  CHECK_MESSAGE(checked_in.str() == dump,
+  const std::string checked_in = inferq::test::read_file(path);
+  REQUIRE_MESSAGE(!checked_in.empty(), "cannot read " << path);
+  CHECK_MESSAGE(checked_in == dump,
                 "migrations/schema.sql differs from a fresh database's pg_dump: rewrite it with "
                 "INFERQ_WRITE_SCHEMA=1 ctest --test-dir build -R test_db_migrate, and review the diff");
 }

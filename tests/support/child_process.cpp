@@ -109,12 +109,7 @@ bool ChildProcess::running() {
   return !status_;
 }
 
-std::string ChildProcess::log() const {
-  std::ifstream in(log_path_, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+std::string ChildProcess::log() const { return read_file(log_path_); }
 
 bool ChildProcess::wait_log(const std::string& needle, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -1,7 +1,6 @@
 #include "support/migrated_database.hpp"
 
 #include <chrono>
-#include <fstream>
 #include <pqxx/pqxx>
 #include <sstream>
 #include <stdexcept>
@@ -13,18 +12,6 @@
 #include "support/test_env.hpp"
 
 namespace inferq::test {
-namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-}  // namespace
-
 std::string migrated_database() {
   const std::string url = PgCluster::shared().create_database();
   db::Session s(url, "test-setup");
@@ -37,7 +24,9 @@ std::string database_from_dump(const std::string& rel) {
   // A connection of its own: the dump empties search_path for the session.
   pqxx::connection conn(url);
   pqxx::nontransaction tx(conn);
-  tx.exec(read_file(source_path(rel)));
+  const std::string sql = read_file(source_path(rel));
+  if (sql.empty()) throw std::runtime_error("cannot read " + source_path(rel));
+  tx.exec(sql);
   return url;
 }
 

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "support/spawn.hpp"
+#include "support/test_env.hpp"
 
 namespace inferq::test {
 namespace {
@@ -88,11 +89,6 @@ std::string PgBouncer::url(const std::string& db) const {
          db;
 }
 
-std::string PgBouncer::log() const {
-  std::ifstream f(dir_.file("pgbouncer.log"));
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
+std::string PgBouncer::log() const { return read_file(dir_.file("pgbouncer.log")); }
 
 }  // namespace inferq::test

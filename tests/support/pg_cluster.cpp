@@ -87,13 +87,6 @@ std::string template_id(PgCluster::Wal wal) {
   return id + "\n";
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
 // An exclusive flock(2) held for the object's life; waits with a deadline.
 class FileLock {
  public:

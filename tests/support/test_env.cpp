@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -40,6 +41,13 @@ std::string bin_path(const std::string& name) {
 
 std::string source_path(const std::string& rel) {
   return env_or("INFERQ_SOURCE_DIR", INFERQ_DEFAULT_SOURCE_DIR) + "/" + rel;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
 }
 
 std::string test_tmp_base() { return env_or("INFERQ_TEST_TMP", "/tmp"); }

@@ -16,6 +16,9 @@ std::string bin_path(const std::string& name);
 // $INFERQ_SOURCE_DIR/rel (the repository root), with the same fallback.
 std::string source_path(const std::string& rel);
 
+// The file's bytes; empty when it cannot be read (a log not written yet).
+std::string read_file(const std::string& path);
+
 // Where tests put temporary files: $INFERQ_TEST_TMP, else /tmp. When the
 // tests run as root, the PostgreSQL server user must be able to reach it.
 std::string test_tmp_base();
