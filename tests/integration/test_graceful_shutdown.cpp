@@ -29,7 +29,6 @@ using Clock = std::chrono::steady_clock;
 
 struct Transition {
   std::int64_t seq = 0;
-  double at = 0;  // epoch seconds, clock_timestamp() of the change
   std::string from;
   std::string to;
   std::optional<std::int64_t> worker;  // on claims: who claimed
@@ -42,17 +41,16 @@ std::vector<Transition> history(const std::string& url, std::int64_t job_id) {
   pqxx::nontransaction tx(conn);
   std::vector<Transition> out;
   for (const auto& r :
-       tx.exec_params("SELECT seq, extract(epoch FROM at)::float8, old_state, new_state, worker_id,"
+       tx.exec_params("SELECT seq, old_state, new_state, worker_id,"
                       " attempts FROM public.job_audit WHERE job_id = $1 AND old_state <> new_state"
                       " ORDER BY seq",
                       job_id)) {
     Transition t;
     t.seq = r[0].as<std::int64_t>();
-    t.at = r[1].as<double>();
-    t.from = r[2].c_str();
-    t.to = r[3].c_str();
-    if (!r[4].is_null()) t.worker = r[4].as<std::int64_t>();
-    t.attempts = r[5].as<int>();
+    t.from = r[1].c_str();
+    t.to = r[2].c_str();
+    if (!r[3].is_null()) t.worker = r[3].as<std::int64_t>();
+    t.attempts = r[4].as<int>();
     out.push_back(t);
   }
   return out;
@@ -109,7 +107,9 @@ bool group_gone(pid_t pgid) { return ::kill(-pgid, 0) != 0 && errno == ESRCH; }
 TEST_CASE("SIGTERM: running units finish, no new claims, leases and worker row gone, B drains the rest") {
   const auto t_start = Clock::now();
   const std::string url = fresh_audited_database();
-  const auto cfg = sleep_config(url, "5s", "2s");
+  // A grace far above the units' 1 s: an exit well before it shows that A
+  // waited for its units, not for the grace.
+  const auto cfg = sleep_config(url, "60s", "2s");
   Daemon a(cfg, "a");
   REQUIRE_MESSAGE(a.wait_ready(), a.log());
   const std::int64_t worker_a = worker_id_of(url, a.pid());
@@ -124,12 +124,11 @@ TEST_CASE("SIGTERM: running units finish, no new claims, leases and worker row g
 
   const auto t_term = Clock::now();
   a.process().send_signal(SIGTERM);
-  const auto status = a.process().wait_exit(5s + 3s);
+  const auto status = a.process().wait_exit(20s);
   const double took = seconds_since(t_term);
-  REQUIRE_MESSAGE(status.has_value(), "A did not exit within shutdown_grace + 3 s\n", a.log());
+  REQUIRE_MESSAGE(status.has_value(),
+                  "A did not exit within 20 s: its units had 1 s left, the grace is 60 s\n", a.log());
   CHECK_MESSAGE(exited_with(*status, 0), describe_wait_status(*status), "\n", a.log());
-  // The units had at most 1 s left: A waits for them, not for the whole grace.
-  CHECK(took < 3.0);
   CHECK(a.log().find("SIGTERM received: no new claims") != std::string::npos);
   CHECK(a.log().find("did not finish in time") == std::string::npos);
 
@@ -148,11 +147,11 @@ TEST_CASE("SIGTERM: running units finish, no new claims, leases and worker row g
   CHECK(wait_until([&] { return group_gone(a.pid()); }, 2s));
   CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs WHERE state = 'available' AND attempts = 0") == 6);
 
-  // B takes the backlog straight away: both its slots busy within a moment.
+  // B takes the backlog (available, not leased) on its first ticks.
   Daemon b(cfg, "b");
   REQUIRE_MESSAGE(b.wait_ready(), b.log());
   const std::int64_t worker_b = worker_id_of(url, b.pid());
-  CHECK(wait_until([&] { return running_of(url, worker_b) == 2; }, 2s));
+  CHECK(wait_until([&] { return running_of(url, worker_b) == 2; }, 10s));
   REQUIRE_MESSAGE(wait_all_final(url, 15s), b.log());
   CHECK(state_counts(url)["succeeded"] == 8);
   for (const auto id : ids) {
@@ -170,8 +169,10 @@ TEST_CASE(
     "SIGTERM with units longer than shutdown_grace: killed, jobs given back with the attempt refunded") {
   const auto t_start = Clock::now();
   const std::string url = fresh_audited_database();
-  // stale_after far above the grace: a job that waited for reaping would show.
-  const auto cfg = sleep_config(url, "1s", "10s");
+  // stale_after far above the grace: a job that waited for reaping would
+  // show. B polls once a minute, so only the give-back's notification can
+  // make it claim in time.
+  auto cfg = sleep_config(url, "1s", "10s");
   Daemon a(cfg, "a");
   REQUIRE_MESSAGE(a.wait_ready(), a.log());
   const std::int64_t worker_a = worker_id_of(url, a.pid());
@@ -179,6 +180,7 @@ TEST_CASE(
   REQUIRE(wait_until([&] { return running_of(url, worker_a) == 2; }, 5s));
 
   // B is up and idle before A goes.
+  cfg.poll_interval = "60s";
   Daemon b(cfg, "b");
   REQUIRE_MESSAGE(b.wait_ready(), b.log());
   const std::int64_t worker_b = worker_id_of(url, b.pid());
@@ -187,20 +189,22 @@ TEST_CASE(
 
   const auto t_term = Clock::now();
   a.process().send_signal(SIGTERM);
-  const auto status = a.process().wait_exit(1s + 4s);
+  // Its units have 30 s left: an exit before then is the grace's kill.
+  const auto status = a.process().wait_exit(20s);
   const double took = seconds_since(t_term);
-  REQUIRE_MESSAGE(status.has_value(), "A did not exit within shutdown_grace + 4 s\n", a.log());
+  REQUIRE_MESSAGE(status.has_value(), "A did not exit within 20 s: the grace is 1 s, its units 30 s\n",
+                  a.log());
   CHECK_MESSAGE(exited_with(*status, 0), describe_wait_status(*status), "\n", a.log());
   CHECK(took >= 0.9);  // it did give the units their grace
-  CHECK(took < 1.0 + 2.0);
   CHECK(a.log().find("did not finish in time; releasing") != std::string::npos);
   CHECK(a.log().find("released 2 job(s)") != std::string::npos);
   CHECK(leases_of(url, worker_a) == 0);
   CHECK(scalar(url, "SELECT count(*) FROM inferq.workers WHERE id = " + std::to_string(worker_a)) == 0);
   CHECK(wait_until([&] { return group_gone(a.pid()); }, 2s));
 
-  // B has both at once: long before stale_after (10 s) could have freed them.
-  CHECK(wait_until([&] { return running_of(url, worker_b) == 2; }, 3s));
+  // B has both on the notification: before stale_after (10 s) could have
+  // freed them, and long before its next poll.
+  CHECK(wait_until([&] { return running_of(url, worker_b) == 2; }, 9s));
   for (const auto id : ids) {
     const auto h = history(url, id);
     // After the signal: A gave it back (attempt refunded to 0), then B claimed it (attempt 1).
@@ -215,8 +219,6 @@ TEST_CASE(
     CHECK(after[1].to == "running");
     CHECK(after[1].worker == worker_b);
     CHECK(after[1].attempts == 1);
-    CHECK_MESSAGE(after[1].at - after[0].at < 2.0, "B claimed job ", id, " ", after[1].at - after[0].at,
-                  " s after A gave it back");
     // Given back, not reaped: no "lost" entry in its error history.
     const auto j = job(url, id);
     REQUIRE(j);
@@ -229,7 +231,8 @@ TEST_CASE(
 TEST_CASE("a second SIGTERM during the grace stops at once") {
   const auto t_start = Clock::now();
   const std::string url = fresh_audited_database();
-  const auto cfg = sleep_config(url, "20s", "2s");
+  // A grace far above the wait below: an exit within it is the second signal's.
+  const auto cfg = sleep_config(url, "120s", "2s");
   Daemon a(cfg, "a");
   REQUIRE_MESSAGE(a.wait_ready(), a.log());
   const std::int64_t worker_a = worker_id_of(url, a.pid());
@@ -241,17 +244,17 @@ TEST_CASE("a second SIGTERM during the grace stops at once") {
   REQUIRE_MESSAGE(a.process().wait_log("SIGTERM received: no new claims", 5s), a.log());
   const auto t_second = Clock::now();
   a.process().send_signal(SIGTERM);
-  const auto status = a.process().wait_exit(5s);
+  const auto status = a.process().wait_exit(20s);
   const double took = seconds_since(t_second);
-  REQUIRE_MESSAGE(status.has_value(), "A did not exit after the second SIGTERM\n", a.log());
+  REQUIRE_MESSAGE(status.has_value(), "A did not exit within 20 s of the second SIGTERM (grace 120 s)\n",
+                  a.log());
   CHECK_MESSAGE(exited_with(*status, 0), describe_wait_status(*status), "\n", a.log());
-  CHECK(took < 2.0);  // not the 20 s grace
   CHECK(a.log().find("received again: stopping now") != std::string::npos);
   // Its units were killed and their jobs given back, attempt refunded.
   CHECK(scalar(url, "SELECT count(*) FROM inferq.jobs WHERE state = 'available' AND attempts = 0") == 2);
   CHECK(leases_of(url, worker_a) == 0);
   CHECK(scalar(url, "SELECT count(*) FROM inferq.workers WHERE id = " + std::to_string(worker_a)) == 0);
   CHECK(wait_until([&] { return group_gone(a.pid()); }, 2s));
-  MESSAGE("A stopped " << took << " s after the second SIGTERM (grace 20 s); case took "
+  MESSAGE("A stopped " << took << " s after the second SIGTERM (grace 120 s); case took "
                        << seconds_since(t_start) << " s");
 }
