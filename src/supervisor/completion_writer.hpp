@@ -11,6 +11,7 @@
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
 #include "supervisor/lease_registry.hpp"
+#include "supervisor/unit_writer.hpp"
 
 namespace inferq::supervisor {
 
@@ -24,7 +25,7 @@ namespace inferq::supervisor {
 // jobs back to available): the tick then claims a key's next unit at once.
 // Other writes wake nothing: at one unit per job, a tick per write was a
 // third of the daemon's statements.
-class CompletionWriter {
+class CompletionWriter final : public UnitWriter {
  public:
   // How the jobs of one write ended (for metrics); called on the writer thread.
   using OutcomesFn = std::function<void(const std::vector<db::OutcomeCount>&)>;
@@ -37,19 +38,15 @@ class CompletionWriter {
   CompletionWriter(std::string db_url, std::string worker_name, LeaseRegistry& leases,
                    std::function<void()> on_written, OutcomesFn on_outcomes = {},
                    std::function<void()> on_db_error = {}, UnitWrittenFn on_unit_written = {});
-  ~CompletionWriter();
+  ~CompletionWriter() override;
   CompletionWriter(const CompletionWriter&) = delete;
   CompletionWriter& operator=(const CompletionWriter&) = delete;
 
-  void start();
-  // Queues a unit's outcome. Never blocks on the database.
-  void submit(db::UnitFinish unit);
-  // Blocks until everything submitted so far is written or `deadline`
-  // passes; returns true if it was all written.
-  bool flush(std::chrono::steady_clock::time_point deadline);
-  // Stops the thread; what is still queued is not written (its leases expire
-  // and are reaped). Idempotent.
-  void stop() noexcept;
+  void start() override;
+  void submit(db::UnitFinish unit) override;
+  bool flush(std::chrono::steady_clock::time_point deadline) override;
+  // Stops the thread (see UnitWriter::stop).
+  void stop() noexcept override;
 
   // Jobs written, and jobs whose lease had been reaped so nothing was written.
   std::uint64_t jobs_written() const;

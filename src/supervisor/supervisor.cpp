@@ -111,28 +111,35 @@ Supervisor::Supervisor(SupervisorOptions options)
                                           config::queue_names(settings_), settings_.worker.poll_interval,
                                           metrics::BuildInfo{"unknown"}, clock_)),
       metrics_(options_.metrics ? *options_.metrics : *own_metrics_),
-      writer_(
-          settings_.database.url, options_.worker_name, leases_, [this] { wake(); },
-          [this](const std::vector<db::OutcomeCount>& counts) {
-            for (const auto& c : counts) {
-              if (const auto outcome = outcome_of(c.outcome))
-                metrics_.jobs_finished(c.queue, *outcome, c.jobs);
-            }
-          },
-          [this] { metrics_.db_error(metrics::DbOp::kComplete); },
-          [this](const std::string& queue, double seconds) {
-            metrics_.unit_stage(queue, metrics::Stage::kComplete, seconds);
-          }),
-      heartbeater_(
-          settings_.database.url, options_.worker_id, settings_.worker.heartbeat_interval, leases_,
-          [this] { return tick_alive(); }, [this] { wake(); },
-          [this] { metrics_.db_error(metrics::DbOp::kHeartbeat); }),
-      // Its VACUUM lock is session state, which a transaction pooler does not keep.
-      janitor_(settings_.database.url,
-               settings_.database.transaction_pooling ? 0 : settings_.worker.vacuum_dead_rows,
-               std::chrono::seconds(1), pruning_of(settings_.queues, &metrics_, units_running_)),
-      db_(settings_.database.url, settings_.worker.poll_interval, metrics_),
+      writer_(options_.writer),
+      db_(options_.statements ? options_.statements
+                              : std::make_shared<PgTickStatements>(settings_.database.url),
+          settings_.worker.poll_interval, metrics_),
       rng_(std::random_device{}()) {
+  if (!writer_) {
+    writer_ = std::make_shared<CompletionWriter>(
+        settings_.database.url, options_.worker_name, leases_, [this] { wake(); },
+        [this](const std::vector<db::OutcomeCount>& counts) {
+          for (const auto& c : counts) {
+            if (const auto outcome = outcome_of(c.outcome)) metrics_.jobs_finished(c.queue, *outcome, c.jobs);
+          }
+        },
+        [this] { metrics_.db_error(metrics::DbOp::kComplete); },
+        [this](const std::string& queue, double seconds) {
+          metrics_.unit_stage(queue, metrics::Stage::kComplete, seconds);
+        });
+  }
+  if (!options_.statements) {
+    heartbeater_ = std::make_unique<Heartbeater>(
+        settings_.database.url, options_.worker_id, settings_.worker.heartbeat_interval, leases_,
+        [this] { return tick_alive(); }, [this] { wake(); },
+        [this] { metrics_.db_error(metrics::DbOp::kHeartbeat); });
+    // Its VACUUM lock is session state, which a transaction pooler does not keep.
+    janitor_ = std::make_unique<Janitor>(
+        settings_.database.url,
+        settings_.database.transaction_pooling ? 0 : settings_.worker.vacuum_dead_rows,
+        std::chrono::seconds(1), pruning_of(settings_.queues, &metrics_, units_running_));
+  }
   generations_.push_back(make_generation(settings_));
   for (const auto& q : settings_.queues) {
     for (int i = 0; i < q.instances; ++i) {
@@ -184,27 +191,40 @@ std::string Supervisor::slot_name(const Slot& slot) const {
 }
 
 int Supervisor::run() {
+  start();
+  while (step()) {
+  }
+  return finish();
+}
+
+void Supervisor::start() {
   const auto now = clock_.now();
   last_tick_ns_ = util::steady_ns(now);
-  writer_.start();
-  heartbeater_.start();
-  janitor_.start();
+  writer_->start();
+  if (heartbeater_) heartbeater_->start();
+  if (janitor_) janitor_->start();
   for (auto& slot : slots_) start_executor(*slot, now);
   spdlog::info("worker {} running {} queue(s) with {} executor slot(s)", options_.worker_name,
                settings_.queues.size(), slots_.size());
+}
 
-  for (;;) {
-    tick();
-    const auto t = clock_.now();
-    if (draining_) {
-      const bool busy = std::any_of(slots_.begin(), slots_.end(),
-                                    [](const auto& s) { return s->state() == Slot::State::kBusy; });
-      if (!busy || stop_now_ || t >= drain_deadline_) break;
-    }
-    wait_for_events(t);
+bool Supervisor::step(std::optional<milliseconds> max_wait) {
+  tick();
+  const auto t = clock_.now();
+  if (draining_) {
+    const bool busy = std::any_of(slots_.begin(), slots_.end(),
+                                  [](const auto& s) { return s->state() == Slot::State::kBusy; });
+    if (!busy || stop_now_ || t >= drain_deadline_) return false;
   }
-  shutdown();
-  return startup_failed_ ? 1 : 0;
+  wait_for_events(t, max_wait);
+  return true;
+}
+
+std::vector<SlotState> Supervisor::slot_states() const {
+  std::vector<SlotState> states;
+  states.reserve(slots_.size());
+  for (const auto& s : slots_) states.push_back(s->state());
+  return states;
 }
 
 void Supervisor::tick() {
@@ -291,9 +311,9 @@ void Supervisor::top_up_filling_units(TimePoint now) {
     auto& jobs = slot.unit->jobs;
     if (db_.usable(now) && static_cast<int>(jobs.size()) < max_jobs) {
       std::vector<db::ClaimedJob> more;
-      const auto failed = db_.run(metrics::DbOp::kClaim, [&](db::Session& s) {
-        more = db::claim_more(s, slot.unit->lease_id, slot.queue->name,
-                              max_jobs - static_cast<int>(jobs.size()), slot.queue->retry.max_attempts);
+      const auto failed = db_.run(metrics::DbOp::kClaim, [&](TickStatements& s) {
+        more = s.claim_more(slot.unit->lease_id, slot.queue->name, max_jobs - static_cast<int>(jobs.size()),
+                            slot.queue->retry.max_attempts);
       });
       if (failed) {
         // The unit still runs with what it has when its wait ends.
@@ -328,7 +348,7 @@ void Supervisor::start_stopped_queues(TimePoint now) {
     if (!db_.usable(now)) return;
     bool work = false;
     if (const auto failed =
-            db_.run(std::nullopt, [&](db::Session& s) { work = db::has_available_work(s, queue.name); })) {
+            db_.run(std::nullopt, [&](TickStatements& s) { work = s.has_available_work(queue.name); })) {
       db_.outage(*failed, now);
       return;
     }
@@ -363,15 +383,15 @@ Supervisor::ReapResult Supervisor::reap_stale(TimePoint now) {
   Slot* const for_slot = idle != nullptr ? idle : ahead;
   std::optional<db::DbError> claim_failed;
   int n = 0;
-  const auto failed = db_.run(metrics::DbOp::kReap, [&](db::Session& s) {
+  const auto failed = db_.run(metrics::DbOp::kReap, [&](TickStatements& s) {
     if (for_slot == nullptr) {
-      n = db::reap(s, settings_.worker.stale_after, leases_.snapshot());
+      n = s.reap(settings_.worker.stale_after, leases_.snapshot());
       return;
     }
     try {
-      auto r = db::reap_then_claim(s, settings_.worker.stale_after, leases_.snapshot(), for_slot->queue->name,
-                                   options_.worker_id, for_slot->queue->batch.max_jobs,
-                                   for_slot->queue->retry.max_attempts);
+      auto r = s.reap_then_claim(settings_.worker.stale_after, leases_.snapshot(), for_slot->queue->name,
+                                 options_.worker_id, for_slot->queue->batch.max_jobs,
+                                 for_slot->queue->retry.max_attempts);
       n = r.reaped;
       if (idle != nullptr) {
         result.claimed_for = idle;
@@ -389,7 +409,7 @@ Supervisor::ReapResult Supervisor::reap_stale(TimePoint now) {
       spdlog::warn("reap with the claim of queue {}: {}; reaping on its own", for_slot->queue->name,
                    e.what());
       claim_failed = e;
-      n = db::reap(s, settings_.worker.stale_after, leases_.snapshot());
+      n = s.reap(settings_.worker.stale_after, leases_.snapshot());
     }
   });
   if (!failed) {
@@ -461,9 +481,9 @@ void Supervisor::claim_for_idle_slots(TimePoint now, ReapResult& reap) {
 Supervisor::ClaimResult Supervisor::claim_for(const Slot& slot, TimePoint now,
                                               std::optional<db::ClaimedUnit>& unit) {
   for (bool first = true;; first = false) {
-    const auto failed = db_.run(metrics::DbOp::kClaim, [&](db::Session& s) {
-      unit = db::claim(s, slot.queue->name, options_.worker_id, slot.queue->batch.max_jobs,
-                       slot.queue->retry.max_attempts);
+    const auto failed = db_.run(metrics::DbOp::kClaim, [&](TickStatements& s) {
+      unit = s.claim(slot.queue->name, options_.worker_id, slot.queue->batch.max_jobs,
+                     slot.queue->retry.max_attempts);
     });
     if (!failed) return ClaimResult::kClaimed;
     if (!failed->resource_limit()) {
@@ -479,8 +499,8 @@ Supervisor::ClaimResult Supervisor::claim_for(const Slot& slot, TimePoint now,
 
 bool Supervisor::fail_unclaimable(const config::QueueSettings& queue, const db::DbError& why, TimePoint now) {
   int n = 0;
-  const auto failed = db_.run(metrics::DbOp::kClaim, [&](db::Session& s) {
-    n = db::fail_unclaimable(s, queue.name, queue.batch.max_jobs);
+  const auto failed = db_.run(metrics::DbOp::kClaim, [&](TickStatements& s) {
+    n = s.fail_unclaimable(queue.name, queue.batch.max_jobs);
   });
   if (failed) {
     if (failed->resource_limit() || (failed->retryable() && !failed->connection_lost())) {
@@ -544,7 +564,7 @@ void Supervisor::give_back_next(Slot& slot, const std::string& why) {
   // Through the completion writer, fenced like any completion: the jobs go
   // back to available with their attempt refunded, and the lease ends.
   spdlog::debug("{}: giving back its next unit {} ({})", slot_name(slot), slot.next->lease_id, why);
-  writer_.submit(given_back(*slot.queue, *slot.next, why));
+  writer_->submit(given_back(*slot.queue, *slot.next, why));
   slot.next.reset();
 }
 
@@ -577,7 +597,7 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
   if (unit.jobs.empty()) {
     db::UnitFinish finish = unit_finish(*slot.queue, unit);
     take_unsent(slot, finish);
-    writer_.submit(std::move(finish));
+    writer_->submit(std::move(finish));
     slot.enter(Slot::State::kIdle);
     return;
   }
@@ -609,7 +629,7 @@ void Supervisor::dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now) {
   }
 }
 
-void Supervisor::wait_for_events(TimePoint now) {
+void Supervisor::wait_for_events(TimePoint now, std::optional<milliseconds> max_wait) {
   auto until = now + settings_.worker.poll_interval;
   for (const auto& s : slots_) {
     if (s->state() == Slot::State::kWaitRestart) until = std::min(until, s->restart_at);
@@ -633,7 +653,7 @@ void Supervisor::wait_for_events(TimePoint now) {
   std::vector<std::pair<Slot*, bool>> owners;  // (slot, is_socket) for fds[3..]
   fds.push_back({options_.signal_fd, POLLIN, 0});
   fds.push_back({wake_.fd(), POLLIN, 0});
-  fds.push_back({db_.session().socket(), POLLIN, 0});
+  fds.push_back({db_.statements().socket(), POLLIN, 0});
   for (auto& s : slots_) {
     if (!s->proc || s->proc->reaped()) continue;
     if (s->proc->socket_fd() >= 0 && s->state() != Slot::State::kExiting) {
@@ -645,7 +665,8 @@ void Supervisor::wait_for_events(TimePoint now) {
     fds.push_back({s->proc->pid_fd(), POLLIN, 0});
     owners.emplace_back(s.get(), false);
   }
-  const auto wait = std::chrono::duration_cast<milliseconds>(until - now);
+  auto wait = std::chrono::duration_cast<milliseconds>(until - now);
+  if (max_wait) wait = std::min(wait, *max_wait);
   // Round up so a deadline is not polled for repeatedly just before it passes.
   const int timeout_ms = wait.count() <= 0 ? 0 : static_cast<int>(wait.count()) + 1;
   const int n = ::poll(fds.data(), fds.size(), timeout_ms);
@@ -671,7 +692,7 @@ void Supervisor::wait_for_events(TimePoint now) {
 
 bool Supervisor::jobs_notified() {
   try {
-    return !db_.session().take_notifications().empty();
+    return db_.statements().take_notifications();
   } catch (const db::DbError&) {
     // The tick's connection is gone: the next tick's statement says so and
     // reconnects (and LISTENs again).
@@ -930,7 +951,7 @@ void Supervisor::finish_unit(Slot& slot, protocol::UnitResult result, TimePoint 
   db::UnitFinish& finish = std::get<db::UnitFinish>(answered);
   take_unsent(slot, finish);
   record_unit_end(slot);
-  writer_.submit(std::move(finish));
+  writer_->submit(std::move(finish));
   slot.unit.reset();
 }
 
@@ -940,7 +961,7 @@ void Supervisor::fail_unit(Slot& slot, db::ErrorClass error_class, const std::st
   db::UnitFinish finish =
       failed_unit(*slot.queue, *slot.unit, error_class, message, retry_delay(*slot.queue));
   take_unsent(slot, finish);
-  writer_.submit(std::move(finish));
+  writer_->submit(std::move(finish));
   slot.unit.reset();
   slot.enter(Slot::State::kExiting);
 }
@@ -974,7 +995,7 @@ void Supervisor::on_signal(TimePoint now) {
   }
 }
 
-void Supervisor::shutdown() {
+int Supervisor::finish() {
   const auto now = clock_.now();
   std::vector<std::int64_t> unfinished;
   for (auto& s : slots_) {
@@ -990,37 +1011,26 @@ void Supervisor::shutdown() {
     s->proc.reset();  // kills and reaps
     s->enter(Slot::State::kWaitRestart);
   }
-  janitor_.stop();
+  if (janitor_) janitor_->stop();
   const auto bound = now + kShutdownWriteBound;
-  if (!writer_.flush(bound))
+  if (!writer_->flush(bound))
     spdlog::warn("shutdown: some results were not written; their leases will expire");
-  writer_.stop();
-  heartbeater_.stop();
-  const auto failed = db_.run(metrics::DbOp::kRelease, [&](db::Session& s) {
+  writer_->stop();
+  if (heartbeater_) heartbeater_->stop();
+  const auto failed = db_.run(metrics::DbOp::kRelease, [&](TickStatements& s) {
     if (!unfinished.empty()) {
-      const int n = db::release(s, unfinished);
+      const int n = s.release(unfinished);
       spdlog::info("shutdown: released {} job(s) for other daemons", n);
     }
     for (auto lease : unfinished) leases_.remove(lease);
-    db::deregister_worker(s, options_.worker_id);
+    s.deregister_worker(options_.worker_id);
   });
   if (failed) {
     spdlog::warn("shutdown: {}; leases left will expire after {}", failed->what(),
                  util::format_duration(settings_.worker.stale_after));
   }
   spdlog::info("worker {} stopped", options_.worker_name);
-}
-
-std::optional<std::string> missing_sink(db::Session& session, const config::Settings& settings) {
-  for (std::size_t i = 0; i < settings.queues.size(); ++i) {
-    const auto& q = settings.queues[i];
-    if (q.sink.empty() || db::sink_function_exists(session, q.sink, q.binary_data_output)) continue;
-    return settings.source + ": queues[" + std::to_string(i) + "] (queue \"" + q.name +
-           "\"): sink: the database has no function " + q.sink + "(" +
-           (q.binary_data_output ? "bigint, jsonb, jsonb, bytea" : "bigint, jsonb, jsonb") +
-           ") that this role can see (create it, or schema-qualify the name)";
-  }
-  return std::nullopt;
+  return startup_failed_ ? 1 : 0;
 }
 
 void Supervisor::reload(TimePoint now) {
@@ -1042,7 +1052,7 @@ void Supervisor::reload(TimePoint now) {
       throw std::runtime_error("the database is unreachable, so the sinks cannot be checked");
     std::optional<std::string> missing;
     if (const auto failed =
-            db_.run(std::nullopt, [&](db::Session& s) { missing = missing_sink(s, *next); })) {
+            db_.run(std::nullopt, [&](TickStatements& s) { missing = s.missing_sink(*next); })) {
       db_.outage(*failed, now);
       throw std::runtime_error(std::string("checking the sinks: ") + failed->what());
     }
@@ -1119,9 +1129,9 @@ void Supervisor::apply_generation(Generation& gen, TimePoint now) {
   const auto names = config::queue_names(after);
   metrics_.serve_queues(names);
   metrics_.reload_done(true);
-  janitor_.set_targets(prune_targets(after.queues));
-  if (const auto failed = db_.run(
-          std::nullopt, [&](db::Session& s) { db::set_worker_queues(s, options_.worker_id, names); })) {
+  if (janitor_) janitor_->set_targets(prune_targets(after.queues));
+  if (const auto failed =
+          db_.run(std::nullopt, [&](TickStatements& s) { s.set_worker_queues(options_.worker_id, names); })) {
     // Until the next reload other daemons see the old list in inferq.workers
     // (only their unserved-queue warnings read it).
     spdlog::warn("reload: could not record the served queues in inferq.workers: {}", failed->what());

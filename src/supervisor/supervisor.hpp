@@ -23,7 +23,9 @@
 #include "supervisor/lease_registry.hpp"
 #include "supervisor/slot.hpp"
 #include "supervisor/tick_db.hpp"
+#include "supervisor/tick_statements.hpp"
 #include "supervisor/unit_outcome.hpp"
+#include "supervisor/unit_writer.hpp"
 #include "util/clock.hpp"
 #include "util/event_fd.hpp"
 #include "util/fd.hpp"
@@ -60,12 +62,14 @@ struct SupervisorOptions {
   // Where the supervisor reports its metrics and health; it must outlive the
   // Supervisor. nullptr: a private instance nobody reads (tests).
   metrics::Metrics* metrics = nullptr;
+  // The database. Null (the daemon): PostgreSQL at settings->database.url,
+  // the tick's statements on a connection of its own and a
+  // CompletionWriter. A test of the tick's logic without PostgreSQL sets
+  // both; then no heartbeat or janitor thread runs (they only work on the
+  // database).
+  std::shared_ptr<TickStatements> statements;
+  std::shared_ptr<UnitWriter> writer;
 };
-
-// The first queue of `settings` whose sink the database lacks, as a message
-// naming it (file, queue, signature); nullopt when every sink exists.
-// Throws db::DbError.
-std::optional<std::string> missing_sink(db::Session& session, const config::Settings& settings);
 
 // The tick loop and everything it owns: the executor slots, the heartbeat,
 // completion writer and janitor threads. Every tick it first reaps stale
@@ -93,6 +97,22 @@ class Supervisor {
   // to start, e.g. its model is missing, having logged why). Blocks the
   // calling thread.
   int run();
+
+  // run() is start(), step() until it returns false, then finish(). Tests
+  // of the tick's logic call them one by one under a ManualClock; each is
+  // called on the thread that ticks.
+  // Starts the threads and every slot's executor.
+  void start();
+  // A tick; then false when the shutdown may begin (the drain is over),
+  // else a wait for the next event (an executor, a notification, a signal,
+  // a timer) before true. `max_wait` bounds that wait in real time: a
+  // ManualClock does not move by itself, so its timers would not end it.
+  bool step(std::optional<std::chrono::milliseconds> max_wait = std::nullopt);
+  // Shuts down (gives back what did not finish, deregisters) and returns
+  // run()'s exit code.
+  int finish();
+  // Each slot's state, in slot order.
+  std::vector<SlotState> slot_states() const;
 
   // Thread-safe: makes the tick run now (jobs arrived, a unit was written).
   void wake() noexcept { wake_.notify(); }
@@ -180,7 +200,8 @@ class Supervisor {
   // stay behind in slot.unsent, written with the unit's outcome; a unit with
   // no job left to send is written at once and the slot stays kIdle.
   void dispatch(Slot& slot, db::ClaimedUnit unit, TimePoint now);
-  void wait_for_events(TimePoint now);
+  // The wait of step(); see there for `max_wait`.
+  void wait_for_events(TimePoint now, std::optional<std::chrono::milliseconds> max_wait);
   // Takes the tick connection's inferq_jobs notifications; true when there
   // were any, or when the connection was lost (a tick should run either way).
   bool jobs_notified();
@@ -223,7 +244,6 @@ class Supervisor {
                   const std::string& why);
   // Reads the signalfd: SIGTERM/SIGINT drain or stop, SIGHUP asks the next tick to reload.
   void on_signal(TimePoint now);
-  void shutdown();
   // The backoff of `queue`'s retries, jittered; each delay it gives also
   // makes the tick wake when that retry falls due.
   RetryDelay retry_delay(const config::QueueSettings& queue);
@@ -253,10 +273,11 @@ class Supervisor {
   std::atomic<bool> units_running_{false};
   std::atomic<std::int64_t> last_tick_ns_{0};  // steady clock; read by the heartbeat thread
 
-  // The threads, each with its own connection.
-  CompletionWriter writer_;
-  Heartbeater heartbeater_;
-  Janitor janitor_;
+  // The threads, each with its own connection; with SupervisorOptions'
+  // database, its writer and no heartbeater or janitor (null).
+  std::shared_ptr<UnitWriter> writer_;
+  std::unique_ptr<Heartbeater> heartbeater_;
+  std::unique_ptr<Janitor> janitor_;
 
   // The tick thread's alone.
   TickDb db_;                                             // the tick's connection, its backoff and db_up

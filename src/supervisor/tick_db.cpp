@@ -6,9 +6,10 @@
 
 namespace inferq::supervisor {
 
-TickDb::TickDb(const std::string& url, std::chrono::milliseconds poll_interval, metrics::Metrics& metrics)
+TickDb::TickDb(std::shared_ptr<TickStatements> statements, std::chrono::milliseconds poll_interval,
+               metrics::Metrics& metrics)
     : metrics_(metrics),
-      session_(url, "inferq tick", std::chrono::seconds(30), {"inferq_jobs"}),
+      statements_(std::move(statements)),
       backoff_(std::chrono::milliseconds(100),
                std::max<std::chrono::milliseconds>(poll_interval, std::chrono::milliseconds(1000))) {}
 

@@ -2,29 +2,30 @@
 
 #include <chrono>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "db/error.hpp"
-#include "db/session.hpp"
 #include "metrics/metrics.hpp"
+#include "supervisor/tick_statements.hpp"
 #include "util/backoff.hpp"
 
 namespace inferq::supervisor {
 
-// The tick's database: its own connection (LISTENing on inferq_jobs, so a
-// notification wakes the thread that claims with no other thread in
-// between), and what a failed statement means for the next ones. After an
-// outage no statement runs until a backoff has passed, capped near the poll
-// interval so a database that is back is noticed within about a poll; the
-// db_up gauge and one log line per outage go with it. Tick thread only.
+// The tick's database: its statements (PgTickStatements: its own
+// connection), and what a failed statement means for the next ones. After
+// an outage no statement runs until a backoff has passed, capped near the
+// poll interval so a database that is back is noticed within about a poll;
+// the db_up gauge and one log line per outage go with it. Tick thread only.
 class TickDb {
  public:
   using TimePoint = std::chrono::steady_clock::time_point;
 
-  TickDb(const std::string& url, std::chrono::milliseconds poll_interval, metrics::Metrics& metrics);
+  TickDb(std::shared_ptr<TickStatements> statements, std::chrono::milliseconds poll_interval,
+         metrics::Metrics& metrics);
 
-  db::Session& session() { return session_; }
+  TickStatements& statements() { return *statements_; }
   // No backoff is pending: statements may run.
   bool usable(TimePoint now) const { return now >= retry_at_; }
   // Since the last outage no statement has succeeded.
@@ -32,14 +33,14 @@ class TickDb {
   // When the current backoff ends: the tick wakes then.
   TimePoint retry_at() const { return retry_at_; }
 
-  // Runs `statements(session())`. When they succeed, the database is up
+  // Runs `statements(this->statements())`. When they succeed, the database is up
   // (the backoff starts over) and nothing is returned; a db::DbError they
   // throw is counted under `op` (when given) and returned, for the caller
   // to judge: outage(), or a refusal it deals with itself.
   template <class F>
   std::optional<db::DbError> run(std::optional<metrics::DbOp> op, F&& statements) {
     try {
-      statements(session_);
+      statements(*statements_);
     } catch (const db::DbError& e) {
       if (op) metrics_.db_error(*op);
       return e;
@@ -55,7 +56,7 @@ class TickDb {
   void succeeded();
 
   metrics::Metrics& metrics_;
-  db::Session session_;
+  std::shared_ptr<TickStatements> statements_;
   util::Backoff backoff_;
   TimePoint retry_at_{};
   bool failing_ = false;

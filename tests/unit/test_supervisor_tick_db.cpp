@@ -5,6 +5,7 @@
 #include <doctest.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include "db/error.hpp"
@@ -16,8 +17,8 @@
 namespace {
 
 using inferq::db::DbError;
-using inferq::db::Session;
 using inferq::metrics::DbOp;
+using inferq::supervisor::TickStatements;
 using inferq::test::metric_value;
 using std::chrono::milliseconds;
 
@@ -30,11 +31,14 @@ double series(const inferq::metrics::Metrics& m, const std::string& name) {
 TEST_CASE("an outage backs the tick off, capped near the poll interval, until a statement succeeds") {
   inferq::util::ManualClock clock;
   inferq::metrics::Metrics metrics({"q"}, milliseconds(200), {"test"}, clock);
-  inferq::supervisor::TickDb db("postgresql://nobody@/nowhere", milliseconds(200), metrics);
+  inferq::supervisor::TickDb db(
+      std::make_shared<inferq::supervisor::PgTickStatements>("postgresql://nobody@/nowhere"),
+      milliseconds(200), metrics);
   CHECK(db.usable(clock.now()));
   CHECK_FALSE(db.failing());
 
-  const auto refused = db.run(DbOp::kClaim, [](Session&) { throw DbError("connection refused", true); });
+  const auto refused =
+      db.run(DbOp::kClaim, [](TickStatements&) { throw DbError("connection refused", true); });
   REQUIRE(refused);
   CHECK(refused->connection_lost());
   CHECK(series(metrics, "inferq_db_errors_total{op=\"claim\"}") == 1);
@@ -53,7 +57,7 @@ TEST_CASE("an outage backs the tick off, capped near the poll interval, until a 
   CHECK(db.usable(clock.now()));
 
   bool ran = false;
-  CHECK_FALSE(db.run(std::nullopt, [&](Session&) { ran = true; }));
+  CHECK_FALSE(db.run(std::nullopt, [&](TickStatements&) { ran = true; }));
   CHECK(ran);
   CHECK_FALSE(db.failing());
   CHECK(series(metrics, "inferq_db_up") == 1);
@@ -61,6 +65,6 @@ TEST_CASE("an outage backs the tick off, capped near the poll interval, until a 
   db.outage(*refused, clock.now());
   CHECK(db.retry_at() - clock.now() <= milliseconds(200));
   // A statement counted under no operation leaves the counters alone.
-  CHECK(db.run(std::nullopt, [](Session&) { throw DbError("lock timeout", false, "55P03"); }));
+  CHECK(db.run(std::nullopt, [](TickStatements&) { throw DbError("lock timeout", false, "55P03"); }));
   CHECK(series(metrics, "inferq_db_errors_total{op=\"claim\"}") == 1);
 }
