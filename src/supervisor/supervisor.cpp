@@ -240,11 +240,9 @@ void Supervisor::tick() {
   stop_lost_units(now);
   top_up_filling_units(now);
   if (!draining_) start_stopped_queues(now);
-  claim_for_idle_slots(now, reaped);
+  claim_for_slots(now, reaped);
   if (draining_) {
     for (auto& slot : slots_) give_back_next(*slot, "the daemon is shutting down");
-  } else {
-    claim_ahead_for_busy_slots(now, reaped);
   }
   retire_slots(now);
   publish_slots();
@@ -457,7 +455,7 @@ void Supervisor::stop_lost_units(TimePoint now) {
   }
 }
 
-void Supervisor::claim_for_idle_slots(TimePoint now, ReapResult& reap) {
+void Supervisor::claim_for_slots(TimePoint now, ReapResult& reap) {
   std::vector<const config::QueueSettings*> exhausted;
   // What the reap's statement claimed is taken first, before anything below
   // can return: its lease is live and must reach a slot.
@@ -465,16 +463,27 @@ void Supervisor::claim_for_idle_slots(TimePoint now, ReapResult& reap) {
     exhausted.push_back(reap.claimed_for->queue);
   if (reap.no_claim_for != nullptr) exhausted.push_back(reap.no_claim_for);
   if (draining_) return;
-  for (auto& slot_ptr : slots_) {
-    Slot& slot = *slot_ptr;
-    if (slot.state() != Slot::State::kIdle || slot.retiring) continue;
-    if (std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
-    if (!db_.usable(now)) return;
-    std::optional<db::ClaimedUnit> unit;
-    const auto result = claim_for(slot, now, unit);
-    if (result == ClaimResult::kDbFailed) return;
-    if (result == ClaimResult::kQueueSkipped || !take_unit(slot, std::move(unit), now))
-      exhausted.push_back(slot.queue);
+  // Idle slots first, then busy slots' next units: a queue's work goes to a
+  // slot that starts it now before one that would start it after its unit.
+  for (const bool ahead : {false, true}) {
+    for (auto& slot_ptr : slots_) {
+      Slot& slot = *slot_ptr;
+      const bool wants = ahead ? wants_next(slot) : slot.state() == Slot::State::kIdle && !slot.retiring;
+      if (!wants || std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
+      if (!db_.usable(now)) return;
+      std::optional<db::ClaimedUnit> unit;
+      const auto result = claim_for(slot, now, unit);
+      if (result == ClaimResult::kDbFailed) return;
+      if (result == ClaimResult::kQueueSkipped) {
+        exhausted.push_back(slot.queue);
+      } else if (!ahead) {
+        if (!take_unit(slot, std::move(unit), now)) exhausted.push_back(slot.queue);
+      } else if (unit) {
+        set_next(slot, std::move(*unit));
+      } else {
+        exhausted.push_back(slot.queue);
+      }
+    }
   }
 }
 
@@ -527,25 +536,6 @@ bool Supervisor::fail_unclaimable(const config::QueueSettings& queue, const db::
 void Supervisor::record_claimed(const Slot& slot, db::ClaimedUnit& unit) {
   unit.claimed_at = clock_.now();
   metrics_.jobs_claimed(slot.queue->name, waits_of(unit.jobs));
-}
-
-void Supervisor::claim_ahead_for_busy_slots(TimePoint now, const ReapResult& reap) {
-  std::vector<const config::QueueSettings*> exhausted;
-  if (reap.no_claim_for != nullptr) exhausted.push_back(reap.no_claim_for);
-  for (auto& slot_ptr : slots_) {
-    Slot& slot = *slot_ptr;
-    if (!wants_next(slot)) continue;
-    if (std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
-    if (!db_.usable(now)) return;
-    std::optional<db::ClaimedUnit> unit;
-    const auto result = claim_for(slot, now, unit);
-    if (result == ClaimResult::kDbFailed) return;
-    if (result == ClaimResult::kQueueSkipped || !unit) {
-      exhausted.push_back(slot.queue);
-      continue;
-    }
-    set_next(slot, std::move(*unit));
-  }
 }
 
 void Supervisor::set_next(Slot& slot, db::ClaimedUnit unit) {

@@ -148,7 +148,7 @@ class Supervisor {
   // Drops the generations that no slot points into, but the served one.
   void drop_unused_generations();
   // Reaps; with a slot free (and not draining), the same statement claims
-  // for it, and that claim is returned for claim_for_idle_slots. With none
+  // for it, and that claim is returned for claim_for_slots. With none
   // free, it claims the next unit of the first slot that wants_next(), set
   // there at once: one statement per unit instead of a reap and a claim
   // (on the 2-core machine PostgreSQL's share of the CPU at batch 1).
@@ -157,9 +157,12 @@ class Supervisor {
   // is not claimed yet.
   bool wants_next(const Slot& slot) const;
   void stop_lost_units(TimePoint now);
-  // Puts the reap's unit on its slot first (its lease is live), then claims
-  // for each other idle slot, skipping queues found exhausted this tick.
-  void claim_for_idle_slots(TimePoint now, ReapResult& reap);
+  // Puts the reap's unit on its slot first (its lease is live); then (not
+  // draining) claims for each other idle slot, then, for each busy slot
+  // that wants_next(), the unit it runs next, so that unit starts the moment
+  // the current one ends instead of after a claim's round trip. A queue
+  // found exhausted is not claimed for again this tick.
+  void claim_for_slots(TimePoint now, ReapResult& reap);
   // Puts a claimed unit on idle `slot`: dispatched, or filling (batch.max_wait).
   // False when the queue has nothing more to claim now (no unit, or a partial one).
   bool take_unit(Slot& slot, std::optional<db::ClaimedUnit> unit, TimePoint now);
@@ -178,10 +181,6 @@ class Supervisor {
   // Counts a claimed unit's jobs and their waits in the metrics, and stamps
   // its claimed_at.
   void record_claimed(const Slot& slot, db::ClaimedUnit& unit);
-  // For each busy slot of a queue with prefetch (and no max_wait), claims
-  // the unit it runs next, so that unit starts the moment the current one
-  // ends instead of after a claim's round trip.
-  void claim_ahead_for_busy_slots(TimePoint now, const ReapResult& reap);
   // Makes `unit` (claimed ahead) busy `slot`'s next: counted, its lease heartbeated.
   void set_next(Slot& slot, db::ClaimedUnit unit);
   // Moves the outcomes of the jobs dispatch() did not send (batch.max_bytes)

@@ -308,3 +308,21 @@ TEST_CASE("an executor that dies on its unit fails it as a crash and is replaced
   CHECK_MESSAGE(crashed[0].message.find("SIGABRT") != std::string::npos, crashed[0].message);
   REQUIRE(h.step_until_state(SlotState::kIdle));
 }
+
+TEST_CASE("with prefetch, idle slots are claimed for before busy slots' next units") {
+  QueueSettings q = queue("builtin:sleep", 1, 60s);
+  q.instances = 2;
+  q.prefetch = true;
+  Harness h(q);
+  REQUIRE(h.step_until([&] { return h.sup->slot_states() == std::vector<SlotState>(2, SlotState::kIdle); }));
+  h.statements->add("q", 1, R"({"seconds": 30})");
+  h.statements->add("q", 2, R"({"seconds": 30})");
+  h.statements->add("q", 3, R"({"seconds": 30})");
+  REQUIRE(h.step_until([&] { return h.sup->slot_states() == std::vector<SlotState>(2, SlotState::kBusy); }));
+  // Jobs 1 and 2 run, one per slot (leases 101 and 102); job 3 waits as
+  // the first slot's next (103). A shutdown gives back each slot's unit,
+  // then its next.
+  h.finished = true;
+  CHECK(h.sup->finish() == 0);
+  CHECK(h.statements->released == std::vector<std::int64_t>{101, 103, 102});
+}
