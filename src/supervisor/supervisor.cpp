@@ -469,7 +469,9 @@ void Supervisor::claim_for_slots(TimePoint now, ReapResult& reap) {
     for (auto& slot_ptr : slots_) {
       Slot& slot = *slot_ptr;
       const bool wants = ahead ? wants_next(slot) : slot.state() == Slot::State::kIdle && !slot.retiring;
-      if (!wants || std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
+      if (!wants) continue;
+      if (!ahead && take_next_of_busy_slot(slot, now)) continue;
+      if (std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
       if (!db_.usable(now)) return;
       std::optional<db::ClaimedUnit> unit;
       const auto result = claim_for(slot, now, unit);
@@ -536,6 +538,20 @@ bool Supervisor::fail_unclaimable(const config::QueueSettings& queue, const db::
 void Supervisor::record_claimed(const Slot& slot, db::ClaimedUnit& unit) {
   unit.claimed_at = clock_.now();
   metrics_.jobs_claimed(slot.queue->name, waits_of(unit.jobs));
+}
+
+bool Supervisor::take_next_of_busy_slot(Slot& idle, TimePoint now) {
+  for (auto& s : slots_) {
+    Slot& busy = *s;
+    if (busy.queue != idle.queue || !busy.next) continue;
+    spdlog::debug("{}: taking unit {}, claimed ahead by {}", slot_name(idle), busy.next->lease_id,
+                  slot_name(busy));
+    db::ClaimedUnit unit = std::move(*busy.next);
+    busy.next.reset();
+    dispatch(idle, std::move(unit), now);
+    return true;
+  }
+  return false;
 }
 
 void Supervisor::set_next(Slot& slot, db::ClaimedUnit unit) {

@@ -158,7 +158,8 @@ class Supervisor {
   bool wants_next(const Slot& slot) const;
   void stop_lost_units(TimePoint now);
   // Puts the reap's unit on its slot first (its lease is live); then (not
-  // draining) claims for each other idle slot, then, for each busy slot
+  // draining) gives each other idle slot a unit that a busy slot of its
+  // queue claimed ahead or else claims for it, then, for each busy slot
   // that wants_next(), the unit it runs next, so that unit starts the moment
   // the current one ends instead of after a claim's round trip. A queue
   // found exhausted is not claimed for again this tick.
@@ -181,6 +182,10 @@ class Supervisor {
   // Counts a claimed unit's jobs and their waits in the metrics, and stamps
   // its claimed_at.
   void record_claimed(const Slot& slot, db::ClaimedUnit& unit);
+  // Dispatches on idle `idle` the unit that a slot of its queue claimed
+  // ahead, if one did: it would wait for that slot's unit to end (up to a
+  // deadline) while this slot idles. False when none had.
+  bool take_next_of_busy_slot(Slot& idle, TimePoint now);
   // Makes `unit` (claimed ahead) busy `slot`'s next: counted, its lease heartbeated.
   void set_next(Slot& slot, db::ClaimedUnit unit);
   // Moves the outcomes of the jobs dispatch() did not send (batch.max_bytes)

@@ -326,3 +326,23 @@ TEST_CASE("with prefetch, idle slots are claimed for before busy slots' next uni
   CHECK(h.sup->finish() == 0);
   CHECK(h.statements->released == std::vector<std::int64_t>{101, 103, 102});
 }
+
+TEST_CASE("a unit claimed ahead moves to a slot of its queue that is idle, not waiting behind a long unit") {
+  QueueSettings q = queue("builtin:sleep", 1, 60s);
+  q.instances = 2;
+  q.prefetch = true;
+  Harness h(q);
+  REQUIRE(h.step_until([&] { return h.sup->slot_states() == std::vector<SlotState>(2, SlotState::kIdle); }));
+  // Slot 0 runs the long job 1, slot 1 the short job 2; job 3 is claimed
+  // ahead as slot 0's next (slot 1 asks after it).
+  h.statements->add("q", 1, R"({"seconds": 30})");
+  h.statements->add("q", 2, R"({"seconds": 0.2})");
+  h.statements->add("q", 3, R"({"seconds": 0})");
+  REQUIRE(h.step_until([&] { return h.sup->slot_states() == std::vector<SlotState>(2, SlotState::kBusy); }));
+  // Job 2 ends; slot 1 is idle, so job 3 runs there now, not in 30 s.
+  REQUIRE(h.step_until([&] { return h.writer->units.size() == 2; }));
+  CHECK(h.writer->units[0].jobs[0].job_id == 2);
+  CHECK(h.writer->units[1].jobs[0].job_id == 3);
+  CHECK(h.writer->units[1].jobs[0].ok);
+  CHECK(h.sup->slot_states() == std::vector<SlotState>{SlotState::kBusy, SlotState::kIdle});
+}
