@@ -12,6 +12,7 @@
 #include "db/session.hpp"
 #include "support/migrated_database.hpp"
 #include "support/pg_cluster.hpp"
+#include "support/worker_db.hpp"
 
 namespace {
 
@@ -48,11 +49,8 @@ std::string parameterized(const std::string &query) {
 // `succeeded` finished ones (interleaved with them in the heap), analyzed.
 // The available jobs are unkeyed, or spread over `keys` keys (round robin)
 // when keys > 0. One INSERT ... SELECT keeps it fast.
-struct Backlog {
-  std::string url;
-  pqxx::connection conn;
-
-  Backlog(int available, int succeeded, int keys = 0) : url(inferq::test::migrated_database()), conn(url) {
+struct Backlog : inferq::test::MigratedDb {
+  Backlog(int available, int succeeded, int keys = 0) {
     pqxx::nontransaction tx(conn);
     tx.exec_params(
         "INSERT INTO inferq.jobs (queue, work_unit_key, payload, "

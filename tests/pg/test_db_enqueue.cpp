@@ -2,9 +2,7 @@
 // src/db/producer_ops on top of them; their NOTIFYs seen through db::Listener.
 #include <doctest.h>
 
-#include <chrono>
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <pqxx/pqxx>
 #include <string>
@@ -16,35 +14,23 @@
 #include "db/producer_ops.hpp"
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
-#include "support/migrated_database.hpp"
-#include "support/pg_cluster.hpp"
+#include "support/notifications.hpp"
+#include "support/worker_db.hpp"
 
 namespace {
 
 using inferq::db::DbError;
 using inferq::db::EnqueueRequest;
 using inferq::db::Listener;
-using inferq::db::Notification;
 using inferq::db::Session;
-using inferq::test::PgCluster;
-using std::chrono::milliseconds;
-using std::chrono::seconds;
+using inferq::test::count_of;
+using inferq::test::drain;
 
 constexpr std::size_t kMiB = 1024 * 1024;
 
-using inferq::test::migrated_database;
-
-// A migrated database of its own, a producer Session and a libpqxx
-// connection to set up and inspect rows.
-struct ProducerDb {
-  std::string url = migrated_database();
+// A MigratedDb with a producer Session on it.
+struct ProducerDb : inferq::test::MigratedDb {
   Session session{url, "test-producer"};
-  pqxx::connection conn{url};
-
-  int jobs() {
-    pqxx::nontransaction tx(conn);
-    return tx.exec1("SELECT count(*) FROM inferq.jobs")[0].as<int>();
-  }
 
   // The primary message and SQLSTATE of a statement that must fail.
   std::pair<std::string, std::string> sql_error(const std::string &sql) {
@@ -59,52 +45,7 @@ struct ProducerDb {
     }
     return {"(no error)", ""};
   }
-
-  std::string state(std::int64_t id) {
-    pqxx::nontransaction tx(conn);
-    return tx.exec_params1("SELECT state::text FROM inferq.jobs WHERE id = $1", id)[0].as<std::string>();
-  }
-
-  // Commits NOTIFY `channel`, `payload` from a connection of its own.
-  void notify(const std::string &channel, const std::string &payload) {
-    pqxx::connection other(url);
-    pqxx::nontransaction tx(other);
-    tx.exec_params("SELECT pg_notify($1, $2)", channel, payload);
-  }
 };
-
-// Collects notifications until one matches `last` (returned too) or 10 s
-// pass (then fails the test).
-std::vector<Notification> receive_until(Listener &listener,
-                                        const std::function<bool(const Notification &)> &last) {
-  std::vector<Notification> got;
-  const auto deadline = std::chrono::steady_clock::now() + seconds(10);
-  while (std::chrono::steady_clock::now() < deadline) {
-    for (auto &n : listener.wait(milliseconds(100))) {
-      got.push_back(n);
-      if (last(n)) return got;
-    }
-  }
-  FAIL("the expected notification did not arrive within 10 s");
-  return got;
-}
-
-// Every notification delivered before a marker committed now: notifications
-// arrive in commit order, so this is everything already committed.
-std::vector<Notification> drain(ProducerDb &db, Listener &listener) {
-  static int markers = 0;
-  const std::string marker = "marker-" + std::to_string(++markers);
-  db.notify("inferq_jobs", marker);
-  auto got = receive_until(listener, [&](const Notification &n) { return n.payload == marker; });
-  got.pop_back();
-  return got;
-}
-
-int count_of(const std::vector<Notification> &got, const std::string &channel, const std::string &payload) {
-  int n = 0;
-  for (const auto &x : got) n += x.channel == channel && x.payload == payload;
-  return n;
-}
 
 Listener listen_to(const ProducerDb &db) {
   return Listener(db.url, {"inferq_jobs", "inferq_done"}, "test-listener");
@@ -202,7 +143,7 @@ TEST_CASE(
     CHECK(sqlstate == c.sqlstate);
     CHECK(db.jobs() == 0);
   }
-  CHECK(drain(db, listener).empty());  // no NOTIFY for a job that was not inserted
+  CHECK(drain(db.url, listener).empty());  // no NOTIFY for a job that was not inserted
 }
 
 TEST_CASE("inferq.enqueue accepts the edge values next to each rejection") {
@@ -321,7 +262,7 @@ TEST_CASE(
     tx.abort();
   }
   CHECK(db.jobs() == 0);
-  CHECK(count_of(drain(db, listener), "inferq_jobs", "rolled-back") == 0);
+  CHECK(count_of(drain(db.url, listener), "inferq_jobs", "rolled-back") == 0);
 }
 
 TEST_CASE(
@@ -336,10 +277,10 @@ TEST_CASE(
   tx.exec("SELECT inferq.enqueue('vision', '{\"n\": 2}')");
 
   // A marker committed after the enqueue arrives, the enqueue's NOTIFY not yet.
-  CHECK(count_of(drain(db, listener), "inferq_jobs", "vision") == 0);
+  CHECK(count_of(drain(db.url, listener), "inferq_jobs", "vision") == 0);
 
   tx.commit();
-  const auto got = drain(db, listener);
+  const auto got = drain(db.url, listener);
   // Identical payloads of one transaction fold into one notification.
   CHECK(count_of(got, "inferq_jobs", "vision") == 1);
   CHECK(db.jobs() == 2);
@@ -349,7 +290,7 @@ TEST_CASE(
   req.queue = "audio";
   req.payload_json = "{}";
   inferq::db::enqueue(db.session, req);
-  CHECK(count_of(drain(db, listener), "inferq_jobs", "audio") == 1);
+  CHECK(count_of(drain(db.url, listener), "inferq_jobs", "audio") == 1);
 }
 
 TEST_CASE(
@@ -363,7 +304,7 @@ TEST_CASE(
   req.payload_json = "{}";
   const std::int64_t id = inferq::db::enqueue(db.session, req);
   const std::int64_t other = inferq::db::enqueue(db.session, req);
-  drain(db, listener);
+  drain(db.url, listener);
 
   CHECK(inferq::db::cancel(db.session, id));
 
@@ -379,7 +320,7 @@ TEST_CASE(
     CHECK(row[0].as<bool>());
     CHECK(row[1].as<bool>());
   }
-  const auto got = drain(db, listener);
+  const auto got = drain(db.url, listener);
   CHECK(count_of(got, "inferq_done", std::to_string(id)) == 1);
   CHECK(count_of(got, "inferq_done", std::to_string(other)) == 0);
 
@@ -411,7 +352,7 @@ TEST_CASE(
   const auto unit = inferq::db::claim(daemon, "q", worker, 1, 3);
   REQUIRE(unit);
   REQUIRE(unit->jobs.size() == 1);
-  drain(db, listener);
+  drain(db.url, listener);
 
   CHECK(inferq::db::cancel(db.session, id));
 
@@ -425,7 +366,7 @@ TEST_CASE(
     CHECK(row[0].as<bool>());
     CHECK(row[1].as<bool>());
   }
-  CHECK(count_of(drain(db, listener), "inferq_done", std::to_string(id)) == 0);
+  CHECK(count_of(drain(db.url, listener), "inferq_done", std::to_string(id)) == 0);
   CHECK(inferq::db::cancel(db.session, id));  // asking again is harmless
 
   inferq::db::UnitFinish finish;
@@ -440,7 +381,7 @@ TEST_CASE(
   const auto job = inferq::db::get_job(db.session, id);
   CHECK(job->state == "cancelled");
   CHECK_FALSE(job->result_json);
-  CHECK(count_of(drain(db, listener), "inferq_done", std::to_string(id)) == 1);
+  CHECK(count_of(drain(db.url, listener), "inferq_done", std::to_string(id)) == 1);
   pqxx::nontransaction tx(db.conn);
   CHECK(tx.exec1("SELECT count(*) FROM inferq.active_sessions")[0].as<int>() == 0);
 }

@@ -13,28 +13,24 @@
 #include "db/migrate.hpp"
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
-#include "support/migrated_database.hpp"
 #include "support/pg_cluster.hpp"
 #include "support/test_env.hpp"
+#include "support/worker_db.hpp"
 
 namespace {
 
-using inferq::db::Session;
 using inferq::test::PgCluster;
 using namespace std::chrono_literals;
-
-using inferq::test::migrated_database;
 
 }  // namespace
 
 TEST_CASE(
     "a daemon completing two keys' units gives way to a producer holding one key and waiting for the other") {
-  const std::string url = migrated_database();
-  pqxx::connection setup(url);
-  std::string first_key;  // the key lock_keys takes first (lower lock number)
+  inferq::test::WorkerDb db({"q"}, "test", 1);  // its daemon "test:1"
+  std::string first_key;                        // the key lock_keys takes first (lower lock number)
   std::string second_key;
   {
-    pqxx::nontransaction tx(setup);
+    pqxx::nontransaction tx(db.conn);
     const auto r = tx.exec1(
         "SELECT CASE WHEN inferq.key_lock('q', 'a') < inferq.key_lock('q', 'b') THEN 'a' ELSE 'b' END,"
         "       CASE WHEN inferq.key_lock('q', 'a') < inferq.key_lock('q', 'b') THEN 'b' ELSE 'a' END");
@@ -42,17 +38,9 @@ TEST_CASE(
     second_key = r[1].as<std::string>();
     tx.exec("SELECT inferq.enqueue('q', '{}', 'a'), inferq.enqueue('q', '{}', 'b')");
   }
-  Session daemon(url, "test-daemon");
-  inferq::db::WorkerIdentity who;
-  who.name = "test:1";
-  who.host = "test";
-  who.pid = 1;
-  who.version = "test";
-  who.queues = {"q"};
-  const auto worker = inferq::db::register_worker(daemon, who);
   std::vector<inferq::db::UnitFinish> units;
   for (int i = 0; i < 2; ++i) {
-    const auto unit = inferq::db::claim(daemon, "q", worker, 16, 3);
+    const auto unit = inferq::db::claim(db.session, "q", db.worker, 16, 3);
     REQUIRE(unit);
     inferq::db::UnitFinish finish;
     finish.lease_id = unit->lease_id;
@@ -67,20 +55,20 @@ TEST_CASE(
   }
 
   // The producer holds the key the daemon takes second.
-  pqxx::connection producer_conn(url);
+  pqxx::connection producer_conn(db.url);
   pqxx::work producer(producer_conn);
   producer.exec_params("SELECT inferq.enqueue('q', '{}', $1)", second_key);
 
   // The daemon takes its first key, then waits for the second.
   auto completing = std::async(std::launch::async, [&] {
     try {
-      inferq::db::complete(daemon, units, "test:1");
+      inferq::db::complete(db.session, units, "test:1");
       return std::string("completed");
     } catch (const inferq::db::DbError& e) {
       return std::string(e.retryable() && !e.connection_lost() ? "retryable " : "fatal ") + e.sqlstate();
     }
   });
-  pqxx::connection watcher(url);
+  pqxx::connection watcher(db.url);
   REQUIRE(inferq::test::wait_until(
       [&] {
         pqxx::nontransaction tx(watcher);
@@ -96,8 +84,8 @@ TEST_CASE(
   CHECK(completing.get() == "retryable 55P03");
 
   // Run again, as the completion writer does, it goes through.
-  CHECK(inferq::db::complete(daemon, units, "test:1") == 2);
-  pqxx::nontransaction tx(setup);
+  CHECK(inferq::db::complete(db.session, units, "test:1") == 2);
+  pqxx::nontransaction tx(db.conn);
   CHECK(tx.exec1("SELECT count(*) FROM inferq.jobs WHERE state = 'succeeded'")[0].as<int>() == 2);
   CHECK(tx.exec1("SELECT count(*) FROM inferq.jobs WHERE state = 'available'")[0].as<int>() == 2);
 }

@@ -14,20 +14,13 @@
 #include "db/error.hpp"
 #include "db/maintenance_ops.hpp"
 #include "db/session.hpp"
-#include "support/migrated_database.hpp"
+#include "support/worker_db.hpp"
 
 namespace {
 
 using inferq::db::Session;
 
-struct Migrated {
-  std::string url = inferq::test::migrated_database();
-  pqxx::connection conn{url};
-  void exec(const std::string& sql) {
-    pqxx::nontransaction tx(conn);
-    tx.exec(sql);
-  }
-};
+using Migrated = inferq::test::MigratedDb;
 
 }  // namespace
 

@@ -15,29 +15,12 @@
 
 #include "db/producer_ops.hpp"
 #include "db/session.hpp"
-#include "support/migrated_database.hpp"
+#include "support/worker_db.hpp"
 
 namespace {
 
-// A migrated database of its own and a connection to it as the harness's
-// superuser, which ran the migrations and so owns schema inferq.
-struct OwnerDb {
-  std::string url = inferq::test::migrated_database();
-  pqxx::connection conn{url};
-
-  void exec(const std::string &sql) {
-    pqxx::nontransaction tx(conn);
-    tx.exec(sql);
-  }
-  template <typename T>
-  T value(const std::string &sql) {
-    pqxx::nontransaction tx(conn);
-    return tx.exec1(sql)[0].as<T>();
-  }
-  std::string state(std::int64_t id) {
-    return value<std::string>("SELECT state::text FROM inferq.jobs WHERE id = " + std::to_string(id));
-  }
-};
+// Its connection is the owner's: the harness's superuser ran the migrations.
+using OwnerDb = inferq::test::MigratedDb;
 
 // A LOGIN role made for one test case (roles are cluster-wide, so the name is
 // unique) and dropped with its grants at the end; connections made as it

@@ -52,9 +52,6 @@ struct Db : inferq::test::WorkerDb {
     pqxx::nontransaction tx(conn);
     return tx.exec_params1("SELECT inferq.enqueue($1, $2::jsonb)", queue, payload)[0].as<std::int64_t>();
   }
-  std::string state(std::int64_t id) {
-    return scalar("SELECT state FROM inferq.jobs WHERE id = " + std::to_string(id));
-  }
 };
 
 JobFinish ok(std::int64_t id, const std::string& data) {

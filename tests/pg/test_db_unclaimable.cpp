@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "db/listener.hpp"
-#include "support/migrated_database.hpp"
+#include "support/worker_db.hpp"
 
 namespace {
 
@@ -25,15 +25,7 @@ std::string amplified_payload(int n) {
 constexpr int kUnservable = 8300;  // over 1 GB of text
 constexpr int kOverLimit = 130;    // 17 MB of text: servable, but over enqueue's 16 MiB
 
-struct Db {
-  std::string url = inferq::test::migrated_database();
-  pqxx::connection conn{url};
-
-  template <typename T>
-  T value(const std::string &sql) {
-    pqxx::nontransaction tx(conn);
-    return tx.exec1(sql)[0].as<T>();
-  }
+struct Db : inferq::test::MigratedDb {
   // Writes a job straight into inferq.jobs, as one enqueued before 0010's
   // bounds would be; keyed ones get their key's head. Returns its id.
   std::int64_t insert(const std::string &queue, const std::string &payload, const std::string &key = "",
@@ -68,9 +60,6 @@ struct Db {
       return e.sqlstate();
     }
     return "(no error)";
-  }
-  std::string state(std::int64_t id) {
-    return value<std::string>("SELECT state::text FROM inferq.jobs WHERE id = " + std::to_string(id));
   }
 };
 

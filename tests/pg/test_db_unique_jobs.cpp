@@ -22,12 +22,11 @@ using inferq::db::JobFinish;
 using inferq::db::Session;
 using inferq::db::UnitFinish;
 
-// WorkerDb's helpers, and these two.
+// WorkerDb's helpers, and enqueue.
 struct Db : inferq::test::WorkerDb {
   std::int64_t enqueue(const std::string& args) {
     return std::stoll(scalar("SELECT inferq.enqueue(" + args + ")"));
   }
-  int jobs() { return std::stoi(scalar("SELECT count(*) FROM inferq.jobs")); }
 };
 
 }  // namespace

@@ -15,22 +15,19 @@
 #include "db/queue_ops.hpp"
 #include "db/session.hpp"
 #include "supervisor/lease_registry.hpp"
-#include "support/migrated_database.hpp"
+#include "support/worker_db.hpp"
 
 TEST_CASE("a backlog of finished units is written in transactions of at most 4,096 jobs, units whole") {
-  const std::string url = inferq::test::migrated_database();
-  pqxx::connection conn(url);
-  pqxx::nontransaction(conn).exec("SELECT inferq.enqueue('q', '{}') FROM generate_series(1, 17000)");
-  inferq::db::Session session(url, "test-claims");
-  const auto worker = inferq::db::register_worker(session, {"h:1", "h", 1, "test", {"q"}});
+  inferq::test::WorkerDb db;  // its daemon "h:1"
+  db.exec("SELECT inferq.enqueue('q', '{}') FROM generate_series(1, 17000)");
 
   // Twelve units of 1,000 jobs and one of 5,000 (over the bound), all queued
   // before the writer starts, as a writer that fell behind would find them.
   inferq::supervisor::LeaseRegistry leases;
-  inferq::supervisor::CompletionWriter writer(url, "h:1", leases, [] {});
+  inferq::supervisor::CompletionWriter writer(db.url, "h:1", leases, [] {});
   std::vector<std::int64_t> big_unit_jobs;
   for (int i = 0; i < 13; ++i) {
-    const auto unit = inferq::db::claim(session, "q", worker, i == 6 ? 5000 : 1000, 3);
+    const auto unit = inferq::db::claim(db.session, "q", db.worker, i == 6 ? 5000 : 1000, 3);
     REQUIRE(unit);
     leases.add(unit->lease_id);
     inferq::db::UnitFinish finish{unit->lease_id, {}};
@@ -46,7 +43,7 @@ TEST_CASE("a backlog of finished units is written in transactions of at most 4,0
   CHECK(writer.jobs_written() == 17000);
 
   // Each write's transaction is the xmin of the rows it updated.
-  pqxx::nontransaction tx(conn);
+  pqxx::nontransaction tx(db.conn);
   CHECK(tx.exec1("SELECT count(*) FROM inferq.jobs WHERE state = 'succeeded'")[0].as<int>() == 17000);
   const auto writes =
       tx.exec("SELECT count(*), min(id), max(id) FROM inferq.jobs GROUP BY xmin::text ORDER BY min(id)");
@@ -70,18 +67,15 @@ TEST_CASE("results past 256 MiB in one unit fail instead of making a write that 
   // Before the bound, a unit's document over PostgreSQL's 1 GiB message limit
   // reset the connection, which is retryable: that write was retried forever
   // and every completion behind it waited. 3 x 90 MiB shows the bound itself.
-  const std::string url = inferq::test::migrated_database();
-  pqxx::connection conn(url);
-  pqxx::nontransaction(conn).exec("SELECT inferq.enqueue('q', '{}') FROM generate_series(1, 4)");
-  inferq::db::Session session(url, "test-claims");
-  const auto worker = inferq::db::register_worker(session, {"h:1", "h", 1, "test", {"q"}});
-  const auto unit = inferq::db::claim(session, "q", worker, 3, 3);
-  const auto other = inferq::db::claim(session, "q", worker, 1, 3);
+  inferq::test::WorkerDb db;  // its daemon "h:1"
+  db.exec("SELECT inferq.enqueue('q', '{}') FROM generate_series(1, 4)");
+  const auto unit = inferq::db::claim(db.session, "q", db.worker, 3, 3);
+  const auto other = inferq::db::claim(db.session, "q", db.worker, 1, 3);
   REQUIRE(unit);
   REQUIRE(other);
   REQUIRE(unit->jobs.size() == 3);
   inferq::supervisor::LeaseRegistry leases;
-  inferq::supervisor::CompletionWriter writer(url, "h:1", leases, [] {});
+  inferq::supervisor::CompletionWriter writer(db.url, "h:1", leases, [] {});
   const std::string big = "\"" + std::string(90u << 20, 'x') + "\"";
   inferq::db::UnitFinish finish{unit->lease_id, {}};
   for (const auto& job : unit->jobs) finish.jobs.push_back({job.id, true, big, {}, "", 0});
@@ -90,7 +84,7 @@ TEST_CASE("results past 256 MiB in one unit fail instead of making a write that 
   writer.start();
   REQUIRE(writer.flush(std::chrono::steady_clock::now() + std::chrono::seconds(50)));
   CHECK(writer.jobs_written() == 4);
-  pqxx::nontransaction tx(conn);
+  pqxx::nontransaction tx(db.conn);
   const auto rows = tx.exec(
       "SELECT state, octet_length(result::text), last_error FROM inferq.jobs WHERE lease_id IS NULL ORDER BY "
       "id");

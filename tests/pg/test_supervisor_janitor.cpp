@@ -15,19 +15,13 @@
 
 #include "config/settings.hpp"
 #include "metrics/metrics.hpp"
-#include "support/migrated_database.hpp"
+#include "support/worker_db.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 
-struct Db {
-  std::string url = inferq::test::migrated_database();
-  pqxx::connection conn{url};
-  void exec(const std::string& sql) {
-    pqxx::nontransaction tx(conn);
-    tx.exec(sql);
-  }
+struct Db : inferq::test::MigratedDb {
   // Dead row versions, as this connection's updates counted them: flushed
   // to the shared statistics at once rather than within a second or ten.
   void make_dead_rows(int n) {
