@@ -19,6 +19,7 @@
 #include "db/error.hpp"
 #include "db/queue_ops.hpp"
 #include "support/queue_db.hpp"
+#include "support/test_env.hpp"
 
 namespace {
 
@@ -58,6 +59,16 @@ std::string retry_document(std::int64_t lease, std::int64_t id) {
          ", \"ok\": false, \"class\": \"transient\", \"message\": \"busy\", \"retry_ms\": 0}]";
 }
 
+// Whether, within 5 s, a statement of another connection comes to wait on
+// a key's lock (an advisory lock) that an open transaction holds.
+bool key_lock_awaited(QueueDb &db) {
+  return inferq::test::wait_until(
+      [&] {
+        return db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == "1";
+      },
+      seconds(5), milliseconds(1));
+}
+
 // Runs `first` in a transaction on one connection and, before it commits,
 // `second` in a transaction on another: the second must wait for the first
 // (the key's lock), then both commit, the first one first.
@@ -75,14 +86,7 @@ void interleave(QueueDb &db, const std::string &first, const std::string &second
       failure = std::current_exception();
     }
   });
-  // The second statement waits on the key's advisory lock while the first
-  // transaction is open.
-  bool waited = false;
-  for (int i = 0; i < 500 && !waited; ++i) {
-    waited = db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == "1";
-    if (!waited) std::this_thread::sleep_for(milliseconds(10));
-  }
-  CHECK(waited);
+  CHECK(key_lock_awaited(db));
   ta.commit();
   t.join();
   if (failure) std::rethrow_exception(failure);
@@ -244,7 +248,9 @@ TEST_CASE("two enqueues of one key in concurrent transactions leave the lower id
   const auto low = ta.exec1("SELECT inferq.enqueue('q', '{}', 'k')")[0].as<std::int64_t>();
   std::int64_t high = 0;
   std::thread t([&] { high = tb.exec1("SELECT inferq.enqueue('q', '{}', 'k')")[0].as<std::int64_t>(); });
-  std::this_thread::sleep_for(milliseconds(100));
+  // The second enqueue has its id and waits for the key's lock to refresh
+  // the key's head row.
+  CHECK(key_lock_awaited(db));
   ta.commit();
   t.join();
   tb.commit();
@@ -279,6 +285,13 @@ TEST_CASE(
     "ends up naming exactly the claimable keys' heads") {
   QueueDb db;
   constexpr int kKeys = 4;
+  // The run lasts until the producers have committed kEnqueues enqueues and
+  // the daemons ended kUnits units (each way out about twenty times): an
+  // amount of interleaving, not of time.
+  constexpr int kEnqueues = 200;
+  constexpr int kUnits = 200;
+  std::atomic<int> enqueues{0};
+  std::atomic<int> units{0};
   std::atomic<bool> stop{false};
   std::atomic<int> errors{0};
   std::mutex error_mutex;
@@ -300,10 +313,12 @@ TEST_CASE(
           for (int i = 0; i < 3; ++i)
             tx.exec_params("SELECT inferq.enqueue('q', '{}', $1, $2)", key, static_cast<int>(rng() % 2));
           tx.commit();
+          ++enqueues;
         } else {
           pqxx::nontransaction tx(c);
           const auto id = tx.exec_params1("SELECT inferq.enqueue('q', '{}', $1)", key)[0].as<std::int64_t>();
           if (rng() % 5 == 0) tx.exec_params("SELECT inferq.cancel($1)", id - static_cast<int>(rng() % 3));
+          ++enqueues;
         }
       } catch (const std::exception &e) {
         record(e);
@@ -325,6 +340,7 @@ TEST_CASE(
         const auto what = rng() % 10;
         if (what == 0) {
           tx.exec_params("SELECT inferq.release(ARRAY[$1]::bigint[])", lease);
+          ++units;
           continue;
         }
         if (what == 1) {
@@ -332,6 +348,7 @@ TEST_CASE(
               "UPDATE inferq.active_sessions SET heartbeat_at = now() - interval '1 hour' WHERE id = $1",
               lease);
           tx.exec("SELECT inferq.reap(interval '30 seconds', '{}')");
+          ++units;
           continue;
         }
         std::string doc = "[";
@@ -346,6 +363,7 @@ TEST_CASE(
         }
         doc += "]";
         tx.exec_params("SELECT inferq.complete($1::jsonb, 'w')", doc);
+        ++units;
       } catch (const std::exception &e) {
         record(e);
       }
@@ -357,9 +375,12 @@ TEST_CASE(
   threads.emplace_back(producer, 2u);
   threads.emplace_back(daemon, 3u);
   threads.emplace_back(daemon, 4u);
-  std::this_thread::sleep_for(seconds(2));
+  const auto started = std::chrono::steady_clock::now();
+  const bool ran =
+      inferq::test::wait_until([&] { return enqueues >= kEnqueues && units >= kUnits; }, seconds(30));
   stop = true;
   for (auto &t : threads) t.join();
+  CHECK_MESSAGE(ran, enqueues << " enqueues and " << units << " units in 30 s");
   CHECK_MESSAGE(errors == 0, first_error);  // no deadlock, no error
 
   const std::string mismatches =
@@ -374,9 +395,11 @@ TEST_CASE(
       " SELECT count(*) FROM ((SELECT * FROM want EXCEPT SELECT * FROM have)"
       "                       UNION ALL (SELECT * FROM have EXCEPT SELECT * FROM want)) d";
   CHECK(db.scalar(mismatches) == "0");
-  MESSAGE("after the run: " << db.scalar("SELECT count(*) FROM inferq.jobs") << " jobs, "
-                            << db.scalar("SELECT count(*) FROM inferq.key_heads") << " key_heads rows, "
-                            << db.leases() << " leases");
+  MESSAGE("after a run of "
+          << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started).count()
+          << " ms: " << db.scalar("SELECT count(*) FROM inferq.jobs") << " jobs, "
+          << db.scalar("SELECT count(*) FROM inferq.key_heads") << " key_heads rows, " << db.leases()
+          << " leases");
 
   // Everything left is claimable: drain it.
   while (auto unit = db.claim(100))

@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "db/error.hpp"
@@ -24,7 +23,6 @@ using inferq::test::finish_all;
 using inferq::test::Job;
 using inferq::test::QueueDb;
 using inferq::test::succeeded;
-using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 }  // namespace
@@ -77,10 +75,11 @@ TEST_CASE(
   const auto b = db.add();
   const auto unit = db.claim(2);
   REQUIRE(unit);
-  std::this_thread::sleep_for(milliseconds(20));  // older than the 1 ms stale_after below
-
+  // Fresh, the lease is spared; its heartbeat an hour old, it is stale.
   Session reaper(db.url, "test-reaper");
-  CHECK(inferq::db::reap(reaper, milliseconds(1), {}) == 1);
+  CHECK(inferq::db::reap(reaper, seconds(30), {}) == 0);
+  db.age_lease(unit->lease_id);
+  CHECK(inferq::db::reap(reaper, seconds(30), {}) == 1);
 
   CHECK(db.leases() == 0);
   for (const auto id : {a, b}) {
@@ -115,9 +114,10 @@ TEST_CASE(
   REQUIRE(unit);
   REQUIRE(other);
   CHECK(db.cancel(to_cancel));
-  std::this_thread::sleep_for(milliseconds(20));
+  db.age_lease(unit->lease_id);
+  db.age_lease(other->lease_id);
 
-  CHECK(inferq::db::reap(db.session, milliseconds(1), {}) == 2);
+  CHECK(inferq::db::reap(db.session, seconds(30), {}) == 2);
 
   CHECK(db.state(last_try) == "dead");
   CHECK(db.flag(last_try, "finished_at IS NOT NULL"));
@@ -135,7 +135,6 @@ TEST_CASE("reap spares the leases in keep and fresh leases") {
   const auto stale = db.claim();
   REQUIRE(kept);
   REQUIRE(stale);
-  std::this_thread::sleep_for(milliseconds(20));
   const auto young = db.claim();
   REQUIRE(young);
   REQUIRE(young->jobs[0].id == fresh);
@@ -144,7 +143,10 @@ TEST_CASE("reap spares the leases in keep and fresh leases") {
   CHECK(inferq::db::reap(db.session, seconds(60), {}) == 0);
   CHECK(db.leases() == 3);
 
-  CHECK(inferq::db::reap(db.session, milliseconds(1), {kept->lease_id, young->lease_id}) == 1);
+  // Two of them stale: the one in keep is spared, and so is the fresh one.
+  db.age_lease(kept->lease_id);
+  db.age_lease(stale->lease_id);
+  CHECK(inferq::db::reap(db.session, seconds(60), {kept->lease_id}) == 1);
   CHECK(db.state(mine) == "running");
   CHECK(db.state(fresh) == "running");
   CHECK(db.state(theirs) == "available");
@@ -159,7 +161,6 @@ TEST_CASE("reap_then_claim reaps first, then claims in the same statement what t
   const auto b = db.add();
   const auto lost = db.claim(2);
   REQUIRE(lost);
-  std::this_thread::sleep_for(milliseconds(20));
 
   // Nothing stale (a realistic stale_after): no reap, and nothing to claim.
   auto r = inferq::db::reap_then_claim(db.session, seconds(60), {}, "q", db.worker, 16, 5);
@@ -169,7 +170,8 @@ TEST_CASE("reap_then_claim reaps first, then claims in the same statement what t
 
   // Stale: the jobs the reap frees are the ones its claim takes, on their
   // second attempt, under a new lease; the old lease is gone.
-  r = inferq::db::reap_then_claim(db.session, milliseconds(1), {}, "q", db.worker, 16, 5);
+  db.age_lease(lost->lease_id);
+  r = inferq::db::reap_then_claim(db.session, seconds(60), {}, "q", db.worker, 16, 5);
   CHECK(r.reaped == 1);
   REQUIRE(r.unit);
   CHECK(r.unit->lease_id != lost->lease_id);
@@ -185,9 +187,10 @@ TEST_CASE("reap_then_claim reaps first, then claims in the same statement what t
   CHECK(db.scalar("SELECT count(*) FROM inferq.active_sessions WHERE id = " +
                   std::to_string(lost->lease_id)) == "0");
 
-  // The reap spares `keep`; the claim still runs.
+  // The reap spares `keep`, stale as it is; the claim still runs.
   const auto c = db.add();
-  r = inferq::db::reap_then_claim(db.session, milliseconds(1), {r.unit->lease_id}, "q", db.worker, 16, 5);
+  db.age_lease(r.unit->lease_id);
+  r = inferq::db::reap_then_claim(db.session, seconds(60), {r.unit->lease_id}, "q", db.worker, 16, 5);
   CHECK(r.reaped == 0);
   REQUIRE(r.unit);
   REQUIRE(r.unit->jobs.size() == 1);

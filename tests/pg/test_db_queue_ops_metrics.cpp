@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <chrono>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -18,6 +17,7 @@
 #include "db/session.hpp"
 #include "support/migrated_database.hpp"
 #include "support/pg_cluster.hpp"
+#include "support/test_env.hpp"
 #include "support/worker_db.hpp"
 
 namespace {
@@ -181,11 +181,13 @@ TEST_CASE(
   CHECK(backlog[0].available == 20000);
   // Every plan reads at least the keyed and running branches by index: once
   // idx_scan moves, the sample's statistics are in.
-  auto after = scans();
-  for (int i = 0; i < 300 && after.second == before.second; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    after = scans();
-  }
+  auto after = before;
+  inferq::test::wait_until(
+      [&] {
+        after = scans();
+        return after.second != before.second;
+      },
+      std::chrono::seconds(15), std::chrono::milliseconds(50));
   REQUIRE(after.second > before.second);
   CHECK(after.first == before.first);
 }

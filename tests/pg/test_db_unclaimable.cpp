@@ -3,19 +3,18 @@
 // the claims get past them.
 #include <doctest.h>
 
-#include <chrono>
 #include <cstdint>
 #include <pqxx/pqxx>
 #include <string>
 #include <vector>
 
 #include "db/listener.hpp"
+#include "support/notifications.hpp"
 #include "support/worker_db.hpp"
 
 namespace {
 
 using inferq::db::Listener;
-using inferq::db::Notification;
 
 // A payload of `n` copies of 1e131071: 2.3 KB stored, n * 131 KB of text;
 // past 8,192 copies the text is over 1 GB and cannot be made at all.
@@ -63,14 +62,6 @@ struct Db : inferq::test::MigratedDb {
   }
 };
 
-std::vector<Notification> receive_for(Listener &listener, std::chrono::milliseconds how_long) {
-  std::vector<Notification> got;
-  const auto deadline = std::chrono::steady_clock::now() + how_long;
-  while (std::chrono::steady_clock::now() < deadline)
-    for (auto &n : listener.wait(std::chrono::milliseconds(50))) got.push_back(n);
-  return got;
-}
-
 }  // namespace
 
 TEST_CASE("a claim that fails on a payload whose text cannot be made succeeds after fail_unclaimable") {
@@ -88,7 +79,7 @@ TEST_CASE("a claim that fails on a payload whose text cannot be made succeeds af
   CHECK_MESSAGE((sqlstate == "54000" || sqlstate == "53200"), sqlstate);
   CHECK(db.value<int>("SELECT count(*) FROM inferq.active_sessions") == 0);  // the claim left nothing
 
-  Listener listener(db.url, {"inferq_done"}, "test-listener");
+  Listener listener(db.url, {"inferq_jobs", "inferq_done"}, "test-listener");
   listener.connect();
   CHECK(db.fail_unclaimable("q", 10) == 2);
 
@@ -124,7 +115,7 @@ TEST_CASE("a claim that fails on a payload whose text cannot be made succeeds af
     }
   }
   int done = 0;
-  for (const auto &n : receive_for(listener, std::chrono::milliseconds(500)))
+  for (const auto &n : inferq::test::drain(db.url, listener))
     done += n.channel == "inferq_done" &&
             (n.payload == std::to_string(bad_keyed) || n.payload == std::to_string(over_limit));
   CHECK(done == 2);

@@ -15,6 +15,7 @@
 
 #include "config/settings.hpp"
 #include "metrics/metrics.hpp"
+#include "support/test_env.hpp"
 #include "support/worker_db.hpp"
 
 namespace {
@@ -38,12 +39,27 @@ struct Db : inferq::test::MigratedDb {
   }
   // Waits up to `within` for the vacuum count to exceed `than`.
   bool vacuumed_beyond(std::int64_t than, std::chrono::milliseconds within) {
-    const auto until = std::chrono::steady_clock::now() + within;
-    while (vacuums() <= than) {
-      if (std::chrono::steady_clock::now() >= until) return false;
-      std::this_thread::sleep_for(20ms);
-    }
-    return true;
+    return inferq::test::wait_until([&] { return vacuums() > than; }, within);
+  }
+  // Waits up to `within` for the janitor to begin `n` more rounds: each
+  // begins with its dead-row count, a statement whose start its backend
+  // shows in pg_stat_activity (a VACUUM round counts once more after it).
+  bool janitor_rounds(int n, std::chrono::milliseconds within) {
+    const auto count_started = [&] {
+      return scalar(
+          "SELECT max(query_start)::text FROM pg_stat_activity"
+          " WHERE application_name = 'inferq janitor' AND query LIKE '%n_dead_tup%'");
+    };
+    std::string last = count_started();
+    int rounds = 0;
+    return inferq::test::wait_until(
+        [&] {
+          const auto started = count_started();
+          if (started != last) ++rounds;
+          last = started;
+          return rounds >= n;
+        },
+        within, 5ms);
   }
 };
 
@@ -73,8 +89,8 @@ TEST_CASE("while a transaction holds dead rows back, the janitor vacuums once, n
   janitor.start();
   REQUIRE(db.vacuumed_beyond(before, 10s));
   const auto first = db.vacuums();
-  // Forty intervals on: dead rows still over the threshold, none removable.
-  std::this_thread::sleep_for(2s);
+  // Twenty rounds on: dead rows still over the threshold, none removable.
+  REQUIRE(db.janitor_rounds(20, 10s));
   CHECK(db.vacuums() == first);
 
   // Once the transaction ends and more rows die, it vacuums again.
