@@ -7,8 +7,8 @@ set -euo pipefail
 PACKAGES=(
   # toolchain
   build-essential cmake ninja-build pkg-config git
-  # the pinned formatter (tests/style/check_format.sh)
-  clang-format-14
+  # the pinned formatter (tests/style/check_format.sh) and linter (scripts/tidy.sh)
+  clang-format-14 clang-tidy-14
   # libraries
   libpqxx-dev libyaml-cpp-dev libspdlog-dev libfmt-dev doctest-dev
   libcpp-httplib-dev prometheus-cpp-dev nlohmann-json3-dev

@@ -99,6 +99,7 @@ struct Field {
 void read_map(const YAML::Node& node, const At& at, const std::vector<Field>& fields, bool required = false) {
   if (node.IsNull() && !required) return;
   std::vector<std::string_view> keys;
+  keys.reserve(fields.size());
   for (const Field& field : fields) keys.push_back(field.key);
   if (!node.IsMap()) fail(at, "expected a map with keys " + util::join(keys) + ", got " + describe(node));
 
@@ -686,7 +687,7 @@ Settings load_settings(const std::string& path) {
 }
 
 std::string executor_document(const std::string& path) {
-  const std::string text = read_config_file(path);
+  std::string text = read_config_file(path);
   YAML::Node root;
   try {
     root = YAML::Load(text);

@@ -309,6 +309,7 @@ int complete(Session& s, const std::vector<UnitFinish>& units, const std::string
 
 std::vector<QueueBacklog> sample_backlog(Session& s, const std::vector<std::string>& queues) {
   std::vector<QueueBacklog> out;
+  out.reserve(queues.size());
   for (const auto& q : queues) out.push_back({q, 0, 0, 0});
   if (queues.empty()) return out;
   const std::string list = queue_array_literal(queues);

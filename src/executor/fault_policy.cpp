@@ -64,7 +64,7 @@ int device_error() {
 // the error.
 std::string original_error(const std::exception& e) {
   const auto* c10 = dynamic_cast<const c10::Error*>(&e);
-  const std::string text = c10 != nullptr ? c10->what_without_backtrace() : e.what();
+  std::string text = c10 != nullptr ? c10->what_without_backtrace() : e.what();
   constexpr std::string_view kInterpreter = "The following operation failed in the TorchScript interpreter.";
   if (text.rfind(kInterpreter, 0) != 0) return text;
   // The last line that reads "SomeError: ..." or "SomeException: ...".

@@ -18,6 +18,9 @@ using protocol::Outcome;
 using protocol::RunUnit;
 using protocol::UnitResult;
 
+// By value although this default only reads it: the overrides move payloads
+// out of `unit` (see handlers.hpp).
+// NOLINTNEXTLINE(performance-unnecessary-value-param)
 UnitResult Handler::run_unit(RunUnit unit) {
   UnitResult result;
   result.unit_id = unit.unit_id;

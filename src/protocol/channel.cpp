@@ -12,16 +12,16 @@ namespace inferq::protocol {
 namespace {
 
 constexpr std::size_t kLengthBytes = 4;
-constexpr std::size_t kInitialCapacity = 64 * 1024;
+constexpr std::size_t kInitialCapacity = std::size_t{64} * 1024;
 // Below this much free room, make room before reading.
-constexpr std::size_t kMinReadRoom = 16 * 1024;
+constexpr std::size_t kMinReadRoom = std::size_t{16} * 1024;
 // Room reserved ahead for a frame whose length is known; larger frames grow
 // geometrically as their bytes arrive, so a lying length costs nothing.
-constexpr std::size_t kMaxReadAhead = 4 * 1024 * 1024;
+constexpr std::size_t kMaxReadAhead = std::size_t{4} * 1024 * 1024;
 // One fill_from reads at most this much; poll wakes us again for the rest.
-constexpr std::size_t kMaxReadPerFill = 4 * 1024 * 1024;
+constexpr std::size_t kMaxReadPerFill = std::size_t{4} * 1024 * 1024;
 // A buffer that grew past this for a big frame is released once drained.
-constexpr std::size_t kKeepCapacity = 8 * 1024 * 1024;
+constexpr std::size_t kKeepCapacity = std::size_t{8} * 1024 * 1024;
 
 std::uint32_t load_length(const char* p) {
   unsigned char b[4];

@@ -16,7 +16,7 @@ constexpr std::size_t kHeaderBytes = 2;  // version, type
 // checked against these before anything is reserved for it.
 constexpr std::size_t kMinJobInputBytes = 8 + 4 + 4;
 constexpr std::size_t kMinJobOutputBytes = 8 + 1 + 4 + 4;
-constexpr std::size_t kTimingBytes = 4 * 8;  // UnitTiming, after the jobs
+constexpr std::size_t kTimingBytes = std::size_t{4} * 8;  // UnitTiming, after the jobs
 
 template <typename T>
 T to_le(T v) noexcept {
@@ -108,6 +108,9 @@ constexpr MessageType type_of_message(const RunUnit&) noexcept { return MessageT
 constexpr MessageType type_of_message(const UnitResult&) noexcept { return MessageType::kUnitResult; }
 constexpr MessageType type_of_message(const Fatal&) noexcept { return MessageType::kFatal; }
 
+// std::visit throws only for a valueless Message (an assignment that threw
+// part-way), which nothing sends; terminating then is what noexcept means.
+// NOLINTNEXTLINE(bugprone-exception-escape)
 MessageType type_of(const Message& m) noexcept {
   return std::visit([](const auto& v) { return type_of_message(v); }, m);
 }

@@ -23,7 +23,7 @@ constexpr std::size_t kMaxJobsPerWrite = 4096;
 // forever), and it holds the document's text and its jsonb at once. A unit's
 // results past the bound fail instead of being written, so that every unit
 // fits in a write of its own.
-constexpr std::size_t kMaxBytesPerWrite = 256 * 1024 * 1024;
+constexpr std::size_t kMaxBytesPerWrite = std::size_t{256} * 1024 * 1024;
 
 std::size_t unit_bytes(const db::UnitFinish& unit) {
   std::size_t n = 0;
