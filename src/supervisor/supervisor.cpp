@@ -476,15 +476,14 @@ void Supervisor::claim_for_slots(TimePoint now, ReapResult& reap) {
       std::optional<db::ClaimedUnit> unit;
       const auto result = claim_for(slot, now, unit);
       if (result == ClaimResult::kDbFailed) return;
-      if (result == ClaimResult::kQueueSkipped) {
-        exhausted.push_back(slot.queue);
-      } else if (!ahead) {
-        if (!take_unit(slot, std::move(unit), now)) exhausted.push_back(slot.queue);
-      } else if (unit) {
+      bool more = false;  // the queue may have more to claim this tick
+      if (result == ClaimResult::kClaimed && !ahead) {
+        more = take_unit(slot, std::move(unit), now);
+      } else if (result == ClaimResult::kClaimed && unit) {
         set_next(slot, std::move(*unit));
-      } else {
-        exhausted.push_back(slot.queue);
+        more = true;
       }
+      if (!more) exhausted.push_back(slot.queue);
     }
   }
 }

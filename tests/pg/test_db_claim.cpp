@@ -102,6 +102,7 @@ TEST_CASE("claim leaves jobs whose run_at is in the future") {
 TEST_CASE("claim takes at most max_jobs unkeyed jobs as one unit under one lease") {
   QueueDb db;
   std::vector<std::int64_t> ids;
+  ids.reserve(5);
   for (int i = 0; i < 5; ++i) ids.push_back(db.add(with_priority(10 - i)));
 
   const auto first = db.claim(3);
@@ -313,6 +314,7 @@ TEST_CASE("two concurrent claimers never get the same job") {
   std::set<std::int64_t> leases[2];
   std::exception_ptr errors[2];
   std::vector<std::thread> threads;
+  threads.reserve(2);
   for (int t = 0; t < 2; ++t) {
     threads.emplace_back([&, t] {
       try {
@@ -377,6 +379,7 @@ TEST_CASE(
   bool overlap = false;                                   // guarded by mu
   std::exception_ptr errors[2];
   std::vector<std::thread> threads;
+  threads.reserve(2);
   for (int t = 0; t < 2; ++t) {
     threads.emplace_back([&, t] {
       try {
@@ -427,7 +430,9 @@ TEST_CASE(
   CHECK_FALSE(overlap);
   CHECK(done == kKeys * kPerKey);
   CHECK(runs.size() == static_cast<std::size_t>(kKeys));
-  for (const auto &[key, ids] : runs) {
+  for (const auto &entry : runs) {
+    const std::string &key = entry.first;  // not a structured binding: CAPTURE's lambda takes it
+    const auto &ids = entry.second;
     CAPTURE(key);
     CHECK(ids.size() == static_cast<std::size_t>(kPerKey));
     CHECK(std::is_sorted(ids.begin(), ids.end()));

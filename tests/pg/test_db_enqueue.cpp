@@ -26,13 +26,15 @@ using inferq::db::Session;
 using inferq::test::count_of;
 using inferq::test::drain;
 
-constexpr std::size_t kMiB = 1024 * 1024;
+constexpr std::size_t kMiB = std::size_t{1024} * 1024;
 
 // A MigratedDb with a producer Session on it.
 struct ProducerDb : inferq::test::MigratedDb {
   Session session{url, "test-producer"};
 
-  // The primary message and SQLSTATE of a statement that must fail.
+  // The primary message and SQLSTATE of a statement that must fail. (Read
+  // through references, not a structured binding: doctest's macros capture
+  // in lambdas, which clang 14 refuses for a binding.)
   std::pair<std::string, std::string> sql_error(const std::string &sql) {
     try {
       pqxx::work tx(conn);
@@ -138,7 +140,9 @@ TEST_CASE(
   listener.connect();
   for (const auto &c : cases) {
     CAPTURE(c.what);
-    const auto [message, sqlstate] = db.sql_error(c.sql);
+    const auto error = db.sql_error(c.sql);
+    const std::string &message = error.first;
+    const std::string &sqlstate = error.second;
     CHECK_MESSAGE(message.find(c.message) != std::string::npos, message);
     CHECK(sqlstate == c.sqlstate);
     CHECK(db.jobs() == 0);
@@ -469,7 +473,9 @@ TEST_CASE("inferq.enqueue refuses a payload whose JSON text is over 16 MiB, nami
   }();
   CHECK(std::stoll(text_bytes) > 16777216);
 
-  const auto [message, sqlstate] = db.sql_error("SELECT inferq.enqueue('q', " + payload + ")");
+  const auto error = db.sql_error("SELECT inferq.enqueue('q', " + payload + ")");
+  const std::string &message = error.first;
+  const std::string &sqlstate = error.second;
   CHECK(message == "ERROR:  inferq.enqueue: payload's JSON text is " + text_bytes +
                        " bytes, over the limit of 16777216 bytes (16 MiB)");
   CHECK(sqlstate == "54000");
@@ -480,8 +486,9 @@ TEST_CASE("inferq.enqueue refuses a payload whose JSON text would be over 1 GB, 
   ProducerDb db;
   // Over 1 GB of text: making it fails (54000, "out of memory"), and so
   // would every claim of its queue.
-  const auto [message, sqlstate] =
-      db.sql_error("SELECT inferq.enqueue('q', " + amplified_payload(8300) + ")");
+  const auto error = db.sql_error("SELECT inferq.enqueue('q', " + amplified_payload(8300) + ")");
+  const std::string &message = error.first;
+  const std::string &sqlstate = error.second;
   CHECK(message ==
         "ERROR:  inferq.enqueue: payload's JSON text is over the limit of 16777216 bytes (16 MiB)");
   CHECK(sqlstate == "54000");
@@ -492,8 +499,9 @@ TEST_CASE("inferq.enqueue refuses a run_at that is not finite; NULL and far-off 
   ProducerDb db;
   for (const std::string at : {"infinity", "-infinity"}) {
     CAPTURE(at);
-    const auto [message, sqlstate] =
-        db.sql_error("SELECT inferq.enqueue('q', '{}', run_at => '" + at + "'::timestamptz)");
+    const auto error = db.sql_error("SELECT inferq.enqueue('q', '{}', run_at => '" + at + "'::timestamptz)");
+    const std::string &message = error.first;
+    const std::string &sqlstate = error.second;
     CHECK(message == "ERROR:  inferq.enqueue: run_at must be a finite time (or NULL for now), got " + at);
     CHECK(sqlstate == "22023");
     CHECK(db.jobs() == 0);
@@ -509,8 +517,9 @@ TEST_CASE("inferq.enqueue refuses max_attempts over 1000") {
   ProducerDb db;
   for (const std::string n : {"1001", "2147483647"}) {
     CAPTURE(n);
-    const auto [message, sqlstate] =
-        db.sql_error("SELECT inferq.enqueue('q', '{}', max_attempts => " + n + ")");
+    const auto error = db.sql_error("SELECT inferq.enqueue('q', '{}', max_attempts => " + n + ")");
+    const std::string &message = error.first;
+    const std::string &sqlstate = error.second;
     CHECK(message == "ERROR:  inferq.enqueue: max_attempts must be at most 1000, got " + n);
     CHECK(sqlstate == "22023");
     CHECK(db.jobs() == 0);

@@ -149,7 +149,7 @@ TEST_CASE("a retried head keeps its key waiting until it is due, then claimable"
   REQUIRE(unit);
   UnitFinish finish;
   finish.lease_id = unit->lease_id;
-  finish.jobs = {failed(first, inferq::db::ErrorClass::kTransient, "busy", 3600 * 1000)};
+  finish.jobs = {failed(first, inferq::db::ErrorClass::kTransient, "busy", std::int64_t{3600} * 1000)};
   CHECK(db.complete({finish}) == 1);
   CHECK(head_of(db, "k", true) == std::to_string(first) + " not due");
   CHECK_FALSE(db.claim(2));

@@ -113,6 +113,7 @@ TEST_CASE("concurrent producers enqueueing one key in their own transactions mak
   constexpr int kProducers = 12;
   constexpr int kRounds = 5;
   std::vector<std::unique_ptr<pqxx::connection>> conns;
+  conns.reserve(kProducers);
   for (int i = 0; i < kProducers; ++i) conns.push_back(std::make_unique<pqxx::connection>(db.url));
   for (int round = 0; round < kRounds; ++round) {
     const std::string key = "req-" + std::to_string(round);
@@ -120,6 +121,7 @@ TEST_CASE("concurrent producers enqueueing one key in their own transactions mak
     std::vector<std::int64_t> ids(kProducers, 0);
     std::vector<std::string> errors(kProducers);
     std::vector<std::thread> threads;
+    threads.reserve(kProducers);
     for (int i = 0; i < kProducers; ++i) {
       threads.emplace_back([&, i] {
         try {
