@@ -1,7 +1,8 @@
 // The parts of src/db/queue_ops that feed the metrics: per-outcome counts
 // from inferq.complete_outcomes (migration 0003), the claim's wait, and the
-// backlog sample. (Kept apart from test_db_queue_ops.cpp so branches that
-// change the queue statements do not collide in one file.)
+// backlog sample. (The statements themselves are tested by operation in
+// test_db_claim, test_db_complete, test_db_leases, test_db_key_heads and
+// test_db_notifications.)
 #include <doctest.h>
 
 #include <pqxx/pqxx>
