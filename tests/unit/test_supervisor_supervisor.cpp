@@ -144,6 +144,14 @@ QueueSettings queue(const std::string& handler, int max_jobs, std::chrono::milli
   return q;
 }
 
+// builtin:sleep, one job a unit, two slots, with prefetch.
+QueueSettings two_prefetching_slots() {
+  QueueSettings q = queue("builtin:sleep", 1, 60s);
+  q.instances = 2;
+  q.prefetch = true;
+  return q;
+}
+
 // A supervisor of one queue on the memory database, under `clock`.
 struct Harness {
   explicit Harness(const QueueSettings& q) {
@@ -175,8 +183,12 @@ struct Harness {
     }
     return true;
   }
-  bool step_until_state(SlotState state) {
-    return step_until([&] { return sup->slot_states() == std::vector<SlotState>{state}; });
+  // Until every slot is in `state`.
+  bool step_until_all(SlotState state) {
+    return step_until([&] {
+      const auto states = sup->slot_states();
+      return std::all_of(states.begin(), states.end(), [&](SlotState s) { return s == state; });
+    });
   }
   std::size_t count(const std::string& call) const {
     return static_cast<std::size_t>(std::count(statements->calls.begin(), statements->calls.end(), call));
@@ -196,7 +208,7 @@ TEST_CASE("every tick reaps, also while every slot is busy, and claims only for 
   Harness h(queue("builtin:sleep", 1, 60s));
   h.statements->add("q", 1, R"({"seconds": 30})");
   h.statements->add("q", 2, R"({"seconds": 30})");
-  REQUIRE(h.step_until_state(SlotState::kBusy));
+  REQUIRE(h.step_until_all(SlotState::kBusy));
   // The idle slot's tick reaped and claimed in one statement.
   CHECK(h.count("reap_then_claim") >= 1);
   const auto claims = h.count("reap_then_claim") + h.count("claim");
@@ -223,7 +235,7 @@ TEST_CASE(
     "a unit past its deadline fails as deadline, its executor is replaced, and its slot runs the next") {
   Harness h(queue("builtin:sleep", 1, 5s));
   h.statements->add("q", 1, R"({"seconds": 30})");
-  REQUIRE(h.step_until_state(SlotState::kBusy));
+  REQUIRE(h.step_until_all(SlotState::kBusy));
 
   // Just before its deadline nothing happens; at it, the unit fails.
   h.clock.advance(5s - 1ms);
@@ -244,7 +256,7 @@ TEST_CASE(
 
   // The killed executor is replaced at once (it had been ready), and the
   // slot takes the next job without the clock moving on.
-  REQUIRE(h.step_until_state(SlotState::kIdle));
+  REQUIRE(h.step_until_all(SlotState::kIdle));
   h.statements->add("q", 2, R"({"seconds": 0})");
   REQUIRE(h.step_until([&] { return h.writer->units.size() == 2; }));
   const UnitFinish& next = h.writer->units[1];
@@ -282,7 +294,7 @@ TEST_CASE("a unit's answer is handed to the writer, and the slot claims again") 
 
 TEST_CASE("a failed statement backs the tick off: no statement until the backoff has passed") {
   Harness h(queue("builtin:echo", 1, 30s));
-  REQUIRE(h.step_until_state(SlotState::kIdle));
+  REQUIRE(h.step_until_all(SlotState::kIdle));
   h.statements->fail_next = DbError("server closed the connection unexpectedly", true);
   h.sup->step(1ms);  // its reap fails: an outage
   const auto made = h.statements->calls.size();
@@ -306,19 +318,16 @@ TEST_CASE("an executor that dies on its unit fails it as a crash and is replaced
   REQUIRE(crashed.size() == 1);
   CHECK(crashed[0].error_class == ErrorClass::kCrash);
   CHECK_MESSAGE(crashed[0].message.find("SIGABRT") != std::string::npos, crashed[0].message);
-  REQUIRE(h.step_until_state(SlotState::kIdle));
+  REQUIRE(h.step_until_all(SlotState::kIdle));
 }
 
 TEST_CASE("with prefetch, idle slots are claimed for before busy slots' next units") {
-  QueueSettings q = queue("builtin:sleep", 1, 60s);
-  q.instances = 2;
-  q.prefetch = true;
-  Harness h(q);
-  REQUIRE(h.step_until([&] { return h.sup->slot_states() == std::vector<SlotState>(2, SlotState::kIdle); }));
+  Harness h(two_prefetching_slots());
+  REQUIRE(h.step_until_all(SlotState::kIdle));
   h.statements->add("q", 1, R"({"seconds": 30})");
   h.statements->add("q", 2, R"({"seconds": 30})");
   h.statements->add("q", 3, R"({"seconds": 30})");
-  REQUIRE(h.step_until([&] { return h.sup->slot_states() == std::vector<SlotState>(2, SlotState::kBusy); }));
+  REQUIRE(h.step_until_all(SlotState::kBusy));
   // Jobs 1 and 2 run, one per slot (leases 101 and 102); job 3 waits as
   // the first slot's next (103). A shutdown gives back each slot's unit,
   // then its next.
@@ -328,17 +337,14 @@ TEST_CASE("with prefetch, idle slots are claimed for before busy slots' next uni
 }
 
 TEST_CASE("a unit claimed ahead moves to a slot of its queue that is idle, not waiting behind a long unit") {
-  QueueSettings q = queue("builtin:sleep", 1, 60s);
-  q.instances = 2;
-  q.prefetch = true;
-  Harness h(q);
-  REQUIRE(h.step_until([&] { return h.sup->slot_states() == std::vector<SlotState>(2, SlotState::kIdle); }));
+  Harness h(two_prefetching_slots());
+  REQUIRE(h.step_until_all(SlotState::kIdle));
   // Slot 0 runs the long job 1, slot 1 the short job 2; job 3 is claimed
   // ahead as slot 0's next (slot 1 asks after it).
   h.statements->add("q", 1, R"({"seconds": 30})");
   h.statements->add("q", 2, R"({"seconds": 0.2})");
   h.statements->add("q", 3, R"({"seconds": 0})");
-  REQUIRE(h.step_until([&] { return h.sup->slot_states() == std::vector<SlotState>(2, SlotState::kBusy); }));
+  REQUIRE(h.step_until_all(SlotState::kBusy));
   // Job 2 ends; slot 1 is idle, so job 3 runs there now, not in 30 s.
   REQUIRE(h.step_until([&] { return h.writer->units.size() == 2; }));
   CHECK(h.writer->units[0].jobs[0].job_id == 2);
