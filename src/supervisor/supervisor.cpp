@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <stdexcept>
 #include <system_error>
 #include <unordered_map>
 
@@ -116,6 +117,10 @@ Supervisor::Supervisor(SupervisorOptions options)
                               : std::make_shared<PgTickStatements>(settings_.database.url),
           settings_.worker.poll_interval, metrics_),
       rng_(std::random_device{}()) {
+  // Half a database would write through PostgreSQL what the other half
+  // claimed elsewhere, with no heartbeat for its leases.
+  if (!options_.statements != !options_.writer)
+    throw std::invalid_argument("SupervisorOptions: set both statements and writer, or neither");
   if (!writer_) {
     writer_ = std::make_shared<CompletionWriter>(
         settings_.database.url, options_.worker_name, leases_, [this] { wake(); },

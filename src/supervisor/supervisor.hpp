@@ -65,8 +65,8 @@ struct SupervisorOptions {
   // The database. Null (the daemon): PostgreSQL at settings->database.url,
   // the tick's statements on a connection of its own and a
   // CompletionWriter. A test of the tick's logic without PostgreSQL sets
-  // both; then no heartbeat or janitor thread runs (they only work on the
-  // database).
+  // both (one alone is refused: std::invalid_argument); then no heartbeat
+  // or janitor thread runs (they only work on the database).
   std::shared_ptr<TickStatements> statements;
   std::shared_ptr<UnitWriter> writer;
 };

@@ -33,14 +33,14 @@ class TickDb {
   // When the current backoff ends: the tick wakes then.
   TimePoint retry_at() const { return retry_at_; }
 
-  // Runs `statements(this->statements())`. When they succeed, the database is up
-  // (the backoff starts over) and nothing is returned; a db::DbError they
-  // throw is counted under `op` (when given) and returned, for the caller
-  // to judge: outage(), or a refusal it deals with itself.
+  // Runs `f(statements())`. When it succeeds, the database is up (the
+  // backoff starts over) and nothing is returned; a db::DbError it throws
+  // is counted under `op` (when given) and returned, for the caller to
+  // judge: outage(), or a refusal it deals with itself.
   template <class F>
-  std::optional<db::DbError> run(std::optional<metrics::DbOp> op, F&& statements) {
+  std::optional<db::DbError> run(std::optional<metrics::DbOp> op, F&& f) {
     try {
-      statements(*statements_);
+      f(*statements_);
     } catch (const db::DbError& e) {
       if (op) metrics_.db_error(*op);
       return e;
