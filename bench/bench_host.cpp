@@ -15,8 +15,13 @@
 //
 //   inferq-bench-host [--jobs N] [--batches 32,256] [--instances 1,2]
 //                     [--raw-seconds S] [--no-prefetch] [--setup-sql SQL]
+//                     [--payloads echo,json,binary] [--perf DIR] [--pg-setting K=V]...
 // --setup-sql runs SQL once after migrating, to measure a change to the
 // schema in the same program, e.g. "ALTER TABLE inferq.jobs SET (fillfactor = 50)".
+// --payloads picks the drains (the ratios print when echo is among them).
+// --perf records `perf record -a -g` over each drain alone (not the backlog's
+// enqueue) into DIR/<payload>-<batch>x<instances>.data. --pg-setting starts
+// the cluster with `-c K=V` (repeatable), e.g. wal_compression=lz4.
 #include <torch/script.h>
 #include <pqxx/pqxx>
 
@@ -34,6 +39,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -62,14 +68,23 @@ struct Options {
   double raw_seconds = 2;
   bool prefetch = true;
   std::string setup_sql;  // empty: none
+  std::vector<std::string> payloads = {"echo", "json", "binary"};
+  std::string perf_dir;  // empty: no profile
+  std::vector<std::string> pg_settings;
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+std::vector<std::string> string_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string x; std::getline(ss, x, ',');) out.push_back(x);
+  return out;
+}
+
 std::vector<int> int_list(const std::string& s) {
   std::vector<int> out;
-  std::stringstream ss(s);
-  for (std::string x; std::getline(ss, x, ',');) out.push_back(std::stoi(x));
+  for (const std::string& x : string_list(s)) out.push_back(std::stoi(x));
   return out;
 }
 
@@ -223,6 +238,12 @@ Drain drain(const Options& o, const std::string& url, pid_t postmaster, const st
     std::cerr << "the daemon did not start:\n" << d.log();
     std::exit(1);
   }
+  std::optional<ChildProcess> perf;
+  if (!o.perf_dir.empty()) {
+    const std::string file =
+        o.perf_dir + "/" + queue + "-" + std::to_string(max_jobs) + "x" + std::to_string(instances) + ".data";
+    perf.emplace(std::vector<std::string>{"perf", "record", "-q", "-a", "-g", "-o", file});
+  }
   const CpuSplit before = cpu_split(d.pid(), postmaster);
   pqxx::connection c(url);
   const DbWork db_before = db_work(c);
@@ -236,6 +257,10 @@ Drain drain(const Options& o, const std::string& url, pid_t postmaster, const st
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   const CpuSplit after = cpu_split(d.pid(), postmaster);
+  if (perf) {
+    perf->send_signal(SIGINT);  // perf writes its file on SIGINT
+    perf->wait_exit(std::chrono::seconds(60));
+  }
   // Backends flush their statistics at most once a second.
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   const DbWork db_after = db_work(c);
@@ -311,10 +336,22 @@ int main(int argc, char** argv) {
       o.prefetch = false;
     } else if (a == "--setup-sql") {
       o.setup_sql = next();
+    } else if (a == "--payloads") {
+      o.payloads = string_list(next());
+      for (const std::string& p : o.payloads)
+        if (p != "echo" && p != "json" && p != "binary") {
+          std::cerr << "--payloads takes echo, json and binary, not " << p << "\n";
+          return 2;
+        }
+    } else if (a == "--perf") {
+      o.perf_dir = next();
+    } else if (a == "--pg-setting") {
+      o.pg_settings.push_back(next());
     } else {
       std::cerr
           << "usage: inferq-bench-host [--jobs N] [--batches 32,256] [--instances 1,2] [--raw-seconds S]"
-             " [--no-prefetch] [--setup-sql SQL]\n";
+             " [--no-prefetch] [--setup-sql SQL]"
+             " [--payloads echo,json,binary] [--perf DIR] [--pg-setting K=V]...\n";
       return 2;
     }
   }
@@ -338,7 +375,8 @@ int main(int argc, char** argv) {
     std::printf("raw forward, batch %3d, 1 thread: %10.0f jobs/s\n", b,
                 raw_throughput(model, b, o.raw_seconds));
 
-  PgCluster pg({}, PgCluster::Wal::kDefaultSegments);
+  PgCluster pg(o.pg_settings, PgCluster::Wal::kDefaultSegments);
+  for (const std::string& setting : o.pg_settings) std::printf("PostgreSQL setting: %s\n", setting.c_str());
   pg.start();
   // The unix socket, as a daemon beside its PostgreSQL would use.
   const std::string url = pg.socket_url(PgCluster::database_name(pg.create_database()));
@@ -351,14 +389,18 @@ int main(int argc, char** argv) {
   for (const int b : o.batches) {
     for (const int n : o.instances) {
       std::printf("max_jobs %d, %d instance(s):\n", b, n);
-      const Drain echo = drain(o, url, postmaster, "echo", model, b, n);
-      print_drain("echo", echo);
-      const Drain json = drain(o, url, postmaster, "embed", model, b, n);
-      print_drain("json", json);
-      const Drain binary = drain(o, url, postmaster, "embedb", model, b, n);
-      print_drain("binary", binary);
-      std::printf("  json / echo = %.2f, binary / echo = %.2f\n", json.jobs_per_second / echo.jobs_per_second,
-                  binary.jobs_per_second / echo.jobs_per_second);
+      std::map<std::string, double> rate;  // payload -> jobs/s
+      for (const std::string& p : o.payloads) {
+        const std::string queue = p == "json" ? "embed" : p == "binary" ? "embedb" : p;
+        const Drain d = drain(o, url, postmaster, queue, model, b, n);
+        print_drain(p.c_str(), d);
+        rate[p] = d.jobs_per_second;
+      }
+      if (rate.count("echo") != 0) {
+        for (const char* p : {"json", "binary"})
+          if (rate.count(p) != 0) std::printf("  %s / echo = %.2f", p, rate[p] / rate["echo"]);
+        std::printf("\n");
+      }
       std::fflush(stdout);
     }
   }

@@ -85,7 +85,7 @@ std::vector<FinishedCount> count_finished_jobs(Session& s, const std::vector<std
     out.clear();
     pqxx::work tx(raw.conn);
     // As the backlog sample: the partial index, in this backend alone.
-    tx.exec("SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0");
+    tx.exec(kCountingSettings);
     const auto r = raw.exec_statement(tx, "inferq_count_finished",
                                       "SELECT j.queue, j.state::text, count(*) FROM inferq.jobs j"
                                       " WHERE j.queue = ANY ($1::text[])"

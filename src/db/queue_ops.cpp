@@ -316,11 +316,10 @@ std::vector<QueueBacklog> sample_backlog(Session& s, const std::vector<std::stri
   s.run([&](Raw& raw) {
     // The planner would read most of those rows with a parallel sequential
     // scan (most rows are available, it reckons from a fresh backlog): that
-    // reads the whole history too, and its workers take this 2-core
-    // machine's CPU from the claims. The partial indexes read only the
+    // reads the whole history too. The partial indexes read only the
     // backlog, in this backend alone, as kSampleDutyFactor assumes.
     pqxx::work tx(raw.conn);
-    tx.exec("SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0");
+    tx.exec(kCountingSettings);
     // Three branches, one per partial index (available unkeyed, available
     // keyed, running), so the history of finished jobs is never read.
     const auto r = raw.exec_statement(
@@ -356,7 +355,8 @@ std::vector<QueueBacklog> sample_backlog(Session& s, const std::vector<std::stri
 std::vector<QueueBacklog> sample_unserved(Session& s, std::chrono::milliseconds live_within) {
   std::vector<QueueBacklog> out;
   s.run([&](Raw& raw) {
-    pqxx::nontransaction tx(raw.conn);
+    pqxx::work tx(raw.conn);
+    tx.exec(kCountingSettings);  // its estimate passed jit_above_cost: 344 ms of JIT a call
     // Two loose index scans (the next queue name after the last one found):
     // one probe per queue with available jobs, whatever their number.
     const auto r = raw.exec_statement(
@@ -391,6 +391,7 @@ std::vector<QueueBacklog> sample_unserved(Session& s, std::chrono::milliseconds 
         "                   FROM inferq.jobs j WHERE j.queue = u.queue AND j.state = 'available') a"
         "  ORDER BY 1",
         static_cast<long long>(live_within.count()));
+    tx.commit();
     out.clear();
     for (const auto& row : r)
       out.push_back({row[0].c_str(), row[1].as<std::int64_t>(), 0, std::max(0.0, row[2].as<double>())});

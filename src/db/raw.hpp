@@ -37,6 +37,16 @@ class Raw {
   std::set<std::string> prepared_;
 };
 
+// For the samplers' counts over a backlog: the partial indexes only (the
+// planner would pick a parallel sequential scan of the whole history, whose
+// workers take the claims' CPU), in this backend alone, and no JIT: such a
+// count's estimated cost passes jit_above_cost, and compiling it cost more
+// than the scan (one unserved-queue sample spent 344 ms in LLVM; without it
+// echo jobs drained about a tenth faster, BENCHMARKS.md). LOCAL, so a
+// transaction pooler's next client does not inherit it.
+inline constexpr const char* kCountingSettings =
+    "SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off";
+
 // "{1,2,3}": a bigint[] literal for a statement parameter.
 template <typename Container>
 std::string int_array_literal(const Container& values) {
