@@ -74,7 +74,8 @@ TEST_CASE(
       std::this_thread::sleep_for(20ms);
     }
   });
-  std::this_thread::sleep_for(300ms);
+  // Jobs flowed before the reload: some of them ran.
+  REQUIRE_MESSAGE(wait_until([&] { return jobs_in(url, "keep", "succeeded") >= 5; }, 10s), d.log());
 
   DaemonConfig after = daemon_config(
       url, {test_queue("keep", "builtin:echo", 1, 16), test_queue("change", "builtin:sleep", 1, 1, "20s"),
@@ -83,7 +84,12 @@ TEST_CASE(
   REQUIRE_MESSAGE(wait_until([&] { return d.count_log("reloaded ") == 1; }, 10s), d.log());
   // From here on nothing of "drop" may be claimed.
   const auto reloaded_at = scalar_text(url, "SELECT clock_timestamp()::text");
-  std::this_thread::sleep_for(2s);
+  // And after it: jobs enqueued since ran, on the kept queue and the added one.
+  const auto ran_since = [&](const char* queue) {
+    return scalar(url, std::string("SELECT count(*) FROM inferq.jobs WHERE queue = '") + queue +
+                           "' AND state = 'succeeded' AND created_at > '" + *reloaded_at + "'::timestamptz");
+  };
+  REQUIRE_MESSAGE(wait_until([&] { return ran_since("keep") >= 5 && ran_since("add") >= 3; }, 20s), d.log());
   stop = true;
   producer.join();
 
