@@ -39,8 +39,9 @@ constexpr const char* kMigrateHelp = R"(Usage: inferq migrate [--config FILE]
 
 Applies the database migrations this inferq has and the database lacks, in
 order, then this inferq's SQL functions and the producers' privileges, all in
-one transaction, under an advisory lock (safe to run from several hosts at
-once). Running it again is a no-op.
+one transaction, under an advisory lock that the transaction holds (safe to
+run from several hosts at once, and through PgBouncer in transaction mode).
+Running it again is a no-op.
 )";
 
 constexpr const char* kRunHelp = R"(Usage: inferq run [--config FILE]

@@ -40,13 +40,6 @@ std::string seconds_text(double s) {
 }  // namespace
 
 int cmd_migrate(const config::Settings& settings) {
-  if (settings.database.transaction_pooling) {
-    std::cerr << "inferq migrate holds an advisory lock across its transactions, which a pooler in "
-                 "transaction mode cannot keep (database.transaction_pooling is true): run it against "
-                 "PostgreSQL itself or a session pool, from a configuration whose transaction_pooling is "
-                 "false (inferq migrate --config FILE)\n";
-    return kExitUsage;
-  }
   try {
     db::Session session(settings.database.url, "inferq migrate");
     const auto report = db::migrate(session);

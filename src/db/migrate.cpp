@@ -63,61 +63,50 @@ std::optional<std::string> schema_problem(Session& session) {
 MigrateReport migrate(Session& session) {
   MigrateReport report;
   session.run([&](Raw& raw) {
-    // pqxx allows one transaction object per connection at a time, so each
-    // step opens its own.
-    const auto exec_now = [&](const std::string& sql) {
-      pqxx::nontransaction tx(raw.conn);
-      tx.exec(sql);
-    };
-    exec_now("SELECT pg_advisory_lock(" + std::to_string(kMigrateLockKey) + ")");
-    try {
-      {
-        pqxx::nontransaction tx(raw.conn);
-        report.from_version = read_version(tx);
-      }
-      if (report.from_version > latest_version()) {
-        throw DbError("the database schema is at version " + std::to_string(report.from_version) +
-                          ", newer than this inferq knows (" + std::to_string(latest_version()) +
-                          "): upgrade inferq",
-                      false);
-      }
-      report.to_version = report.from_version;
-      // One transaction: a migration that drops a function (a signature
-      // change) and the file that defines it again commit together, so no
-      // daemon ever sees the schema without it.
-      pqxx::work tx(raw.conn);
-      for (const auto& m : embedded_migrations()) {
-        if (m.version <= report.to_version) continue;
-        tx.exec(m.sql);
+    report = MigrateReport{};
+    // One transaction: a migration that drops a function (a signature
+    // change) and the file that defines it again commit together, so no
+    // daemon ever sees the schema without it. The lock is the
+    // transaction's: its commit, its rollback or a lost connection ends it,
+    // and through a transaction pooler it cannot stay behind on a server
+    // connection that the next client gets. Read committed: the version read
+    // after the lock is what the migrate before this one committed.
+    pqxx::work tx(raw.conn);
+    tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrateLockKey) + ")");
+    report.from_version = read_version(tx);
+    if (report.from_version > latest_version()) {
+      throw DbError("the database schema is at version " + std::to_string(report.from_version) +
+                        ", newer than this inferq knows (" + std::to_string(latest_version()) +
+                        "): upgrade inferq",
+                    false);
+    }
+    report.to_version = report.from_version;
+    for (const auto& m : embedded_migrations()) {
+      if (m.version <= report.to_version) continue;
+      tx.exec(m.sql);
+      // After the first migration applied, which may be 0001 (it makes schema inferq).
+      if (report.applied.empty()) {
         tx.exec(
             "CREATE TABLE IF NOT EXISTS inferq.schema_migrations ("
             " version integer PRIMARY KEY, name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())");
-        tx.exec_params("INSERT INTO inferq.schema_migrations (version, name) VALUES ($1, $2)", m.version,
-                       m.name);
-        report.to_version = m.version;
-        report.applied.push_back(m.name);
       }
-      if (!report.applied.empty() || read_digest(tx) != functions_digest()) {
-        // A function's body may call one defined in a later file.
-        tx.exec("SET LOCAL check_function_bodies = off");
-        for (const auto& f : embedded_functions()) tx.exec(f.sql);
-        tx.exec_params(
-            "INSERT INTO inferq.schema_functions (digest) VALUES ($1)"
-            " ON CONFLICT (singleton) DO UPDATE SET digest = EXCLUDED.digest, applied_at = now()",
-            functions_digest());
-        report.functions_applied = true;
-      }
-      tx.commit();
-    } catch (...) {
-      // The lock is session-level; a lost connection drops it by itself.
-      try {
-        if (raw.conn.is_open()) exec_now("SELECT pg_advisory_unlock_all()");
-      } catch (...) {
-      }
-      throw;
+      tx.exec_params("INSERT INTO inferq.schema_migrations (version, name) VALUES ($1, $2)", m.version,
+                     m.name);
+      report.to_version = m.version;
+      report.applied.push_back(m.name);
     }
-    exec_now("SELECT pg_advisory_unlock(" + std::to_string(kMigrateLockKey) + ")");
+    if (!report.applied.empty() || read_digest(tx) != functions_digest()) {
+      // A function's body may call one defined in a later file.
+      tx.exec("SET LOCAL check_function_bodies = off");
+      for (const auto& f : embedded_functions()) tx.exec(f.sql);
+      tx.exec_params(
+          "INSERT INTO inferq.schema_functions (digest) VALUES ($1)"
+          " ON CONFLICT (singleton) DO UPDATE SET digest = EXCLUDED.digest, applied_at = now()",
+          functions_digest());
+      report.functions_applied = true;
+    }
+    tx.commit();
   });
   return report;
 }

@@ -50,8 +50,9 @@ struct MigrateReport {
 };
 
 // Applies the missing migrations in order, then every function file and the
-// privileges, all in one transaction, under an advisory lock so concurrent
-// callers apply each migration once. The functions are skipped when no
+// privileges, all in one transaction, under a transaction-level advisory
+// lock so concurrent callers apply each migration once (through a
+// transaction pooler too). The functions are skipped when no
 // migration was missing and the stored digest is this binary's: running it
 // again is a no-op. A database newer than this binary is an error. Throws
 // DbError.
