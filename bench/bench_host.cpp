@@ -317,9 +317,7 @@ void print_drain(const char* what, const Drain& d) {
       d.db_per_job.wal_bytes);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -405,4 +403,17 @@ int main(int argc, char** argv) {
     }
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "inferq-bench-host: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "inferq-bench-host: unknown exception\n");
+  }
+  return 1;
 }
