@@ -24,10 +24,12 @@ using namespace std::chrono_literals;
 // PostgreSQL; returns their ids.
 std::vector<std::int64_t> enqueue_load(const std::string& url) {
   std::vector<std::string> payloads;
+  payloads.reserve(1000);
   for (int i = 0; i < 1000; ++i) payloads.push_back("{\"i\": " + std::to_string(i) + "}");
   std::vector<std::int64_t> ids = enqueue_many(url, "echo", payloads);
   for (int k = 0; k < 5; ++k) {
     std::vector<std::string> keyed;
+    keyed.reserve(20);
     for (int i = 0; i < 20; ++i)
       keyed.push_back("{\"k\": " + std::to_string(k) + ", \"i\": " + std::to_string(i) + "}");
     const auto more = enqueue_many(url, "echo", keyed, "key-" + std::to_string(k));
