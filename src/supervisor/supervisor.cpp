@@ -377,6 +377,9 @@ Supervisor::ReapResult Supervisor::reap_stale(TimePoint now) {
   if (!draining_) {
     for (auto& slot : slots_) {
       if (slot->state() == Slot::State::kIdle && !slot->retiring) {
+        // A unit of its queue claimed ahead goes to it (claim_for_slots)
+        // before anything claimed after it.
+        if (oldest_next_of(slot->queue) != nullptr) continue;
         idle = slot.get();
         break;
       }
@@ -475,7 +478,7 @@ void Supervisor::claim_for_slots(TimePoint now, ReapResult& reap) {
       Slot& slot = *slot_ptr;
       const bool wants = ahead ? wants_next(slot) : slot.state() == Slot::State::kIdle && !slot.retiring;
       if (!wants) continue;
-      if (!ahead && take_next_of_busy_slot(slot, now)) continue;
+      if (!ahead && take_oldest_next(slot, now)) continue;
       if (std::find(exhausted.begin(), exhausted.end(), slot.queue) != exhausted.end()) continue;
       if (!db_.usable(now)) return;
       std::optional<db::ClaimedUnit> unit;
@@ -544,18 +547,29 @@ void Supervisor::record_claimed(const Slot& slot, db::ClaimedUnit& unit) {
   metrics_.jobs_claimed(slot.queue->name, waits_of(unit.jobs));
 }
 
-bool Supervisor::take_next_of_busy_slot(Slot& idle, TimePoint now) {
-  for (auto& s : slots_) {
-    Slot& busy = *s;
-    if (busy.queue != idle.queue || !busy.next) continue;
-    spdlog::debug("{}: taking unit {}, claimed ahead by {}", slot_name(idle), busy.next->lease_id,
-                  slot_name(busy));
-    db::ClaimedUnit unit = std::move(*busy.next);
-    busy.next.reset();
-    dispatch(idle, std::move(unit), now);
-    return true;
+Slot* Supervisor::oldest_next_of(const config::QueueSettings* queue) const {
+  Slot* oldest = nullptr;
+  for (const auto& s : slots_) {
+    if (s->queue != queue || !s->next) continue;
+    const auto older = [](const db::ClaimedUnit& a, const db::ClaimedUnit& b) {
+      return a.claimed_at != b.claimed_at ? a.claimed_at < b.claimed_at : a.lease_id < b.lease_id;
+    };
+    if (oldest == nullptr || older(*s->next, *oldest->next)) oldest = s.get();
   }
-  return false;
+  return oldest;
+}
+
+bool Supervisor::take_oldest_next(Slot& slot, TimePoint now) {
+  Slot* const holder = oldest_next_of(slot.queue);
+  if (holder == nullptr) return false;
+  if (holder != &slot) {
+    spdlog::debug("{}: taking unit {}, claimed ahead by {}", slot_name(slot), holder->next->lease_id,
+                  slot_name(*holder));
+  }
+  db::ClaimedUnit unit = std::move(*holder->next);
+  holder->next.reset();
+  dispatch(slot, std::move(unit), now);
+  return true;
 }
 
 void Supervisor::set_next(Slot& slot, db::ClaimedUnit unit) {
@@ -748,10 +762,11 @@ void Supervisor::on_socket(Slot& slot, TimePoint now) {
         give_back_next(slot, "the daemon is shutting down");
       } else if (slot.retiring) {
         give_back_next(slot, "its queue was reloaded");
-      } else if (slot.next) {
-        db::ClaimedUnit next = std::move(*slot.next);
-        slot.next.reset();
-        dispatch(slot, std::move(next), now);
+      } else {
+        // Its own next unit, or one its queue claimed before it on another
+        // slot, which would wait there behind a unit that may run to its
+        // deadline. (That slot then claims ahead again.)
+        take_oldest_next(slot, now);
       }
     } else if (auto* fatal = std::get_if<protocol::Fatal>(&msg)) {
       slot.fatal_message = fatal->message;

@@ -147,19 +147,19 @@ class Supervisor {
   void retire_slots(TimePoint now);
   // Drops the generations that no slot points into, but the served one.
   void drop_unused_generations();
-  // Reaps; with a slot free (and not draining), the same statement claims
-  // for it, and that claim is returned for claim_for_slots. With none
-  // free, it claims the next unit of the first slot that wants_next(), set
-  // there at once: one statement per unit instead of a reap and a claim
-  // (on the 2-core machine PostgreSQL's share of the CPU at batch 1).
+  // Reaps; with a slot free (and not draining, and no unit of its queue
+  // claimed ahead for it to take), the same statement claims for it, and
+  // that claim is returned for claim_for_slots. With none free, it claims the next unit of the first slot
+  // that wants_next(), set there at once: one statement per unit instead of a reap and a claim (on the 2-core
+  // machine PostgreSQL's share of the CPU at batch 1).
   ReapResult reap_stale(TimePoint now);
   // A busy slot of a queue with prefetch (and no max_wait) whose next unit
   // is not claimed yet.
   bool wants_next(const Slot& slot) const;
   void stop_lost_units(TimePoint now);
   // Puts the reap's unit on its slot first (its lease is live); then (not
-  // draining) gives each other idle slot a unit that a busy slot of its
-  // queue claimed ahead or else claims for it, then, for each busy slot
+  // draining) gives each other idle slot the oldest unit that a busy slot
+  // of its queue claimed ahead or else claims for it, then, for each busy slot
   // that wants_next(), the unit it runs next, so that unit starts the moment
   // the current one ends instead of after a claim's round trip. A queue
   // found exhausted is not claimed for again this tick.
@@ -182,10 +182,14 @@ class Supervisor {
   // Counts a claimed unit's jobs and their waits in the metrics, and stamps
   // its claimed_at.
   void record_claimed(const Slot& slot, db::ClaimedUnit& unit);
-  // Dispatches on idle `idle` the unit that a slot of its queue claimed
-  // ahead, if one did: it would wait for that slot's unit to end (up to a
-  // deadline) while this slot idles. False when none had.
-  bool take_next_of_busy_slot(Slot& idle, TimePoint now);
+  // The slot of `queue` whose unit claimed ahead (next) was claimed first;
+  // null when none holds one.
+  Slot* oldest_next_of(const config::QueueSettings* queue) const;
+  // Dispatches on idle `slot` the unit of its queue claimed ahead first,
+  // its own or another slot's: one on another slot would wait for that
+  // slot's unit to end (up to a deadline) while this one runs later work.
+  // False when no slot of the queue holds one.
+  bool take_oldest_next(Slot& slot, TimePoint now);
   // Makes `unit` (claimed ahead) busy `slot`'s next: counted, its lease heartbeated.
   void set_next(Slot& slot, db::ClaimedUnit unit);
   // Moves the outcomes of the jobs dispatch() did not send (batch.max_bytes)

@@ -352,3 +352,25 @@ TEST_CASE("a unit claimed ahead moves to a slot of its queue that is idle, not w
   CHECK(h.writer->units[1].jobs[0].ok);
   CHECK(h.sup->slot_states() == std::vector<SlotState>{SlotState::kBusy, SlotState::kIdle});
 }
+
+TEST_CASE(
+    "with a backlog, a unit claimed ahead behind a long unit runs on the next slot free, before later ones") {
+  Harness h(two_prefetching_slots());
+  REQUIRE(h.step_until_all(SlotState::kIdle));
+  // Slot 0 runs the long job 1, slot 1 the short job 2; job 3 waits as slot
+  // 0's next and job 4 as slot 1's. Job 5 is the backlog that the reap's
+  // claim for a free slot would find.
+  h.statements->add("q", 1, R"({"seconds": 30})");
+  h.statements->add("q", 2, R"({"seconds": 0.2})");
+  h.statements->add("q", 3, R"({"seconds": 0})");
+  h.statements->add("q", 4, R"({"seconds": 0})");
+  h.statements->add("q", 5, R"({"seconds": 0})");
+  REQUIRE(h.step_until_all(SlotState::kBusy));
+  // Job 2 ends: slot 1 takes job 3, claimed first, not its own job 4 nor
+  // job 5 from the database; job 3 does not wait 30 s behind job 1.
+  REQUIRE(h.step_until([&] { return h.writer->units.size() == 4; }));
+  std::vector<std::int64_t> order;
+  for (const auto& u : h.writer->units) order.push_back(u.jobs[0].job_id);
+  CHECK(order == std::vector<std::int64_t>{2, 3, 4, 5});
+  for (const auto& u : h.writer->units) CHECK(u.jobs[0].ok);
+}
