@@ -41,8 +41,8 @@ class Raw {
 // planner would pick a parallel sequential scan of the whole history, whose
 // workers take the claims' CPU), in this backend alone, and no JIT: such a
 // count's estimated cost passes jit_above_cost, and compiling it cost more
-// than the scan (one unserved-queue sample spent 344 ms in LLVM; without it
-// echo jobs drained about a tenth faster, BENCHMARKS.md). LOCAL, so a
+// than the scan (one unserved-queue sample spent 344 ms in LLVM; with JIT
+// off, echo jobs drained 6-12% faster, BENCHMARKS.md). LOCAL, so a
 // transaction pooler's next client does not inherit it.
 inline constexpr const char* kCountingSettings =
     "SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off";

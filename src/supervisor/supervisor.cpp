@@ -548,12 +548,13 @@ void Supervisor::record_claimed(const Slot& slot, db::ClaimedUnit& unit) {
 }
 
 Slot* Supervisor::oldest_next_of(const config::QueueSettings* queue) const {
+  // Units claimed in one tick share claimed_at; lease ids follow claim order.
+  const auto older = [](const db::ClaimedUnit& a, const db::ClaimedUnit& b) {
+    return a.claimed_at != b.claimed_at ? a.claimed_at < b.claimed_at : a.lease_id < b.lease_id;
+  };
   Slot* oldest = nullptr;
   for (const auto& s : slots_) {
     if (s->queue != queue || !s->next) continue;
-    const auto older = [](const db::ClaimedUnit& a, const db::ClaimedUnit& b) {
-      return a.claimed_at != b.claimed_at ? a.claimed_at < b.claimed_at : a.lease_id < b.lease_id;
-    };
     if (oldest == nullptr || older(*s->next, *oldest->next)) oldest = s.get();
   }
   return oldest;

@@ -149,8 +149,9 @@ class Supervisor {
   void drop_unused_generations();
   // Reaps; with a slot free (and not draining, and no unit of its queue
   // claimed ahead for it to take), the same statement claims for it, and
-  // that claim is returned for claim_for_slots. With none free, it claims the next unit of the first slot
-  // that wants_next(), set there at once: one statement per unit instead of a reap and a claim (on the 2-core
+  // that claim is returned for claim_for_slots. With none free, it claims
+  // the next unit of the first slot that wants_next(), set there at once:
+  // one statement per unit instead of a reap and a claim (on the 2-core
   // machine PostgreSQL's share of the CPU at batch 1).
   ReapResult reap_stale(TimePoint now);
   // A busy slot of a queue with prefetch (and no max_wait) whose next unit
@@ -159,8 +160,8 @@ class Supervisor {
   void stop_lost_units(TimePoint now);
   // Puts the reap's unit on its slot first (its lease is live); then (not
   // draining) gives each other idle slot the oldest unit that a busy slot
-  // of its queue claimed ahead or else claims for it, then, for each busy slot
-  // that wants_next(), the unit it runs next, so that unit starts the moment
+  // of its queue claimed ahead or else claims for it, then, for each busy
+  // slot that wants_next(), the unit it runs next, so that unit starts the moment
   // the current one ends instead of after a claim's round trip. A queue
   // found exhausted is not claimed for again this tick.
   void claim_for_slots(TimePoint now, ReapResult& reap);

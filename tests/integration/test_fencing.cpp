@@ -10,7 +10,6 @@
 #include <chrono>
 #include <fstream>
 #include <string>
-#include <thread>
 
 #include "support/audit.hpp"
 #include "support/daemon.hpp"
